@@ -1,0 +1,288 @@
+"""The LVKC scaffold: the one place that knows the stage tags (paper section 3.2, Figure 12).
+
+A response is a free-text preamble (the global context sentence of Figure 12) followed by
+five tagged stages, in this order::
+
+    <LOC>..</LOC><VISUAL>..</VISUAL><KNOWLEDGE>..</KNOWLEDGE><CON>..</CON><ANSWER>..</ANSWER>
+
+``<LOC>`` may carry grounding objects on the 0-1000 grid used by the paper's examples:
+``{"box_2d": [ymin, xmin, ymax, xmax], "label": ...}`` and ``{"point": [y, x], "label": ...}``.
+
+Model output is never trusted to be well formed, so :func:`parse` never raises: every defect
+(missing, repeated, unclosed, misordered, empty stage; a stray closing tag; a stage closed with
+its own opening tag, as two of the paper's Figure 12 outputs do) becomes a :class:`Problem`
+and the content is still recovered wherever it can be.
+
+The self-check span of R-GRPO (section 3.3) uses the same machinery with its own tags: an outer
+``<CHECK>`` holding one tag per review dimension (visual grounding, visual analysis, medical
+knowledge consistency).
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from dataclasses import dataclass, field
+
+STAGES: tuple[str, ...] = ("LOC", "VISUAL", "KNOWLEDGE", "CON", "ANSWER")
+STAGE_TITLES: dict[str, str] = {
+    "LOC": "Localization",
+    "VISUAL": "Visual analysis",
+    "KNOWLEDGE": "Knowledge",
+    "CON": "Conclusion",
+    "ANSWER": "Answer",
+}
+
+SELF_CHECK_TAG = "CHECK"
+SELF_CHECK_DIMENSIONS: dict[str, str] = {
+    "GROUNDING": "visual grounding",
+    "ANALYSIS": "visual analysis",
+    "CONSISTENCY": "medical knowledge consistency",
+}
+
+GRID = 1000  # grounding coordinates live on a 0..GRID grid, independent of image resolution
+
+# Bounded whitespace keeps the scan linear on adversarial input.
+_TAG_RE_CACHE: dict[tuple[str, ...], re.Pattern[str]] = {}
+_GROUNDING_RE = re.compile(r"\{[^{}]{0,400}\}")
+_REGION_WORDS_RE = re.compile(
+    r"\b(left|right|upper|lower|middle|central|centre|center|anterior|posterior|medial|lateral|"
+    r"superior|inferior|proximal|distal|apical|basal|bilateral|peripheral|quadrant|lobe|region|"
+    r"zone|segment|margin|border|wall|area|side|field|compartment|base|apex|hilum|hilar|"
+    r"periphery|cortex|space|level|near|adjacent|along|within|between|beneath|above|below)\b",
+    re.IGNORECASE,
+)
+
+
+@dataclass(frozen=True)
+class Problem:
+    """One defect found while parsing; ``kind`` is a stable machine-readable name."""
+
+    kind: str  # missing | repeated | unclosed | misordered | empty | stray_close | closed_with_open_tag
+    tag: str
+    detail: str = ""
+
+    def __str__(self) -> str:
+        return f"{self.kind} <{self.tag}>" + (f": {self.detail}" if self.detail else "")
+
+
+@dataclass(frozen=True)
+class Grounding:
+    """A region named in ``<LOC>``: a box ``[ymin, xmin, ymax, xmax]`` or a point ``[y, x]`` on the grid."""
+
+    label: str
+    box_2d: tuple[float, float, float, float] | None = None
+    point: tuple[float, float] | None = None
+
+    def to_json(self) -> str:
+        body: dict[str, object] = {}
+        if self.box_2d is not None:
+            body["box_2d"] = [_int_if_whole(v) for v in self.box_2d]
+        if self.point is not None:
+            body["point"] = [_int_if_whole(v) for v in self.point]
+        body["label"] = self.label
+        return json.dumps(body, ensure_ascii=False)
+
+
+@dataclass(frozen=True)
+class Parsed:
+    """What was recovered from one text for one tag set."""
+
+    preamble: str
+    sections: dict[str, str]
+    order: tuple[str, ...]
+    problems: tuple[Problem, ...]
+
+    @property
+    def valid(self) -> bool:
+        return not self.problems
+
+    def get(self, tag: str) -> str | None:
+        return self.sections.get(tag)
+
+
+@dataclass(frozen=True)
+class Scaffold:
+    """A full LVKC response, for rendering training targets."""
+
+    loc: str
+    visual: str
+    knowledge: str
+    con: str
+    answer: str
+    preamble: str = ""
+    groundings: tuple[Grounding, ...] = field(default_factory=tuple)
+
+    def render(self) -> str:
+        loc = " ".join([self.loc.strip(), *(g.to_json() for g in self.groundings)]).strip()
+        body = "".join(
+            f"<{tag}>{text.strip()}</{tag}>"
+            for tag, text in zip(STAGES, (loc, self.visual, self.knowledge, self.con, self.answer))
+        )
+        return f"{self.preamble.strip()} {body}".strip() if self.preamble.strip() else body
+
+
+def _tag_re(tags: tuple[str, ...]) -> re.Pattern[str]:
+    pattern = _TAG_RE_CACHE.get(tags)
+    if pattern is None:
+        names = "|".join(sorted(tags, key=len, reverse=True))
+        pattern = re.compile(rf"<[ \t]{{0,3}}(/?)[ \t]{{0,3}}({names})[ \t]{{0,3}}>", re.IGNORECASE)
+        _TAG_RE_CACHE[tags] = pattern
+    return pattern
+
+
+def parse_tags(text: object, tags: tuple[str, ...]) -> Parsed:
+    """Recover tagged sections of ``text`` in any order; never raises.
+
+    The first occurrence of a section wins; later ones are reported as ``repeated``. An opening
+    tag met while the same section is open is read as its close (``closed_with_open_tag``); an
+    opening tag met while another section is open closes that one (``unclosed``).
+    """
+    if not isinstance(text, str):
+        text = "" if text is None else str(text)
+    sections: dict[str, str] = {}
+    order: list[str] = []
+    problems: list[Problem] = []
+    preamble_end = None
+    open_tag, open_at = None, 0
+
+    def close(tag: str, end: int) -> None:
+        if tag in sections:
+            problems.append(Problem("repeated", tag))
+            return
+        sections[tag] = text[open_at:end].strip()
+        order.append(tag)
+
+    for m in _tag_re(tags).finditer(text):
+        is_close, tag = m.group(1) == "/", m.group(2).upper()
+        if preamble_end is None:
+            preamble_end = m.start()
+        if is_close:
+            if open_tag == tag:
+                close(tag, m.start())
+                open_tag = None
+            elif open_tag is None:
+                problems.append(Problem("stray_close", tag))
+            else:
+                problems.append(Problem("unclosed", open_tag, f"closed by </{tag}>"))
+                close(open_tag, m.start())
+                open_tag = None
+        elif open_tag == tag:
+            problems.append(Problem("closed_with_open_tag", tag))
+            close(tag, m.start())
+            open_tag = None
+        else:
+            if open_tag is not None:
+                problems.append(Problem("unclosed", open_tag, f"<{tag}> opened inside it"))
+                close(open_tag, m.start())
+            open_tag, open_at = tag, m.end()
+    if open_tag is not None:
+        problems.append(Problem("unclosed", open_tag, "at end of text"))
+        close(open_tag, len(text))
+
+    for tag in tags:
+        if tag not in sections:
+            problems.append(Problem("missing", tag))
+        elif not sections[tag]:
+            problems.append(Problem("empty", tag))
+    expected = [t for t in tags if t in sections]
+    if order != expected:
+        problems.append(Problem("misordered", order[0] if order else "", " -> ".join(order)))
+    preamble = text[:preamble_end].strip() if preamble_end is not None else text.strip()
+    return Parsed(preamble, sections, tuple(order), tuple(problems))
+
+
+def parse(text: object) -> Parsed:
+    """Parse an LVKC response (the five stages of :data:`STAGES`)."""
+    return parse_tags(text, STAGES)
+
+
+def answer_text(text: object) -> str | None:
+    """The ``<ANSWER>`` content, or None when the response has none; the reward reads only this."""
+    return parse(text).get("ANSWER")
+
+
+def parse_self_check(text: object) -> Parsed:
+    """Parse a self-check span: ``<CHECK>`` around one section per review dimension."""
+    outer = parse_tags(text, (SELF_CHECK_TAG,))
+    inner = parse_tags(outer.get(SELF_CHECK_TAG) or "", tuple(SELF_CHECK_DIMENSIONS))
+    return Parsed(outer.preamble, inner.sections, inner.order, outer.problems + inner.problems)
+
+
+def render_self_check(reviews: dict[str, str]) -> str:
+    """Render a self-check span; ``reviews`` maps each :data:`SELF_CHECK_DIMENSIONS` key to text."""
+    body = "".join(f"<{tag}>{reviews.get(tag, '').strip()}</{tag}>" for tag in SELF_CHECK_DIMENSIONS)
+    return f"<{SELF_CHECK_TAG}>{body}</{SELF_CHECK_TAG}>"
+
+
+def groundings(loc_text: object) -> list[Grounding]:
+    """Grounding objects found in ``<LOC>`` text; malformed or off-grid objects are skipped."""
+    if not isinstance(loc_text, str):
+        return []
+    found = []
+    for m in _GROUNDING_RE.finditer(loc_text):
+        try:
+            obj = json.loads(m.group(0))
+        except ValueError:
+            continue
+        if isinstance(obj, dict):
+            g = _grounding_from_dict(obj)
+            if g is not None:
+                found.append(g)
+    return found
+
+
+def names_region(loc_text: object) -> bool:
+    """Whether ``<LOC>`` text names a region: a grounding object or anatomical location words."""
+    if not isinstance(loc_text, str) or not loc_text.strip():
+        return False
+    return bool(groundings(loc_text)) or _REGION_WORDS_RE.search(loc_text) is not None
+
+
+def _grounding_from_dict(obj: dict) -> Grounding | None:
+    label = obj.get("label", "")
+    label = label if isinstance(label, str) else str(label)
+    box, point = _numbers(obj.get("box_2d"), 4), _numbers(obj.get("point"), 2)
+    if box is not None and not (box[0] < box[2] and box[1] < box[3]):
+        box = None
+    if box is None and point is None:
+        return None
+    return Grounding(label=label, box_2d=box, point=point)
+
+
+def _numbers(value: object, n: int) -> tuple | None:
+    if not isinstance(value, (list, tuple)) or len(value) != n:
+        return None
+    if not all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in value):
+        return None
+    if not all(0 <= v <= GRID for v in value):
+        return None
+    return tuple(float(v) for v in value)
+
+
+def _int_if_whole(v: float) -> int | float:
+    return int(v) if float(v).is_integer() else round(v, 1)
+
+
+def pixels_to_box_2d(xyxy: tuple[float, float, float, float], width: int, height: int) -> tuple[int, ...]:
+    """Pixel box ``(x1, y1, x2, y2)`` -> ``box_2d`` ``(ymin, xmin, ymax, xmax)`` on the grid, clipped."""
+    x1, y1, x2, y2 = xyxy
+    scale = lambda v, size: int(round(min(max(v / size, 0.0), 1.0) * GRID))  # noqa: E731
+    return (scale(y1, height), scale(x1, width), scale(y2, height), scale(x2, width))
+
+
+def box_2d_to_pixels(box_2d: tuple[float, ...], width: int, height: int) -> tuple[float, float, float, float]:
+    """``box_2d`` ``(ymin, xmin, ymax, xmax)`` on the grid -> pixel box ``(x1, y1, x2, y2)``."""
+    ymin, xmin, ymax, xmax = box_2d
+    return (xmin * width / GRID, ymin * height / GRID, xmax * width / GRID, ymax * height / GRID)
+
+
+def point_to_pixels(point: tuple[float, float], width: int, height: int) -> tuple[float, float]:
+    """``point`` ``(y, x)`` on the grid -> pixel ``(x, y)``."""
+    y, x = point
+    return (x * width / GRID, y * height / GRID)
+
+
+def from_qwen_bbox(bbox_2d: tuple[float, float, float, float], width: int, height: int, label: str) -> Grounding:
+    """Qwen2.5-VL's own ``bbox_2d`` (absolute pixels ``x1, y1, x2, y2`` of the image it saw) -> grid."""
+    return Grounding(label=label, box_2d=tuple(float(v) for v in pixels_to_box_2d(bbox_2d, width, height)))

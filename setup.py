@@ -1,0 +1,56 @@
+"""Distribution ``medsage``: each top-level folder installs as ``medsage.<folder>``.
+
+The folders stay flat in the repository (as the design card lays them out) while the
+installed names live under one namespace, so nothing generic such as ``eval`` or
+``plugins`` ever lands at the top of site-packages.
+"""
+
+from setuptools import find_packages, setup
+
+FOLDERS = ("reward_fns", "plugins", "data_gen", "eval")
+
+
+def _packages() -> tuple[list[str], dict[str, str]]:
+    packages, package_dir = [], {}
+    for folder in FOLDERS:
+        for sub in [""] + [f".{p}" for p in find_packages(folder)]:
+            packages.append(f"medsage.{folder}{sub}")
+        package_dir[f"medsage.{folder}"] = folder
+    return packages, package_dir
+
+
+PACKAGES, PACKAGE_DIR = _packages()
+
+# The stack that installs together is pinned in constraints.txt (see README, "Environment").
+EXTRAS = {
+    "sft": ["llamafactory==0.9.5", "torchaudio==2.11.0"],
+    "rl": ["verl[verl-core]==0.9.1", "ray"],
+    "data": ["openai", "pandas", "pyarrow", "pyyaml", "matplotlib", "tqdm"],
+    "dev": ["pytest", "pytest-timeout", "hypothesis", "wheel"],
+    # GPU clusters only, never installed in CI; see README "GPU clusters".
+    "gpu": ["vllm", "flash-attn"],
+}
+
+setup(
+    name="medsage",
+    version="0.1.0",
+    description="MEDSAGE: structured medical visual reasoning (LVKC scaffold, SFT + R-GRPO)",
+    python_requires=">=3.10",
+    packages=PACKAGES,
+    package_dir=PACKAGE_DIR,
+    package_data={f"medsage.{f}": ["*.jinja", "*.json", "*.yaml", "templates/*"] for f in FOLDERS},
+    install_requires=[
+        "torch==2.11.0",
+        "torchvision==0.26.0",
+        "transformers==5.5.4",
+        "numpy",
+        "pillow",
+        "pyyaml",
+    ],
+    extras_require=EXTRAS,
+    entry_points={
+        "console_scripts": [
+            "medsage-tiny-model=medsage.plugins.tiny_model:main",
+        ]
+    },
+)

@@ -1,0 +1,86 @@
+"""Property-based: no model output makes the parser, matcher or rewards raise or leave their range."""
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from medsage.reward_fns import compute_score, format_reward
+from medsage.reward_fns import scaffold as sc
+from medsage.reward_fns.answers import extract_choice, match_answer, token_scores, yes_no
+
+TAG_PIECES = [f"<{t}>" for t in sc.STAGES] + [f"</{t}>" for t in sc.STAGES] + ["<", ">", "</", "{", "}", '"box_2d"']
+FRAGMENTS = st.one_of(
+    st.text(max_size=40),
+    st.sampled_from(TAG_PIECES + ["yes", "no", "(B)", "**C**", "answer is", '{"point": [1, 2]}', "\n", "  "]),
+)
+MODEL_TEXT = st.lists(FRAGMENTS, max_size=40).map("".join)
+OPTIONS = st.one_of(
+    st.none(),
+    st.dictionaries(st.sampled_from("ABCDE"), st.text(max_size=15), max_size=5),
+    st.lists(st.text(max_size=15), max_size=5),
+)
+SETTINGS = settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+
+
+@SETTINGS
+@given(MODEL_TEXT, st.text(max_size=20), OPTIONS)
+def test_rewards_stay_in_range(response, reference, options):
+    out = compute_score("fuzz", response, reference, {"options": options})
+    assert out["accuracy"] in (0.0, 1.0)
+    assert 0.0 <= out["format"] <= 1.0
+    assert 0.0 <= out["score"] <= 1.0
+
+
+@SETTINGS
+@given(MODEL_TEXT)
+def test_parser_never_raises_and_sections_are_substrings(text):
+    parsed = sc.parse(text)
+    for content in parsed.sections.values():
+        assert content in text
+    if parsed.valid:  # a clean parse loses format credit only for a LOC that names no region
+        assert format_reward(text) == (1.0 if sc.names_region(parsed.get("LOC")) else 0.9)
+    else:
+        assert format_reward(text) < 1.0
+    sc.groundings(text)
+    sc.parse_self_check(text)
+
+
+@SETTINGS
+@given(MODEL_TEXT, st.text(max_size=20), OPTIONS)
+def test_matcher_is_total(prediction, reference, options):
+    assert match_answer(prediction, reference, options) in (True, False)
+    assert extract_choice(prediction, options) in (None, "A", "B", "C", "D", "E")
+    assert yes_no(prediction) in (None, "yes", "no")
+    s = token_scores(prediction, reference)
+    assert 0.0 <= s.precision <= 1.0 and 0.0 <= s.recall <= 1.0 and 0.0 <= s.f1 <= 1.0
+
+
+@SETTINGS
+@given(st.sampled_from(sc.STAGES), st.text(min_size=1, max_size=30).filter(lambda s: "<" not in s and s.strip()))
+def test_clean_scaffold_with_any_content_scores_full_format(stage, content):
+    texts = {t: "the left lobe" if t == "LOC" else "x" for t in sc.STAGES}
+    texts[stage] = texts[stage] + " " + content
+    assert format_reward("".join(f"<{t}>{texts[t]}</{t}>" for t in sc.STAGES)) == 1.0
+
+
+ADVERSARIAL = [
+    "<" * 200_000,
+    "< " * 100_000,
+    "<LOC>" * 40_000,
+    "{" * 100_000 + "}" * 100_000,
+    '<LOC>{"box_2d": [' + "1," * 100_000 + "]}",
+    "(A) " * 50_000,
+    "no " * 70_000,
+    "answer is " * 20_000,
+    "<ANSWER>" + "a " * 100_000 + "</ANSWER>",
+]
+
+
+@pytest.mark.timeout(10)  # a guard against catastrophic backtracking, not a speed measurement
+@pytest.mark.parametrize("text", ADVERSARIAL, ids=range(len(ADVERSARIAL)))
+def test_200kb_adversarial_strings_finish(text):
+    assert len(text) >= 150_000
+    out = compute_score("adv", text, "C", {"options": {"A": "a " * 50, "B": "no", "C": "x"}})
+    assert 0.0 <= out["score"] <= 1.0
+    assert match_answer(text, "no") in (True, False)
+    assert match_answer(text, "a a a") in (True, False)
