@@ -1,0 +1,253 @@
+"""The one async client for every LLM call (stage generation, verification, evaluation judges).
+
+Data building makes tens of thousands of calls to GPT-4o or a ``vllm serve`` endpoint (paper
+appendix A.3), so the client is built for long, interruptible runs:
+
+* bounded concurrency (a semaphore around the HTTP call only; back-off sleeps hold no slot);
+* retries with exponential back-off and jitter on 429, 5xx, timeouts, connection errors and
+  malformed replies (including a caller's ``validate`` rejecting the text), honouring
+  ``Retry-After``; other 4xx fail at once with the server's message;
+* a persistent SQLite cache keyed by the request (model, messages, sampling parameters), so a
+  killed run resumes without paying twice, and identical requests in flight are sent once;
+* token and cost accounting per model;
+* the API key is read from the environment variable named in the config and lives only in the
+  HTTP client object: it is never part of the cache key, a file, or a log line.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import email.utils
+import hashlib
+import json
+import mimetypes
+import os
+import random
+import sqlite3
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+import openai
+from openai import AsyncOpenAI
+
+_RETRY_STATUS = frozenset({408, 409, 429})
+
+
+@dataclass(frozen=True)
+class LLMConfig:
+    """One endpoint and model; prices are USD per million tokens (0 for a local server)."""
+
+    base_url: str
+    model: str
+    api_key_env: str = "OPENAI_API_KEY"
+    concurrency: int = 16
+    max_retries: int = 6
+    timeout_s: float = 60.0
+    backoff_base_s: float = 1.0
+    backoff_max_s: float = 60.0
+    cache_path: Path | None = None
+    price_input_per_m: float = 0.0
+    price_output_per_m: float = 0.0
+
+    def __post_init__(self) -> None:
+        if self.concurrency < 1 or self.max_retries < 0 or self.timeout_s <= 0:
+            raise ValueError(f"LLMConfig for {self.model!r}: concurrency >= 1, max_retries >= 0, timeout_s > 0")
+
+
+@dataclass(frozen=True)
+class ChatResult:
+    text: str
+    prompt_tokens: int
+    completion_tokens: int
+    cached: bool
+
+
+@dataclass
+class ModelUsage:
+    """What one model cost so far; ``cache_hits`` were answered without a call."""
+
+    calls: int = 0
+    cache_hits: int = 0
+    retries: int = 0
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    cost_usd: float = 0.0
+
+
+class LLMError(RuntimeError):
+    """A request that could not be completed: retries exhausted, or a non-retryable 4xx."""
+
+
+class MalformedReply(ValueError):
+    """The server answered 200 but with no usable text, or the caller's validator refused it."""
+
+
+class ResponseCache:
+    """Request-keyed replies in SQLite; safe to reopen after a kill (WAL, one row per request)."""
+
+    def __init__(self, path: Path):
+        path.parent.mkdir(parents=True, exist_ok=True)
+        self._db = sqlite3.connect(str(path), isolation_level=None)
+        self._db.execute("PRAGMA journal_mode=WAL")
+        self._db.execute(
+            "CREATE TABLE IF NOT EXISTS replies (key TEXT PRIMARY KEY, text TEXT, prompt_tokens INT, completion_tokens INT)"
+        )
+
+    def get(self, key: str) -> ChatResult | None:
+        row = self._db.execute("SELECT text, prompt_tokens, completion_tokens FROM replies WHERE key = ?", (key,)).fetchone()
+        return ChatResult(row[0], row[1], row[2], cached=True) if row else None
+
+    def put(self, key: str, result: ChatResult) -> None:
+        self._db.execute(
+            "INSERT OR REPLACE INTO replies VALUES (?, ?, ?, ?)",
+            (key, result.text, result.prompt_tokens, result.completion_tokens),
+        )
+
+    def __len__(self) -> int:
+        return self._db.execute("SELECT COUNT(*) FROM replies").fetchone()[0]
+
+    def close(self) -> None:
+        self._db.close()
+
+
+def image_content(path: str | Path) -> dict[str, Any]:
+    """An OpenAI chat content part carrying a local image as a base64 data URL."""
+    path = Path(path)
+    mime = mimetypes.guess_type(path.name)[0] or "image/png"
+    data = base64.b64encode(path.read_bytes()).decode("ascii")
+    return {"type": "image_url", "image_url": {"url": f"data:{mime};base64,{data}"}}
+
+
+def request_key(model: str, messages: list[dict[str, Any]], params: dict[str, Any]) -> str:
+    """Cache key of a request: everything that determines the reply, nothing secret."""
+    blob = json.dumps({"model": model, "messages": messages, "params": params}, sort_keys=True, ensure_ascii=False)
+    return hashlib.sha256(blob.encode("utf-8")).hexdigest()
+
+
+class LLMClient:
+    """Use inside one event loop: ``async with LLMClient(cfg) as llm: await llm.chat(messages)``."""
+
+    def __init__(self, config: LLMConfig):
+        self.config = config
+        self.usage: dict[str, ModelUsage] = {}
+        self._http = AsyncOpenAI(
+            base_url=config.base_url,
+            api_key=os.environ.get(config.api_key_env) or "EMPTY",
+            max_retries=0,
+            timeout=config.timeout_s,
+        )
+        self._slots = asyncio.Semaphore(config.concurrency)
+        self._cache = ResponseCache(config.cache_path) if config.cache_path else None
+        self._in_flight: dict[str, asyncio.Future[ChatResult]] = {}
+        self._sleep = asyncio.sleep  # replaced in tests to observe back-off without waiting
+
+    async def __aenter__(self) -> "LLMClient":
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.close()
+
+    async def close(self) -> None:
+        await self._http.close()
+        if self._cache is not None:
+            self._cache.close()
+
+    async def chat(
+        self,
+        messages: list[dict[str, Any]],
+        *,
+        temperature: float = 0.0,
+        max_tokens: int = 1024,
+        validate: Callable[[str], bool] | None = None,
+    ) -> ChatResult:
+        """One chat completion, from the cache when this exact request was answered before."""
+        params = {"temperature": temperature, "max_tokens": max_tokens}
+        key = request_key(self.config.model, messages, params)
+        usage = self.usage.setdefault(self.config.model, ModelUsage())
+        hit = self._cache.get(key) if self._cache else None
+        if hit is not None and (validate is None or validate(hit.text)):
+            usage.cache_hits += 1
+            return hit
+        if key in self._in_flight:
+            return await asyncio.shield(self._in_flight[key])
+        future: asyncio.Future[ChatResult] = asyncio.get_running_loop().create_future()
+        self._in_flight[key] = future
+        try:
+            result = await self._call_with_retries(messages, params, validate, usage)
+            if self._cache is not None:
+                self._cache.put(key, result)
+            future.set_result(result)
+            return result
+        except BaseException as exc:
+            future.set_exception(exc)
+            future.exception()  # mark retrieved: waiters re-raise it, nobody else needs to
+            raise
+        finally:
+            del self._in_flight[key]
+
+    async def _call_with_retries(
+        self, messages: list[dict[str, Any]], params: dict[str, Any], validate: Callable[[str], bool] | None, usage: ModelUsage
+    ) -> ChatResult:
+        last_error: Exception | None = None
+        for attempt in range(self.config.max_retries + 1):
+            try:
+                return await self._call_once(messages, params, validate, usage)
+            except openai.APIStatusError as exc:
+                if exc.status_code < 500 and exc.status_code not in _RETRY_STATUS:
+                    raise LLMError(f"{self.config.model} at {self.config.base_url}: HTTP {exc.status_code}: {exc.message}") from exc
+                last_error, delay = exc, _retry_after(exc.response.headers)
+            except (openai.APIConnectionError, openai.APIResponseValidationError, MalformedReply) as exc:
+                last_error, delay = exc, None
+            except (ValueError, KeyError, IndexError, AttributeError, TypeError) as exc:  # undecodable reply body
+                last_error, delay = MalformedReply(f"undecodable reply: {exc!r}"), None
+            if attempt == self.config.max_retries:
+                break
+            usage.retries += 1
+            await self._sleep(delay if delay is not None else self._backoff(attempt))
+        raise LLMError(
+            f"{self.config.model} at {self.config.base_url}: gave up after {self.config.max_retries + 1} attempts: {last_error}"
+        ) from last_error
+
+    async def _call_once(
+        self, messages: list[dict[str, Any]], params: dict[str, Any], validate: Callable[[str], bool] | None, usage: ModelUsage
+    ) -> ChatResult:
+        async with self._slots:
+            reply = await self._http.chat.completions.create(model=self.config.model, messages=messages, **params)
+        usage.calls += 1
+        text = reply.choices[0].message.content
+        if not isinstance(text, str) or not text.strip():
+            raise MalformedReply("reply has no text")
+        prompt_tokens = int(getattr(reply.usage, "prompt_tokens", 0) or 0)
+        completion_tokens = int(getattr(reply.usage, "completion_tokens", 0) or 0)
+        usage.prompt_tokens += prompt_tokens
+        usage.completion_tokens += completion_tokens
+        usage.cost_usd += (
+            prompt_tokens * self.config.price_input_per_m + completion_tokens * self.config.price_output_per_m
+        ) / 1e6
+        if validate is not None and not validate(text):
+            raise MalformedReply("reply rejected by validator")
+        return ChatResult(text, prompt_tokens, completion_tokens, cached=False)
+
+    def _backoff(self, attempt: int) -> float:
+        ceiling = min(self.config.backoff_max_s, self.config.backoff_base_s * 2**attempt)
+        return ceiling * random.uniform(0.5, 1.0)
+
+
+def _retry_after(headers: Any) -> float | None:
+    """Seconds from ``retry-after-ms`` or ``Retry-After`` (seconds or an HTTP date), capped at 10 min."""
+    try:
+        if headers.get("retry-after-ms"):
+            return min(float(headers["retry-after-ms"]) / 1000, 600.0)
+        value = headers.get("retry-after")
+        if not value:
+            return None
+        try:
+            return min(max(float(value), 0.0), 600.0)
+        except ValueError:
+            when = email.utils.parsedate_to_datetime(value).timestamp()
+            return min(max(when - time.time(), 0.0), 600.0)
+    except (TypeError, ValueError, AttributeError):
+        return None

@@ -1,0 +1,194 @@
+"""The shared LLM client against an OpenAI-compatible server on 127.0.0.1 with injected faults."""
+
+import asyncio
+import base64
+import threading
+
+import pytest
+from openai_stub import StubReply, StubServer, last_user_text
+
+from medsage.data_gen.llm_client import LLMClient, LLMConfig, LLMError, image_content
+
+
+def ask(text):
+    return [{"role": "user", "content": text}]
+
+
+def run(coro):
+    return asyncio.run(coro)
+
+
+def scripted(*replies):
+    """A responder that plays ``replies`` in order, then echoes the prompt."""
+    queue = list(replies)
+    lock = threading.Lock()
+
+    def responder(request):
+        with lock:
+            if queue:
+                return queue.pop(0)
+        return "echo: " + last_user_text(request)
+
+    return responder
+
+
+async def chat_once(config, text="hello", sleeps=None, **kw):
+    async with LLMClient(config) as llm:
+        if sleeps is not None:
+            async def record(seconds):
+                sleeps.append(seconds)
+            llm._sleep = record
+        result = await llm.chat(ask(text), **kw)
+        return result, llm.usage[config.model]
+
+
+def config(srv, **kw):
+    return LLMConfig(base_url=srv.base_url, model="stub-model", backoff_base_s=0.01, **kw)
+
+
+def test_completion_usage_and_cost_are_accounted():
+    with StubServer(scripted()) as srv:
+        result, usage = run(chat_once(config(srv, price_input_per_m=2.0, price_output_per_m=10.0), "what is seen"))
+    assert result.text == "echo: what is seen" and not result.cached
+    assert usage.calls == 1 and usage.completion_tokens == 4 and usage.prompt_tokens == result.prompt_tokens > 0
+    assert usage.cost_usd == pytest.approx((result.prompt_tokens * 2 + 4 * 10) / 1e6)
+
+
+@pytest.mark.parametrize(
+    "fault",
+    [
+        StubReply(status=500, raw='{"error": {"message": "boom"}}'),
+        StubReply(status=503, raw="service unavailable"),
+        StubReply(raw="{not json"),
+        StubReply(raw='{"id": "x", "object": "chat.completion", "choices": []}'),
+        StubReply(text=""),
+    ],
+    ids=["500", "503-text", "malformed-json", "no-choices", "empty-text"],
+)
+def test_transient_faults_are_retried_with_backoff(fault):
+    sleeps = []
+    with StubServer(scripted(fault, fault)) as srv:
+        result, usage = run(chat_once(config(srv), sleeps=sleeps))
+        assert len(srv.calls) == 3
+    assert result.text == "echo: hello"
+    assert usage.retries == 2 and len(sleeps) == 2
+    assert 0 < sleeps[0] <= 0.01 and sleeps[1] <= 0.02  # exponential, jittered, capped
+
+
+def test_429_honours_retry_after():
+    sleeps = []
+    with StubServer(scripted(StubReply(status=429, headers={"Retry-After": "7"}, raw="{}"))) as srv:
+        result, _ = run(chat_once(config(srv), sleeps=sleeps))
+    assert sleeps == [7.0] and result.text == "echo: hello"
+
+
+def test_timeouts_are_retried():
+    with StubServer(scripted(StubReply(text="late", delay_s=1.0))) as srv:
+        result, usage = run(chat_once(config(srv, timeout_s=0.3)))
+    assert result.text == "echo: hello" and usage.retries == 1
+
+
+def test_validator_rejection_is_retried():
+    with StubServer(scripted("no tags here", "<LOC>x</LOC>")) as srv:
+        result, usage = run(chat_once(config(srv), validate=lambda t: "<LOC>" in t))
+    assert result.text == "<LOC>x</LOC>" and usage.retries == 1
+
+
+def test_client_errors_fail_fast_with_the_server_message():
+    reply = StubReply(status=401, raw='{"error": {"message": "invalid api key"}}')
+    with StubServer(scripted(reply, reply)) as srv:
+        with pytest.raises(LLMError, match="HTTP 401.*invalid api key"):
+            run(chat_once(config(srv)))
+        assert len(srv.calls) == 1
+
+
+def test_gives_up_after_max_retries_naming_model_and_endpoint():
+    with StubServer(lambda r: StubReply(status=500, raw="{}")) as srv:
+        with pytest.raises(LLMError, match=r"stub-model at http://127\.0\.0\.1:\d+/v1: gave up after 3 attempts"):
+            run(chat_once(config(srv, max_retries=2)))
+        assert len(srv.calls) == 3
+
+
+def test_cache_resumes_a_killed_run_without_repeating_calls(tmp_path):
+    cache = tmp_path / "cache.sqlite"
+
+    async def batch(srv):
+        async with LLMClient(config(srv, cache_path=cache)) as llm:
+            results = await asyncio.gather(*(llm.chat(ask(f"q{i}")) for i in range(6)))
+            return results, llm.usage["stub-model"]
+
+    with StubServer(scripted()) as srv:
+        first, _ = run(batch(srv))
+        again, usage = run(batch(srv))
+        assert len(srv.calls) == 6
+    assert [r.text for r in again] == [r.text for r in first]
+    assert all(r.cached for r in again) and usage.cache_hits == 6 and usage.calls == 0
+
+
+def test_cached_reply_failing_validation_is_asked_again(tmp_path):
+    cache = tmp_path / "cache.sqlite"
+    with StubServer(scripted("old format", "<ANSWER>new</ANSWER>")) as srv:
+        run(chat_once(config(srv, cache_path=cache)))
+        result, _ = run(chat_once(config(srv, cache_path=cache), validate=lambda t: "<ANSWER>" in t))
+        assert len(srv.calls) == 2
+    assert result.text == "<ANSWER>new</ANSWER>"
+
+
+def test_identical_requests_in_flight_are_sent_once():
+    async def many(srv):
+        async with LLMClient(config(srv)) as llm:
+            return await asyncio.gather(*(llm.chat(ask("same")) for _ in range(5)))
+
+    with StubServer(lambda r: StubReply(text="one", delay_s=0.2)) as srv:
+        results = run(many(srv))
+        assert len(srv.calls) == 1
+    assert [r.text for r in results] == ["one"] * 5
+
+
+def test_concurrency_is_bounded():
+    active, peak, lock = [0], [0], threading.Lock()
+
+    def responder(request):
+        with lock:
+            active[0] += 1
+            peak[0] = max(peak[0], active[0])
+        threading.Event().wait(0.1)
+        with lock:
+            active[0] -= 1
+        return "ok"
+
+    async def many(srv):
+        async with LLMClient(config(srv, concurrency=3)) as llm:
+            await asyncio.gather(*(llm.chat(ask(f"q{i}")) for i in range(12)))
+
+    with StubServer(responder) as srv:
+        run(many(srv))
+        assert len(srv.calls) == 12
+    assert peak[0] == 3
+
+
+def test_api_key_is_sent_but_never_written(tmp_path, monkeypatch, caplog):
+    secret = "sk-test-0123456789abcdef"
+    monkeypatch.setenv("MEDSAGE_TEST_KEY", secret)
+    cache = tmp_path / "cache.sqlite"
+    with StubServer(scripted()) as srv:
+        run(chat_once(config(srv, api_key_env="MEDSAGE_TEST_KEY", cache_path=cache)))
+        assert srv.headers_seen[0].get("authorization") == f"Bearer {secret}"
+    for f in tmp_path.iterdir():
+        assert secret.encode() not in f.read_bytes()
+    assert secret not in caplog.text
+    assert secret not in repr(config(srv, api_key_env="MEDSAGE_TEST_KEY"))
+
+
+def test_image_content_is_a_base64_data_url(tmp_path):
+    png = tmp_path / "x.png"
+    png.write_bytes(b"\x89PNG\r\n\x1a\nfake")
+    part = image_content(png)
+    assert part["type"] == "image_url"
+    header, data = part["image_url"]["url"].split(",", 1)
+    assert header == "data:image/png;base64" and base64.b64decode(data) == png.read_bytes()
+
+
+def test_bad_config_is_rejected_up_front():
+    with pytest.raises(ValueError, match="concurrency"):
+        LLMConfig(base_url="http://127.0.0.1:1/v1", model="m", concurrency=0)
