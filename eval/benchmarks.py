@@ -1,0 +1,352 @@
+"""Benchmark loaders: the public on-disk formats of the paper's Table 1 benchmarks (section 4.1) and
+OmniMedVQA (appendix B.2), read into one :class:`Item` record.
+
+Each loader reads the format as the dataset is distributed (HF parquet, SLAKE json, PMC-VQA csv,
+MMMU parquet per subject, OmniMedVQA json per source dataset) and fails with an error that names
+the file, the row and the field at fault, so a half-downloaded benchmark never turns into a
+silently smaller denominator.
+
+Images travel as an :data:`ImageRef`: a file path (``str``) or the encoded bytes that HF parquet
+files embed. :func:`load_image` is the one place that opens either.
+"""
+
+from __future__ import annotations
+
+import ast
+import hashlib
+import io
+import json
+import re
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pandas as pd
+from PIL import Image
+
+from medsage.reward_fns.answers import LETTERS, AnswerType, answer_type, normalize
+
+ImageRef = str | bytes
+
+MMMU_MEDICAL_SUBJECTS: tuple[str, ...] = (
+    "Basic_Medical_Science",
+    "Clinical_Medicine",
+    "Diagnostics_and_Laboratory_Medicine",
+    "Pharmacy",
+    "Public_Health",
+)
+
+
+class BenchmarkFormatError(ValueError):
+    """A benchmark file is missing, or a row lacks a field it must have."""
+
+
+@dataclass(frozen=True)
+class Item:
+    """One benchmark question; ``answer`` is the option letter for multiple choice."""
+
+    benchmark: str
+    id: str
+    question: str
+    answer: str
+    images: tuple[ImageRef, ...]
+    options: dict[str, str] = field(default_factory=dict)
+    closed: bool = True
+    modality: str = ""
+    question_type: str = ""
+
+    @property
+    def kind(self) -> AnswerType:
+        return answer_type(self.answer, self.options)
+
+
+def load_image(ref: ImageRef) -> Image.Image:
+    """Open an image given by path or by encoded bytes, as RGB."""
+    source = io.BytesIO(ref) if isinstance(ref, bytes) else ref
+    with Image.open(source) as img:
+        return img.convert("RGB")
+
+
+# ---------------------------------------------------------------------------------------------
+# helpers
+
+
+def _need_file(path: Path, what: str) -> Path:
+    if not path.is_file():
+        raise BenchmarkFormatError(f"{what}: file not found: {path}")
+    return path
+
+
+def _need_columns(frame: pd.DataFrame, columns: tuple[str, ...], source: Path) -> None:
+    missing = [c for c in columns if c not in frame.columns]
+    if missing:
+        raise BenchmarkFormatError(f"{source}: missing column(s) {missing}; found {list(frame.columns)}")
+
+
+def _parquet_files(root: Path, split: str) -> list[Path]:
+    """HF dataset layout: ``<root>/data/<split>-00000-of-0000N-*.parquet`` (or a single file)."""
+    if root.is_file():
+        return [root]
+    files = sorted(p for p in root.rglob(f"{split}-*.parquet"))
+    if not files:
+        raise BenchmarkFormatError(f"no '{split}-*.parquet' file under {root}")
+    return files
+
+
+def _image_bytes(cell: object, source: Path, row: int, column: str) -> bytes:
+    """An HF ``Image`` feature cell: a struct ``{bytes, path}`` (or raw bytes)."""
+    if isinstance(cell, (bytes, bytearray)):
+        return bytes(cell)
+    if isinstance(cell, dict) and isinstance(cell.get("bytes"), (bytes, bytearray)):
+        return bytes(cell["bytes"])
+    raise BenchmarkFormatError(f"{source}, row {row}, field '{column}': no embedded image bytes")
+
+
+def _text(value: object, source: Path, row: int, column: str) -> str:
+    if value is None or (isinstance(value, float) and value != value):
+        raise BenchmarkFormatError(f"{source}, row {row}, field '{column}': empty")
+    return str(value).strip()
+
+
+def _letter_of(answer: str, options: dict[str, str], source: Path, row: int, column: str) -> str:
+    """The option letter an answer names: the letter itself ("B", "B:...") or the option's text."""
+    head = re.match(r"^\s*\(?([A-J])\)?\s*(?:[:.)]|$)", answer)
+    if head and head.group(1) in options:
+        return head.group(1)
+    by_text = [k for k, v in options.items() if normalize(v) == normalize(answer)]
+    if len(by_text) == 1:
+        return by_text[0]
+    raise BenchmarkFormatError(f"{source}, row {row}, field '{column}': {answer!r} names none of the options {options}")
+
+
+def _yes_no_closed(answer: str) -> bool:
+    return normalize(answer) in ("yes", "no")
+
+
+# ---------------------------------------------------------------------------------------------
+# loaders
+
+
+def load_hf_vqa(name: str, root: str | Path, split: str = "test") -> list[Item]:
+    """VQA-RAD / PathVQA as HF parquet (``image``, ``question``, ``answer``); closed = yes/no answer."""
+    items = []
+    for source in _parquet_files(Path(root), split):
+        frame = pd.read_parquet(source)
+        _need_columns(frame, ("image", "question", "answer"), source)
+        for row, rec in enumerate(frame.to_dict("records")):
+            answer = _text(rec["answer"], source, row, "answer")
+            items.append(
+                Item(
+                    benchmark=name,
+                    id=f"{name}-{source.stem}-{row}",
+                    question=_text(rec["question"], source, row, "question"),
+                    answer=answer,
+                    images=(_image_bytes(rec["image"], source, row, "image"),),
+                    closed=_yes_no_closed(answer),
+                    question_type="closed" if _yes_no_closed(answer) else "open",
+                )
+            )
+    return items
+
+
+def load_vqa_rad(root: str | Path, split: str = "test") -> list[Item]:
+    """VQA-RAD (HF ``flaviagiammarino/vqa-rad``; 451 test questions)."""
+    return load_hf_vqa("vqa_rad", root, split)
+
+
+def load_pathvqa(root: str | Path, split: str = "test") -> list[Item]:
+    """PathVQA (HF ``flaviagiammarino/path-vqa``; 6,719 test questions)."""
+    return load_hf_vqa("pathvqa", root, split)
+
+
+def load_slake(root: str | Path, lang: str = "en", name: str = "slake", split_file: str = "test.json") -> list[Item]:
+    """SLAKE: ``test.json`` + ``imgs/<img_name>``; ``answer_type`` OPEN/CLOSED; ``q_lang`` en or zh.
+
+    The phantom benchmark of data_gen is written in this format and loads through here too.
+    """
+    root = Path(root)
+    source = _need_file(root / split_file, f"{name} questions")
+    try:
+        rows = json.loads(source.read_text(encoding="utf-8"))
+    except ValueError as err:
+        raise BenchmarkFormatError(f"{source}: not valid JSON ({err})") from err
+    if not isinstance(rows, list):
+        raise BenchmarkFormatError(f"{source}: expected a JSON list of questions")
+    items = []
+    for row, rec in enumerate(rows):
+        if not isinstance(rec, dict):
+            raise BenchmarkFormatError(f"{source}, row {row}: expected an object")
+        for column in ("img_name", "question", "answer", "answer_type", "q_lang"):
+            if column not in rec:
+                raise BenchmarkFormatError(f"{source}, row {row}: missing field '{column}'")
+        if rec["q_lang"] != lang:
+            continue
+        image = _need_file(root / "imgs" / str(rec["img_name"]), f"{source}, row {row}, field 'img_name'")
+        kind = str(rec["answer_type"]).upper()
+        if kind not in ("OPEN", "CLOSED"):
+            raise BenchmarkFormatError(f"{source}, row {row}, field 'answer_type': {kind!r} is not OPEN or CLOSED")
+        items.append(
+            Item(
+                benchmark=name,
+                id=f"{name}-{rec.get('qid', row)}",
+                question=_text(rec["question"], source, row, "question"),
+                answer=_text(rec["answer"], source, row, "answer"),
+                images=(str(image),),
+                closed=kind == "CLOSED",
+                modality=str(rec.get("modality", "")),
+                question_type=str(rec.get("content_type", "")),
+            )
+        )
+    return items
+
+
+def load_pmc_vqa(root: str | Path, csv_name: str = "test_2.csv", image_dir: str = "images") -> list[Item]:
+    """PMC-VQA: ``test_2.csv`` (Figure_path, Question, Choice A-D as "A:...", Answer) + images folder."""
+    root = Path(root)
+    source = _need_file(root / csv_name, "PMC-VQA questions")
+    frame = pd.read_csv(source, dtype=str, keep_default_na=False)
+    choices = tuple(f"Choice {letter}" for letter in "ABCD")
+    _need_columns(frame, ("Figure_path", "Question", "Answer", *choices), source)
+    items = []
+    for row, rec in enumerate(frame.to_dict("records")):
+        options = {}
+        for letter, column in zip("ABCD", choices):
+            text = re.sub(rf"^\s*{letter}\s*:\s*", "", rec[column]).strip()
+            if text:
+                options[letter] = text
+        image = _need_file(root / image_dir / rec["Figure_path"], f"{source}, row {row}, field 'Figure_path'")
+        items.append(
+            Item(
+                benchmark="pmc_vqa",
+                id=f"pmc_vqa-{rec.get('index') or row}",
+                question=_text(rec["Question"], source, row, "Question"),
+                answer=_letter_of(_text(rec["Answer"], source, row, "Answer"), options, source, row, "Answer"),
+                images=(str(image),),
+                options=options,
+                question_type="multiple_choice",
+            )
+        )
+    return items
+
+
+def load_mmmu_med(
+    root: str | Path, split: str = "validation", subjects: tuple[str, ...] = MMMU_MEDICAL_SUBJECTS
+) -> list[Item]:
+    """MMMU-Med: ``<root>/<Subject>/<split>-*.parquet``; ``options`` a Python-list string, ``answer`` a letter,
+    images ``image_1``..``image_7`` referenced as ``<image N>`` in the text. Questions without
+    options are MMMU's open questions and are scored as open."""
+    items = []
+    for subject in subjects:
+        for source in _parquet_files(Path(root) / subject, split):
+            frame = pd.read_parquet(source)
+            _need_columns(frame, ("id", "question", "options", "answer", "image_1"), source)
+            for row, rec in enumerate(frame.to_dict("records")):
+                items.append(_mmmu_item(rec, subject, source, row))
+    return items
+
+
+def _mmmu_item(rec: dict, subject: str, source: Path, row: int) -> Item:
+    try:
+        listed = ast.literal_eval(rec["options"]) if isinstance(rec["options"], str) else list(rec["options"])
+    except (ValueError, SyntaxError) as err:
+        raise BenchmarkFormatError(f"{source}, row {row}, field 'options': not a Python list ({err})") from err
+    options = {LETTERS[i]: str(text).strip() for i, text in enumerate(listed)}
+    images = tuple(
+        _image_bytes(rec[f"image_{n}"], source, row, f"image_{n}")
+        for n in range(1, 8)
+        if rec.get(f"image_{n}") is not None
+    )
+    if not images:
+        raise BenchmarkFormatError(f"{source}, row {row}, field 'image_1': no image")
+    answer = _text(rec["answer"], source, row, "answer")
+    if options:
+        answer = _letter_of(answer, options, source, row, "answer")
+    return Item(
+        benchmark="mmmu_med",
+        id=str(rec["id"]),
+        question=_text(rec["question"], source, row, "question"),
+        answer=answer,
+        images=images,
+        options=options,
+        closed=bool(options),
+        modality=str(rec.get("img_type") or ""),
+        question_type=subject,
+    )
+
+
+def load_omnimedvqa(root: str | Path, access: str = "Open-access") -> list[Item]:
+    """OmniMedVQA: ``QA_information/<access>/*.json`` (question, option_A-D, gt_answer as option text,
+    image_path relative to ``root``, modality_type, question_type)."""
+    root = Path(root)
+    folder = root / "QA_information" / access
+    files = sorted(folder.glob("*.json"))
+    if not files:
+        raise BenchmarkFormatError(f"no OmniMedVQA question file (*.json) in {folder}")
+    items = []
+    for source in files:
+        rows = json.loads(source.read_text(encoding="utf-8"))
+        for row, rec in enumerate(rows):
+            items.append(_omnimed_item(root, rec, source, row))
+    return items
+
+
+def _omnimed_item(root: Path, rec: dict, source: Path, row: int) -> Item:
+    for column in ("question", "gt_answer", "image_path", "option_A", "option_B"):
+        if column not in rec:
+            raise BenchmarkFormatError(f"{source}, row {row}: missing field '{column}'")
+    options = {
+        letter: str(rec[f"option_{letter}"]).strip() for letter in "ABCD" if rec.get(f"option_{letter}") not in (None, "")
+    }
+    image = _need_file(root / str(rec["image_path"]), f"{source}, row {row}, field 'image_path'")
+    return Item(
+        benchmark="omnimedvqa",
+        id=f"omnimedvqa-{rec.get('question_id', f'{source.stem}-{row}')}",
+        question=_text(rec["question"], source, row, "question"),
+        answer=_letter_of(_text(rec["gt_answer"], source, row, "gt_answer"), options, source, row, "gt_answer"),
+        images=(str(image),),
+        options=options,
+        modality=str(rec.get("modality_type", "")),
+        question_type=str(rec.get("question_type", "")),
+    )
+
+
+LOADERS: dict[str, Callable[..., list[Item]]] = {
+    "vqa_rad": load_vqa_rad,
+    "slake": load_slake,
+    "pathvqa": load_pathvqa,
+    "pmc_vqa": load_pmc_vqa,
+    "mmmu_med": load_mmmu_med,
+    "omnimedvqa": load_omnimedvqa,
+    "phantom": lambda root, **kw: load_slake(root, name="phantom", **kw),
+}
+
+
+def load_benchmark(name: str, path: str | Path, limit: int | None = None, **options: object) -> list[Item]:
+    """Load a benchmark by its name in :data:`LOADERS`; ``limit`` keeps the first N items."""
+    if name not in LOADERS:
+        raise BenchmarkFormatError(f"unknown benchmark {name!r}; known: {sorted(LOADERS)}")
+    items = LOADERS[name](path, **options)
+    _check_unique_ids(items, name)
+    return items[:limit] if limit is not None else items
+
+
+def _check_unique_ids(items: list[Item], name: str) -> None:
+    seen: set[str] = set()
+    for item in items:
+        if item.id in seen:
+            raise BenchmarkFormatError(f"{name}: duplicate question id {item.id!r}; predictions could not be resumed")
+        seen.add(item.id)
+
+
+def _digest(ref: ImageRef) -> str:
+    return hashlib.sha1(ref if isinstance(ref, bytes) else Path(ref).read_bytes()).hexdigest()
+
+
+def leaked_items(test: list[Item], train: list[Item]) -> list[str]:
+    """Ids of test items whose image (by content hash) also appears in ``train``.
+
+    A redistributed VQA-RAD split once had every test image in train (see notes/DATASETS.md);
+    run this before trusting a number measured on a re-uploaded split.
+    """
+    train_digests = {_digest(ref) for item in train for ref in item.images}
+    return [item.id for item in test if any(_digest(ref) in train_digests for ref in item.images)]
