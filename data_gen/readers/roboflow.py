@@ -1,0 +1,231 @@
+"""Roboflow exports: COCO json, YOLO txt + ``data.yaml``, Pascal VOC xml (appendix A.1, strong ROIs).
+
+Roboflow names files ``<orig>_jpg.rf.<hash>.jpg``; augmented copies share the part before
+``.rf.``, which becomes the record's ``group`` so copies of one image never straddle splits.
+One image is one unit; a malformed box inside it is dropped and counted, the image kept.
+"""
+
+from __future__ import annotations
+
+import json
+import xml.etree.ElementTree as ET
+from collections import defaultdict
+from collections.abc import Iterator
+from pathlib import Path
+
+import yaml
+
+from medsage.data_gen.records import ROI, DataError, Record, SkipLog
+
+SPLIT_NAMES = {"train": "train", "valid": "val", "val": "val", "test": "test"}
+IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp")
+
+
+def group_of(file_name: str) -> str:
+    """The original image a Roboflow file derives from (augmented copies share it)."""
+    name = Path(file_name).name
+    return name.split(".rf.")[0] if ".rf." in name else Path(name).stem
+
+
+def _record(source: str, image: Path, split: str, rois: list[ROI], modality: str, size, where: str) -> Record:
+    labels = tuple(dict.fromkeys(r.label for r in rois))
+    return Record(
+        record_id=f"{source}/{split}/{image.name}",
+        source=source,
+        image=image,
+        modality=modality,
+        rois=tuple(rois),
+        labels=labels,
+        split=split,
+        group=f"{source}/{group_of(image.name)}",
+        size=size,
+        provenance=where,
+    )
+
+
+def _load_json(path: Path) -> dict:
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except ValueError as err:
+        raise DataError(path, None, None, f"not valid JSON: {err}") from None
+    if not isinstance(data, dict) or not all(k in data for k in ("images", "annotations", "categories")):
+        raise DataError(path, None, None, "COCO file needs 'images', 'annotations' and 'categories'")
+    return data
+
+
+def _coco_classes(categories: list[dict]) -> dict[int, str]:
+    """Category id -> name, without Roboflow's synthetic root (the supercategory of the others)."""
+    supers = {c.get("supercategory") for c in categories}
+    return {int(c["id"]): str(c["name"]) for c in categories if not (c.get("name") in supers and c.get("id") == 0)}
+
+
+def read_coco(root: Path, skips: SkipLog, *, modality: str = "X-ray", source: str = "roboflow") -> Iterator[Record]:
+    """Yield one record per image of ``root/{train,valid,test}/_annotations.coco.json``."""
+    files = [p for s in SPLIT_NAMES if (p := Path(root) / s / "_annotations.coco.json").is_file()]
+    if not files:
+        raise DataError(Path(root), None, None, "no <split>/_annotations.coco.json found")
+    for path in files:
+        yield from _coco_file(path, skips, modality, source)
+
+
+def _coco_file(path: Path, skips: SkipLog, modality: str, source: str) -> Iterator[Record]:
+    data = _load_json(path)
+    classes = _coco_classes(data["categories"])
+    boxes: dict[int, list[ROI]] = defaultdict(list)
+    for i, ann in enumerate(data["annotations"]):
+        roi = _coco_roi(ann, classes)
+        if isinstance(roi, str):
+            skips.drop(roi, f"{path}, annotation {i}", json.dumps(ann)[:120])
+        else:
+            boxes[ann["image_id"]].append(roi)
+    split = SPLIT_NAMES[path.parent.name]
+    for i, img in enumerate(data["images"]):
+        skips.seen += 1
+        where = f"{path}, image {i}"
+        if not isinstance(img, dict) or "file_name" not in img or "id" not in img:
+            skips.skip("bad_field:images", where, "image entry needs id and file_name")
+            continue
+        image = path.parent / img["file_name"]
+        if not image.is_file():
+            skips.skip("missing_image", where, str(image))
+            continue
+        size = (int(img["width"]), int(img["height"])) if "width" in img and "height" in img else None
+        skips.kept += 1
+        yield _record(source, image, split, boxes.get(img["id"], []), modality, size, where)
+
+
+def _coco_roi(ann: object, classes: dict[int, str]) -> ROI | str:
+    """An ROI, or the reason the annotation is unusable."""
+    if not isinstance(ann, dict) or "bbox" not in ann or "image_id" not in ann:
+        return "bad_annotation"
+    if ann.get("category_id") not in classes:
+        return "unknown_category"
+    bbox = ann["bbox"]
+    if not (isinstance(bbox, list) and len(bbox) == 4 and all(isinstance(v, (int, float)) for v in bbox)):
+        return "bad_bbox"
+    x, y, w, h = (float(v) for v in bbox)
+    if w <= 0 or h <= 0:
+        return "degenerate_bbox"
+    return ROI(label=classes[ann["category_id"]], box=(x, y, x + w, y + h))
+
+
+def read_yolo(root: Path, skips: SkipLog, *, modality: str = "X-ray", source: str = "roboflow") -> Iterator[Record]:
+    """Yield one record per image listed by ``root/data.yaml`` (``names``; ``train``/``val``/``test``)."""
+    spec_path = Path(root) / "data.yaml"
+    if not spec_path.is_file():
+        raise DataError(spec_path, None, None, "YOLO data.yaml not found")
+    spec = yaml.safe_load(spec_path.read_text(encoding="utf-8")) or {}
+    names = spec.get("names")
+    if isinstance(names, dict):
+        names = [names[k] for k in sorted(names)]
+    if not isinstance(names, list) or not names:
+        raise DataError(spec_path, None, "names", "expected a list of class names")
+    for key, split in (("train", "train"), ("val", "val"), ("test", "test")):
+        images_dir = _yolo_images_dir(Path(root), spec.get(key), key)
+        if images_dir is not None:
+            yield from _yolo_split(images_dir, split, [str(n) for n in names], skips, modality, source)
+
+
+def _yolo_images_dir(root: Path, declared: object, key: str) -> Path | None:
+    """Roboflow writes ``../train/images``; accept it relative to the yaml or to the root."""
+    candidates = []
+    if isinstance(declared, str):
+        candidates += [root / declared, root / declared.lstrip("./")]
+    candidates += [root / ("valid" if key == "val" else key) / "images"]
+    return next((c.resolve() for c in candidates if c.is_dir()), None)
+
+
+def _yolo_split(images_dir: Path, split: str, names: list[str], skips: SkipLog, modality: str, source: str):
+    labels_dir = images_dir.parent / "labels"
+    for image in sorted(p for p in images_dir.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES):
+        skips.seen += 1
+        label_file = labels_dir / f"{image.stem}.txt"
+        size = _image_size(image)
+        if size is None:
+            skips.skip("unreadable_image", str(image))
+            continue
+        rois = list(_yolo_rois(label_file, names, size, skips)) if label_file.is_file() else []
+        skips.kept += 1
+        yield _record(source, image, split, rois, modality, size, str(label_file))
+
+
+def _yolo_rois(label_file: Path, names: list[str], size: tuple[int, int], skips: SkipLog) -> Iterator[ROI]:
+    width, height = size
+    for n, line in enumerate(label_file.read_text(encoding="utf-8").splitlines(), start=1):
+        if not line.strip():
+            continue
+        parts = line.split()
+        try:
+            cls, coords = int(parts[0]), [float(v) for v in parts[1:]]
+        except (ValueError, IndexError):
+            skips.drop("bad_label_line", f"{label_file}, row {n}", line[:80])
+            continue
+        if cls not in range(len(names)) or len(coords) < 4 or (len(coords) > 4 and len(coords) % 2):
+            skips.drop("bad_label_line", f"{label_file}, row {n}", line[:80])
+            continue
+        if len(coords) == 4:  # cx cy w h
+            cx, cy, w, h = coords
+            x1, y1, x2, y2 = cx - w / 2, cy - h / 2, cx + w / 2, cy + h / 2
+        else:  # a segmentation polygon: its bounding box
+            xs, ys = coords[0::2], coords[1::2]
+            x1, y1, x2, y2 = min(xs), min(ys), max(xs), max(ys)
+        if not (x2 > x1 and y2 > y1) or min(x1, y1) < -0.01 or max(x2, y2) > 1.01:
+            skips.drop("degenerate_bbox", f"{label_file}, row {n}", line[:80])
+            continue
+        yield ROI(label=names[cls], box=(x1 * width, y1 * height, x2 * width, y2 * height))
+
+
+def _image_size(image: Path) -> tuple[int, int] | None:
+    from PIL import Image, UnidentifiedImageError
+
+    try:
+        with Image.open(image) as im:
+            return im.size
+    except (OSError, UnidentifiedImageError):
+        return None
+
+
+def read_voc(root: Path, skips: SkipLog, *, modality: str = "X-ray", source: str = "roboflow") -> Iterator[Record]:
+    """Yield one record per Pascal VOC xml under ``root`` (Roboflow puts it beside its image)."""
+    xmls = sorted(Path(root).rglob("*.xml"))
+    if not xmls:
+        raise DataError(Path(root), None, None, "no Pascal VOC .xml files found")
+    for xml in xmls:
+        skips.seen += 1
+        try:
+            record = _voc_record(xml, skips, modality, source)
+        except DataError as err:
+            skips.skip_error(err)
+            continue
+        if not record.image.is_file():
+            skips.skip("missing_image", str(xml), str(record.image))
+            continue
+        skips.kept += 1
+        yield record
+
+
+def _voc_record(xml: Path, skips: SkipLog, modality: str, source: str) -> Record:
+    try:
+        tree = ET.parse(xml).getroot()
+    except ET.ParseError as err:
+        raise DataError(xml, None, "xml", str(err)) from None
+    file_name = (tree.findtext("filename") or "").strip()
+    if not file_name:
+        raise DataError(xml, None, "filename", "missing")
+    try:
+        size = (int(float(tree.findtext("size/width"))), int(float(tree.findtext("size/height"))))
+    except (TypeError, ValueError):
+        size = None
+    rois = []
+    for n, obj in enumerate(tree.findall("object"), start=1):
+        try:
+            box = tuple(float(obj.findtext(f"bndbox/{k}")) for k in ("xmin", "ymin", "xmax", "ymax"))
+        except (TypeError, ValueError):
+            skips.drop("bad_bbox", f"{xml}, object {n}")
+            continue
+        if not (box[2] > box[0] and box[3] > box[1]):
+            skips.drop("degenerate_bbox", f"{xml}, object {n}")
+            continue
+        rois.append(ROI(label=(obj.findtext("name") or "").strip() or "object", box=box))
+    split = SPLIT_NAMES.get(xml.parent.name, "train")
+    return _record(source, xml.parent / file_name, split, rois, modality, size, str(xml))

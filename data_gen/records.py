@@ -1,0 +1,105 @@
+"""The record every reader yields, and the log of what was skipped and why (paper A.3.1).
+
+Metadata extraction treats each aligned image-label pair as an atomic unit. Whatever the
+on-disk format (DeepLesion csv, Roboflow COCO/YOLO/VOC, PubMedVision or LLaVA json), a reader
+turns it into :class:`Record` values with strong (box) or weak (text) regions of interest, so
+everything downstream is format-agnostic. A row that cannot be read never vanishes: it is
+either a :class:`DataError` naming file, row and field, or a counted entry in :class:`SkipLog`.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+
+Box = tuple[float, float, float, float]  # pixel x1, y1, x2, y2
+
+
+class DataError(ValueError):
+    """Bad input, located: ``file``, ``row`` (1-based line or record index) and ``field``."""
+
+    def __init__(self, file: Path | str, row: int | str | None, field: str | None, message: str) -> None:
+        self.file, self.row, self.field = str(file), row, field
+        where = self.file + (f", row {row}" if row is not None else "") + (f", field {field!r}" if field else "")
+        super().__init__(f"{where}: {message}")
+
+
+@dataclass(frozen=True)
+class ROI:
+    """One region of interest: a pixel box (strong) or a natural-language location (weak).
+
+    ``kind`` says where it came from: ``annotated`` (the source's own box), ``perturbed``,
+    ``expanded``, ``subregion`` (section 3.1 transforms), ``text`` (a location cue) or ``global``.
+    """
+
+    label: str
+    box: Box | None = None
+    text: str | None = None
+    kind: str = "annotated"
+
+    @property
+    def strong(self) -> bool:
+        return self.box is not None
+
+
+@dataclass(frozen=True)
+class Record:
+    """One image with its annotations, whatever source it was read from."""
+
+    record_id: str
+    source: str
+    image: Path
+    modality: str
+    rois: tuple[ROI, ...] = ()
+    labels: tuple[str, ...] = ()
+    question: str | None = None
+    answer: str | None = None
+    body_part: str = ""
+    split: str = "train"
+    group: str = ""  # records sharing a group (augmented copies, one patient) never straddle splits
+    noisy: bool = False
+    window: tuple[float, float] | None = None  # CT display window in HU for 16-bit sources
+    size: tuple[int, int] | None = None  # (width, height) when the source states it
+    meta: dict[str, object] = field(default_factory=dict)
+    provenance: str = ""  # "file, row N": where to look when something about this record is wrong
+
+
+@dataclass
+class SkipLog:
+    """Counted skips with where each happened; ``seen == kept + skipped`` for every reader.
+
+    A unit is a csv row, an image or a json record. ``dropped`` counts parts of a kept unit that
+    were unusable (one malformed box among an image's annotations), by reason.
+    """
+
+    seen: int = 0
+    kept: int = 0
+    reasons: Counter = field(default_factory=Counter)
+    dropped: Counter = field(default_factory=Counter)
+    examples: list[str] = field(default_factory=list)
+    max_examples: int = 50
+
+    def skip(self, reason: str, where: str, detail: str = "") -> None:
+        self.reasons[reason] += 1
+        if len(self.examples) < self.max_examples:
+            self.examples.append(f"{where}: {reason}" + (f" ({detail})" if detail else ""))
+
+    def drop(self, reason: str, where: str, detail: str = "") -> None:
+        self.dropped[reason] += 1
+        if len(self.examples) < self.max_examples:
+            self.examples.append(f"{where}: dropped {reason}" + (f" ({detail})" if detail else ""))
+
+    def skip_error(self, error: DataError, reason: str = "bad_field") -> None:
+        self.skip(f"{reason}:{error.field}" if error.field else reason, f"{error.file}, row {error.row}", str(error))
+
+    @property
+    def skipped(self) -> int:
+        return sum(self.reasons.values())
+
+    def merge(self, other: "SkipLog") -> None:
+        self.seen += other.seen
+        self.kept += other.kept
+        self.reasons.update(other.reasons)
+        self.dropped.update(other.dropped)
+        self.examples.extend(other.examples[: max(0, self.max_examples - len(self.examples))])
