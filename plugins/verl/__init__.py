@@ -1,0 +1,11 @@
+"""R-GRPO on verl 0.9.1 (paper section 3.3), plugged in through verl's public extension points.
+
+- ``agent_loop``: the self-check retry agent loop (registered as ``medsage_self_check``).
+- ``advantage``: the masked alpha-advantage (eqs. 10-12) on verl's GRPO normalisation.
+- ``trainer``: the R-GRPO trainer (``trainer.v1.trainer_mode=rgrpo``) with the vision tower frozen.
+- ``main``: the hydra entry point, ``python -m medsage.plugins.verl.main``.
+- ``hf_backend``: a generation backend with verl's ``generate()`` contract over a Hugging Face model.
+
+Modules are imported on demand: verl imports ``medsage.plugins.verl.trainer`` in every process
+through ``VERL_USE_EXTERNAL_MODULES``, and this package must stay cheap to import.
+"""
