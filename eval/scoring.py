@@ -15,10 +15,11 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
+from functools import lru_cache
 
 import numpy as np
 
-from medsage.reward_fns.answers import AnswerType, extract_choice, match_answer, normalize, token_scores, yes_no
+from medsage.reward_fns.answers import AnswerType, answer_type, extract_choice, match_answer, normalize, token_scores, yes_no
 from medsage.reward_fns.scaffold import answer_text
 
 from .benchmarks import Item
@@ -82,20 +83,27 @@ def response_answer(response: str, style: str) -> str | None:
     raise ValueError(f"unknown prompt style {style!r}; expected one of {PROMPT_STYLES}")
 
 
-def _answered(answer: str, item: Item, kind: AnswerType) -> bool:
+@lru_cache(maxsize=1 << 16)
+def _decide(answer: str, reference: str, options: tuple[tuple[str, str], ...]) -> tuple[bool, bool]:
+    """(answered, correct) for one answer text. Closed answers repeat ("B", "Yes"), hence the cache;
+    ``correct`` is always ``match_answer``'s verdict, exactly as the training reward computes it."""
+    opts = dict(options) or None
+    correct = match_answer(answer, reference, opts)
+    if correct:
+        return True, True
+    kind = answer_type(reference, opts)
     if kind is AnswerType.MULTIPLE_CHOICE:
-        return extract_choice(answer, item.options) is not None
+        return extract_choice(answer, opts) is not None, False
     if kind is AnswerType.YES_NO:
-        return yes_no(answer) is not None
-    return bool(normalize(answer))
+        return yes_no(answer) is not None, False
+    return bool(normalize(answer)), False
 
 
 def score_item(item: Item, response: str, style: str = "lvkc", judge_verdict: bool | None = None) -> ScoredItem:
     """Score one response; ``judge_verdict`` (open questions only) overrides the matcher's decision."""
     kind = item.kind
     answer = response_answer(response, style)
-    answered = answer is not None and _answered(answer, item, kind)
-    correct = answered and match_answer(answer, item.answer, item.options or None)
+    answered, correct = (False, False) if answer is None else _decide(answer, item.answer, tuple(item.options.items()))
     exact, recall, f1 = False, 0.0, 0.0
     judged = False
     if kind is AnswerType.OPEN and answered:

@@ -1,0 +1,113 @@
+"""One evaluation run: load benchmarks, predict (resumable), judge (cached), score, report.
+
+Output folder layout::
+
+    predictions/<benchmark>.jsonl   model turns per question, appended chunk by chunk
+    judge_cache.sqlite              every judge reply, keyed by request (a rerun pays nothing)
+    scored/<benchmark>.jsonl        per-question verdicts (rewritten each run from the above)
+    summary.json                    every GroupSummary (+ Table 2 means when judged)
+    table1.md/.csv, breakdown.md/.csv, table1.png, table2.md/.csv
+
+Everything after prediction is recomputed from the prediction files and the judge cache, so an
+interrupted and resumed run writes the same report as an uninterrupted one.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+from medsage.data_gen.llm_client import LLMConfig
+
+from .backends import Backend, GenerationParams, HFBackend, OpenAIBackend, VLLMBackend, VLLMOptions
+from .benchmarks import Item, load_benchmark
+from .config import EvalConfig, JudgeSpec, ModelSpec
+from .judge import judge_open_answers, judge_reasoning
+from .predictions import PredictionStore, PredictSetup, predict
+from .published import TABLE2_DIMENSIONS
+from .report import ReportFiles, write_reports
+from .scoring import GroupSummary, ScoredItem, score_item, summarize
+
+
+@dataclass(frozen=True)
+class EvalResult:
+    summaries: list[GroupSummary]
+    reasoning: dict[str, dict[str, float]]
+    files: ReportFiles
+
+
+def build_backend(spec: ModelSpec) -> Backend:
+    """The inference engine a recipe's ``model`` section names."""
+    if spec.backend == "hf":
+        return HFBackend(spec.path, batch_size=spec.batch_size, device=spec.device, dtype=spec.dtype)
+    if spec.backend == "openai":
+        return OpenAIBackend(
+            LLMConfig(base_url=spec.base_url or "", model=spec.path, api_key_env=spec.api_key_env,
+                      concurrency=spec.concurrency, timeout_s=spec.timeout_s)
+        )
+    return VLLMBackend(
+        VLLMOptions(spec.path, spec.tensor_parallel_size, spec.data_parallel_size, spec.gpu_memory_utilization, spec.max_model_len)
+    )
+
+
+def predict_setup(config: EvalConfig) -> PredictSetup:
+    params = GenerationParams(max_new_tokens=config.max_new_tokens, temperature=config.temperature)
+    return PredictSetup(config.model.path, config.model.backend, config.prompt_style, config.self_check, params)
+
+
+def _judge_config(spec: JudgeSpec, out_dir: Path) -> LLMConfig:
+    return LLMConfig(base_url=spec.base_url, model=spec.model, api_key_env=spec.api_key_env,
+                     concurrency=spec.concurrency, timeout_s=spec.timeout_s, cache_path=out_dir / "judge_cache.sqlite")
+
+
+def _reasoning_means(config: EvalConfig, items: list[Item], responses: list[str]) -> dict[str, float]:
+    spec = config.reasoning_judge
+    assert spec is not None
+    n = len(items) if spec.limit is None else spec.limit
+    scores = judge_reasoning(_judge_config(spec, config.output_dir), items[:n], responses[:n], spec.with_image)
+    return {d: sum(getattr(s, d) for s in scores.values()) / len(scores) for d in TABLE2_DIMENSIONS} if scores else {}
+
+
+def _write_scored(path: Path, scored: list[ScoredItem]) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text("".join(json.dumps(asdict(s)) + "\n" for s in scored), encoding="utf-8")
+
+
+def evaluate_benchmark(
+    config: EvalConfig, items: list[Item], backend: Backend, setup: PredictSetup
+) -> tuple[list[ScoredItem], dict[str, float]]:
+    """Predict, judge and score one benchmark; returns per-item scores and Table 2 means (or {})."""
+    name = items[0].benchmark
+    store = PredictionStore(config.output_dir / "predictions" / f"{name}.jsonl", setup.run_key)
+    responses = [p.final for p in predict(items, backend, setup, store, config.chunk_size)]
+    verdicts: Mapping[str, bool] = {}
+    if config.open_judge is not None:
+        verdicts = judge_open_answers(_judge_config(config.open_judge, config.output_dir), items, responses, config.prompt_style)
+    scored = [score_item(i, r, config.prompt_style, verdicts.get(i.id)) for i, r in zip(items, responses)]
+    _write_scored(config.output_dir / "scored" / f"{name}.jsonl", scored)
+    reasoning = _reasoning_means(config, items, responses) if config.reasoning_judge is not None else {}
+    return scored, reasoning
+
+
+def run_evaluation(config: EvalConfig, backend: Backend | None = None) -> EvalResult:
+    """The whole run of a recipe; ``backend`` replaces the recipe's engine (tests, notebooks)."""
+    config.output_dir.mkdir(parents=True, exist_ok=True)
+    benchmarks = [load_benchmark(b.name, b.path, b.limit, **b.options) for b in config.benchmarks]
+    backend = backend or build_backend(config.model)
+    setup = predict_setup(config)
+    scored: list[ScoredItem] = []
+    reasoning: dict[str, dict[str, float]] = {}
+    for items in benchmarks:
+        if not items:
+            continue
+        bench_scored, means = evaluate_benchmark(config, items, backend, setup)
+        scored += bench_scored
+        if means:
+            reasoning[items[0].benchmark] = means
+    summaries = summarize(scored, config.bootstrap_resamples, config.seed)
+    summary = {"run_key": setup.run_key, "summaries": [asdict(s) for s in summaries], "reasoning": reasoning}
+    (config.output_dir / "summary.json").write_text(json.dumps(summary, indent=1), encoding="utf-8")
+    files = write_reports(summaries, config.model.label, config.output_dir, reasoning)
+    return EvalResult(summaries, reasoning, files)

@@ -1,0 +1,62 @@
+"""Evaluation prompts: the LVKC prompt the SFT and RL data use (paper section 3.2; data_gen's
+``lvkc_instruction``, so the model is scored on the instruction it was trained on), plain baselines,
+and the optional inference-time self-check turn (section 3.3 applied at test time).
+
+A conversation is a list of :class:`Turn`; every backend turns that into its own wire format, so
+the prompt text is identical whichever engine generates.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from medsage.data_gen.prompts import lvkc_instruction
+from medsage.reward_fns.scaffold import SELF_CHECK_DIMENSIONS, SELF_CHECK_TAG
+
+from .benchmarks import ImageRef, Item
+
+SELF_CHECK_MODES = ("never", "always")
+
+
+@dataclass(frozen=True)
+class Turn:
+    """One chat message; images come before the text, as in the SFT data (``<image>\\n<Instructions>``)."""
+
+    role: str
+    text: str
+    images: tuple[ImageRef, ...] = ()
+
+
+def _options_block(options: dict[str, str]) -> str:
+    return "Options:\n" + "\n".join(f"{letter}. {text}" for letter, text in options.items())
+
+
+def plain_instruction(question: str, options: dict[str, str] | None = None) -> str:
+    """The usual direct-answer baseline prompt (LLaVA-Med / VLMEvalKit wording)."""
+    if options:
+        return f"{question.strip()}\n{_options_block(options)}\nAnswer with the option's letter from the given choices directly."
+    return f"{question.strip()}\nAnswer the question using a single word or phrase."
+
+
+PROMPT_BUILDERS = {"lvkc": lvkc_instruction, "plain": plain_instruction}
+
+
+def first_turn(item: Item, style: str) -> list[Turn]:
+    """The conversation that asks ``item``'s question in the given prompt style."""
+    if style not in PROMPT_BUILDERS:
+        raise ValueError(f"unknown prompt style {style!r}; expected one of {sorted(PROMPT_BUILDERS)}")
+    return [Turn("user", PROMPT_BUILDERS[style](item.question, item.options or None), item.images)]
+
+
+def self_check_instruction() -> str:
+    """Ask for a review along the paper's three fixed dimensions; never reveals any reference."""
+    sections = "".join(f"<{tag}>...</{tag}>" for tag in SELF_CHECK_DIMENSIONS)
+    dims = ", ".join(SELF_CHECK_DIMENSIONS.values())
+    return (
+        f"Review your reasoning above for errors in {dims}. "
+        f"Write the review as <{SELF_CHECK_TAG}>{sections}</{SELF_CHECK_TAG}>."
+    )
+
+
+def retry_instruction() -> str:
+    return "Now answer the question again, correcting any error the review found, in the same staged format."
