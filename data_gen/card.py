@@ -1,0 +1,107 @@
+"""The dataset card: a markdown page and PNG plots of what was built and what was thrown away.
+
+Counts by source, modality and task type; trajectory acceptance rate; rejection reasons; read
+and filter skips; leakage matches; tokens and cost per model. The generator is named, so data
+written by the rule-based offline generator is never mistaken for model-written data.
+"""
+
+from __future__ import annotations
+
+import json
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+
+
+@dataclass
+class BuildStats:
+    generator: str
+    judge: str
+    read: dict[str, dict] = field(default_factory=dict)
+    filtered: Counter = field(default_factory=Counter)
+    leaks: list[dict] = field(default_factory=list)
+    by_source: Counter = field(default_factory=Counter)
+    by_modality: Counter = field(default_factory=Counter)
+    by_task: Counter = field(default_factory=Counter)
+    trajectories: int = 0
+    accepted: int = 0
+    rejection_reasons: Counter = field(default_factory=Counter)
+    failed_samples: int = 0
+    outputs: dict[str, int] = field(default_factory=dict)
+    usage: dict[str, dict] = field(default_factory=dict)
+
+    @property
+    def acceptance_rate(self) -> float:
+        return self.accepted / self.trajectories if self.trajectories else 0.0
+
+
+def _bar(counts: Counter, title: str, path: Path) -> None:
+    fig, ax = plt.subplots(figsize=(6, 0.4 * max(len(counts), 2) + 1.2))
+    names = [k for k, _ in counts.most_common()][::-1]
+    ax.barh(names, [counts[k] for k in names], color="#4a7ab5")
+    ax.set_title(title)
+    fig.tight_layout()
+    fig.savefig(path, dpi=90)
+    plt.close(fig)
+
+
+def _table(counts: Counter | dict, header: str) -> str:
+    rows = "\n".join(f"| {k} | {v} |" for k, v in sorted(counts.items(), key=lambda kv: -kv[1] if isinstance(kv[1], int) else 0))
+    return f"| {header} | count |\n| --- | --- |\n{rows}\n" if counts else "none\n"
+
+
+def write_card(stats: BuildStats, card_dir: Path) -> Path:
+    card_dir.mkdir(parents=True, exist_ok=True)
+    plots = {"by_source": "Samples by source", "by_modality": "Samples by modality", "by_task": "Samples by task type",
+             "rejection_reasons": "Rejection reasons"}
+    for key, title in plots.items():
+        if getattr(stats, key):
+            _bar(getattr(stats, key), title, card_dir / f"{key}.png")
+    _bar(Counter({"accepted": stats.accepted, "rejected": stats.trajectories - stats.accepted}),
+         f"Trajectories (acceptance {stats.acceptance_rate:.1%})", card_dir / "acceptance.png")
+    usage = "\n".join(f"| {m} | {u['calls']} | {u['cache_hits']} | {u['retries']} | {u['prompt_tokens']} | "
+                      f"{u['completion_tokens']} | {u['cost_usd']:.4f} |" for m, u in stats.usage.items())
+    read = "\n".join(f"| {name} | {r['seen']} | {r['kept']} | {dict(r['reasons'])} | {dict(r['dropped'])} |"
+                     for name, r in stats.read.items())
+    text = f"""# Dataset card
+
+Stage text generator: **{stats.generator}**. Judge: **{stats.judge}**.
+{"The stage text was written by the rule-based offline generator from the annotations and pixel statistics (the embedded default), not by a language model." if stats.generator.startswith("offline") else ""}
+
+## Reading
+| source | seen | kept | skipped (reason: count) | dropped boxes |
+| --- | --- | --- | --- | --- |
+{read}
+
+## Filtering (A.3.1)
+{_table(stats.filtered, "reason")}
+## Benchmark leakage
+{len(stats.leaks)} training image(s) matched an evaluation image and were dropped.
+{"".join(f"- {m['train_image']} ~ {m['eval_image']} (distance {m['distance']})" + chr(10) for m in stats.leaks[:50])}
+## Samples
+![](by_source.png) ![](by_modality.png) ![](by_task.png)
+
+{_table(stats.by_source, "source")}
+{_table(stats.by_modality, "modality")}
+{_table(stats.by_task, "task type")}
+## Verification (A.3.5)
+{stats.accepted} of {stats.trajectories} trajectories accepted ({stats.acceptance_rate:.1%}); {stats.failed_samples} sample(s) failed generation.
+
+![](acceptance.png) ![](rejection_reasons.png)
+
+{_table(stats.rejection_reasons, "rejection reason")}
+## Outputs
+{_table(stats.outputs, "file")}
+## Tokens and cost
+| model | calls | cache hits | retries | prompt tokens | completion tokens | cost (USD) |
+| --- | --- | --- | --- | --- | --- | --- |
+{usage}
+"""
+    (card_dir / "README.md").write_text(text, encoding="utf-8")
+    (card_dir / "stats.json").write_text(json.dumps(stats.__dict__, indent=2, default=dict), encoding="utf-8")
+    return card_dir / "README.md"

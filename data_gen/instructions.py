@@ -1,0 +1,223 @@
+"""Filtering and the multi-task instruction set (paper A.3.1-A.3.2).
+
+Records pass image-quality checks (readable, large enough, not blank) and label checks (not
+flagged noisy, a usable label or question) with every rejection counted by reason. Each kept
+record then yields questions of several task types from templates: multiple choice with
+distractors drawn from the source's label space, yes/no balanced between yes and no,
+open-ended, and localization. Task types are assigned round-robin so the set stays balanced.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import random
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import yaml
+from PIL import Image, UnidentifiedImageError
+
+from medsage.data_gen.prompts import TEMPLATE_DIR
+from medsage.data_gen.records import Record
+from medsage.data_gen.readers.deeplesion import window_hu
+from medsage.reward_fns.answers import LETTERS, normalize
+
+TASK_TYPES = ("multiple_choice", "yes_no", "open", "localization")
+SOURCE_QA = "source_qa"  # a question and answer that came with the record (PubMedVision, LLaVA)
+
+
+@dataclass(frozen=True)
+class FilterConfig:
+    min_side_px: int = 32
+    min_std: float = 3.0  # grey-level standard deviation below which an image is blank
+    drop_noisy: bool = True
+
+
+@dataclass(frozen=True)
+class InstructionConfig:
+    task_types: tuple[str, ...] = TASK_TYPES
+    per_record: int = 2
+    n_options: int = 4
+    keep_source_qa: bool = True
+
+
+@dataclass(frozen=True)
+class Sample:
+    """One question about one image, with everything the generators and exports need."""
+
+    sample_id: str
+    record: Record
+    image: str  # relative to the SFT dataset_dir
+    width: int
+    height: int
+    task_type: str
+    question: str
+    answer: str  # what the matcher compares with: option letter, yes/no, or the answer text
+    answer_text: str  # the answer in words (the option text for multiple choice)
+    target: str  # the finding the question is about
+    options: dict[str, str] = field(default_factory=dict)
+    leak_terms: tuple[str, ...] = ()  # must not appear in the preamble, LOC, VISUAL or KNOWLEDGE
+
+    @property
+    def answer_type(self) -> str:
+        if self.options:
+            return "multiple_choice"
+        return "yes_no" if normalize(self.answer) in ("yes", "no") else "open"
+
+
+@dataclass
+class Materialised:
+    """An image written as 8-bit PNG under the dataset's images folder."""
+
+    path: str
+    width: int
+    height: int
+    pixels: np.ndarray
+
+
+def materialise(record: Record, dataset_dir: Path, config: FilterConfig) -> Materialised | str:
+    """Write the record's image as 8-bit PNG (DeepLesion is windowed); a reason string if unusable."""
+    key = hashlib.sha1(f"{record.image}|{record.window}".encode()).hexdigest()[:16]
+    rel = f"images/{record.source}/{key}.png"
+    try:
+        with Image.open(record.image) as im:
+            im.load()
+            if record.window is not None and im.mode in ("I;16", "I;16B", "I", "I;16L"):
+                pixels = window_hu(np.asarray(im), record.window)
+            else:
+                pixels = np.asarray(im.convert("L"))
+    except (OSError, UnidentifiedImageError, ValueError):
+        return "unreadable_image"
+    height, width = pixels.shape
+    if min(width, height) < config.min_side_px:
+        return "image_too_small"
+    if float(pixels.std()) < config.min_std:
+        return "blank_image"
+    out = dataset_dir / rel
+    if not out.is_file():
+        out.parent.mkdir(parents=True, exist_ok=True)
+        Image.fromarray(pixels).save(out)
+    return Materialised(rel, width, height, pixels)
+
+
+def label_problem(record: Record, config: FilterConfig) -> str | None:
+    """Why a record's labels are unusable, or None."""
+    if record.noisy and config.drop_noisy:
+        return "possibly_noisy"
+    if not record.labels and not (record.question and record.answer):
+        return "unlabeled"
+    return None
+
+
+def load_question_templates(path: Path | None = None) -> dict[str, dict[str, list[str]]]:
+    data = yaml.safe_load(Path(path or TEMPLATE_DIR / "questions.yaml").read_text(encoding="utf-8"))
+    if "default" not in data:
+        raise ValueError(f"{path or 'questions.yaml'}: needs a 'default' label space")
+    return data
+
+
+def label_spaces(records: list[Record]) -> dict[str, list[str]]:
+    """Per source, the sorted set of labels seen: the pool distractors are drawn from."""
+    spaces: dict[str, set[str]] = {}
+    for r in records:
+        spaces.setdefault(r.source, set()).update(r.labels)
+    return {source: sorted(labels) for source, labels in spaces.items()}
+
+
+def region_phrase(box: tuple[float, float, float, float], width: int, height: int) -> str:
+    """Image-relative position of a box centre: 'upper left', 'central', 'lower right', ..."""
+    cx, cy = (box[0] + box[2]) / 2 / width, (box[1] + box[3]) / 2 / height
+    vertical = "upper" if cy < 1 / 3 else ("lower" if cy > 2 / 3 else "middle")
+    horizontal = "left" if cx < 1 / 3 else ("right" if cx > 2 / 3 else "central")
+    if vertical == "middle" and horizontal == "central":
+        return "central"
+    return f"{vertical} {horizontal}" if vertical != "middle" else f"middle {horizontal}"
+
+
+class QuestionBuilder:
+    """Turns kept records into :class:`Sample` values (A.3.2), deterministic in ``seed``."""
+
+    def __init__(self, config: InstructionConfig, spaces: dict[str, list[str]], templates: dict, seed: int):
+        unknown = set(config.task_types) - set(TASK_TYPES)
+        if unknown:
+            raise ValueError(f"unknown task types {sorted(unknown)}; choose from {TASK_TYPES}")
+        self.config, self.spaces, self.templates, self.seed = config, spaces, templates, seed
+        self.turn = 0  # round-robin position over task types, shared by all records
+        self.skipped: Counter = Counter()
+
+    def samples(self, record: Record, image: Materialised) -> list[Sample]:
+        rng = random.Random(f"{self.seed}|{record.record_id}")
+        out = []
+        if record.question and record.answer and self.config.keep_source_qa:
+            out.append(self._source_qa(record, image))
+        if record.labels:
+            for _ in range(self.config.per_record):
+                task = self.config.task_types[self.turn % len(self.config.task_types)]
+                self.turn += 1
+                sample = self._make(task, record, image, rng, len(out))
+                if isinstance(sample, str):
+                    self.skipped[sample] += 1
+                else:
+                    out.append(sample)
+        return out
+
+    def _template(self, record: Record, task: str, rng: random.Random, **fields: str) -> str:
+        space = self.templates.get(record.source, self.templates["default"])
+        options = space.get(task) or self.templates["default"][task]
+        return rng.choice(options).format(modality=record.modality, **fields)
+
+    def _base(self, record: Record, image: Materialised, task: str, n: int) -> dict:
+        return dict(sample_id=f"{record.record_id}::{task}:{n}", record=record, image=image.path,
+                    width=image.width, height=image.height, task_type=task)
+
+    def _source_qa(self, record: Record, image: Materialised) -> Sample:
+        answer = record.answer.strip()
+        short = len(answer.split()) <= 6 and normalize(answer) not in ("yes", "no")
+        return Sample(**self._base(record, image, SOURCE_QA, 0), question=record.question, answer=answer,
+                      answer_text=answer, target=answer, leak_terms=(answer,) if short else ())
+
+    def _make(self, task: str, record: Record, image: Materialised, rng: random.Random, n: int) -> Sample | str:
+        label = record.labels[rng.randrange(len(record.labels))]
+        others = [x for x in self.spaces.get(record.source, []) if x not in record.labels]
+        base = self._base(record, image, task, n)
+        if task == "multiple_choice":
+            if not others:
+                return "no_distractors"
+            choices = rng.sample(others, min(len(others), self.config.n_options - 1)) + [label]
+            rng.shuffle(choices)
+            options = {LETTERS[i]: c.capitalize() for i, c in enumerate(choices)}
+            letter = LETTERS[choices.index(label)]
+            return Sample(**base, question=self._template(record, task, rng), answer=letter,
+                          answer_text=options[letter], target=label, options=options, leak_terms=(label,))
+        if task == "yes_no":
+            yes = rng.random() < 0.5 or not others
+            candidate = label if yes else rng.choice(others)
+            return Sample(**base, question=self._template(record, task, rng, candidate=candidate),
+                          answer="Yes" if yes else "No", answer_text="Yes" if yes else "No", target=candidate)
+        if task == "open":
+            return Sample(**base, question=self._template(record, task, rng), answer=label,
+                          answer_text=label, target=label, leak_terms=(label,))
+        box = next((roi.box for roi in record.rois if roi.strong and roi.label == label), None)
+        if box is None:
+            return "no_box_for_localization"
+        where = region_phrase(box, image.width, image.height)
+        return Sample(**base, question=self._template(record, task, rng, label=label), answer=where,
+                      answer_text=where, target=label)
+
+
+def balance(samples: list[Sample], size: int, seed: int, key=lambda s: s.task_type) -> list[Sample]:
+    """Up to ``size`` samples, as even across ``key`` groups as the groups allow (A.4)."""
+    groups: dict[str, list[Sample]] = {}
+    for s in samples:
+        groups.setdefault(key(s), []).append(s)
+    rng = random.Random(seed)
+    for members in groups.values():
+        rng.shuffle(members)
+    chosen: list[Sample] = []
+    while len(chosen) < size and any(groups.values()):
+        for name in sorted(groups):
+            if groups[name] and len(chosen) < size:
+                chosen.append(groups[name].pop())
+    return chosen
