@@ -44,6 +44,8 @@ class EndpointConfig:
     concurrency: int = 16
     max_retries: int = 6
     timeout_s: float = 60.0
+    backoff_base_s: float = 1.0
+    backoff_max_s: float = 60.0
     price_input_per_m: float = 0.0
     price_output_per_m: float = 0.0
 
@@ -78,7 +80,7 @@ class ExportConfig:
 @dataclass(frozen=True)
 class LeakageConfig:
     eval_dirs: tuple[str, ...] = ()
-    max_distance: int = 4
+    max_distance: int = 10  # of 256 bits
 
 
 @dataclass(frozen=True)

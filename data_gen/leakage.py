@@ -2,8 +2,9 @@
 
 Why: a redistributed VQA-RAD split once had every test image in train (notes/DATASETS.md); a
 training image that is a near copy of an evaluation image inflates every reported number. A
-64-bit difference hash survives resizing, re-encoding and mild intensity changes; pairs within
-``max_distance`` bits are reported and the training image is dropped.
+256-bit difference hash (16 x 16 gradient signs) survives resizing, re-encoding and mild
+intensity changes, yet separates different patients' scans, which look alike at 64 bits;
+pairs within ``max_distance`` bits are reported and the training image is dropped.
 """
 
 from __future__ import annotations
@@ -24,15 +25,14 @@ class LeakMatch:
     distance: int
 
 
-def dhash(image: Image.Image | np.ndarray, size: int = 8) -> int:
-    """64-bit difference hash: sign of horizontal gradients on a (size+1) x size greyscale thumbnail."""
+def dhash(image: Image.Image | np.ndarray, size: int = 16) -> bytes:
+    """Difference hash: signs of horizontal gradients on a (size+1) x size greyscale thumbnail."""
     im = Image.fromarray(image) if isinstance(image, np.ndarray) else image
     small = np.asarray(im.convert("L").resize((size + 1, size), Image.Resampling.LANCZOS), dtype=np.int16)
-    bits = (small[:, 1:] > small[:, :-1]).flatten()
-    return int(sum(1 << i for i, b in enumerate(bits) if b))
+    return np.packbits(small[:, 1:] > small[:, :-1]).tobytes()
 
 
-def hash_folders(folders: list[Path]) -> dict[str, int]:
+def hash_folders(folders: list[Path]) -> dict[str, bytes]:
     """Hashes of every readable image under ``folders`` (recursively), keyed by path."""
     hashes = {}
     for folder in folders:
@@ -48,15 +48,15 @@ def hash_folders(folders: list[Path]) -> dict[str, int]:
     return hashes
 
 
-def find_leaks(train: dict[str, int], evaluation: dict[str, int], max_distance: int) -> list[LeakMatch]:
+def find_leaks(train: dict[str, bytes], evaluation: dict[str, bytes], max_distance: int) -> list[LeakMatch]:
     """Every training image within ``max_distance`` bits of an evaluation image (closest match)."""
     if not train or not evaluation:
         return []
     eval_paths = list(evaluation)
-    eval_hashes = np.array([evaluation[p] for p in eval_paths], dtype=np.uint64)
+    eval_hashes = np.stack([np.frombuffer(evaluation[p], dtype=np.uint8) for p in eval_paths])
     matches = []
     for path, h in train.items():
-        distances = np.bitwise_count(eval_hashes ^ np.uint64(h))
+        distances = np.bitwise_count(eval_hashes ^ np.frombuffer(h, dtype=np.uint8)).sum(axis=1)
         best = int(distances.argmin())
         if distances[best] <= max_distance:
             matches.append(LeakMatch(path, eval_paths[best], int(distances[best])))

@@ -92,6 +92,18 @@ def _place(rng: random.Random, organ: Organ, size: int) -> tuple[float, float, f
     return organ.center[0] * size + frac * rx * math.cos(angle), organ.center[1] * size + frac * ry * math.sin(angle), r
 
 
+def _patient(rng: random.Random, pixels: np.ndarray, lesion: Lesion, fill: float) -> tuple[np.ndarray, Lesion]:
+    """Scale and shift the whole phantom (body habitus, table position): one patient differs from the next."""
+    size = pixels.shape[0]
+    scale, dx, dy = rng.uniform(0.85, 1.1), rng.uniform(-0.06, 0.06) * size, rng.uniform(-0.06, 0.06) * size
+    c = size / 2
+    inverse = (1 / scale, 0, c - (c + dx) / scale, 0, 1 / scale, c - (c + dy) / scale)
+    moved = Image.fromarray(pixels.astype(np.float32)).transform(
+        (size, size), Image.Transform.AFFINE, inverse, resample=Image.Resampling.NEAREST, fillcolor=fill)
+    cx, cy = scale * (lesion.cx - c) + c + dx, scale * (lesion.cy - c) + c + dy
+    return np.asarray(moved), Lesion(lesion.label, cx, cy, lesion.radius * scale, lesion.hu, lesion.organ)
+
+
 def ct_slice(rng: random.Random, organ: Organ | None = None) -> tuple[np.ndarray, Lesion]:
     """A 16-bit DeepLesion-style slice (HU + 32768) with one lesion in ``organ`` (random if None)."""
     organ = organ or rng.choice(ORGANS)
@@ -101,9 +113,10 @@ def ct_slice(rng: random.Random, organ: Organ | None = None) -> tuple[np.ndarray
         hu[_ellipse(CT_SIZE, o.center, o.radii)] = o.hu
     cx, cy, r = _place(rng, organ, CT_SIZE)
     hu[_disc(CT_SIZE, cx, cy, r)] = organ.lesion_hu
+    hu, lesion = _patient(rng, hu, Lesion(organ.name, cx, cy, r, organ.lesion_hu, organ), -1000.0)
     noise = np.random.default_rng(rng.randrange(2**32)).normal(0.0, 8.0, hu.shape)
     pixels = np.clip(hu + noise + HU_OFFSET, 0, 65535).astype(np.uint16)
-    return pixels, Lesion(organ.name, cx, cy, r, organ.lesion_hu, organ)
+    return pixels, lesion
 
 
 def ct_to_8bit(pixels: np.ndarray) -> Image.Image:
@@ -127,9 +140,10 @@ def xray(rng: random.Random, label: str | None = None) -> tuple[Image.Image, Les
     organ = Organ("lung", lung.center, lung.radii, 45, 115, radius, lung.place)
     cx, cy, r = _place(rng, organ, XRAY_SIZE)
     img[_disc(XRAY_SIZE, cx, cy, r)] = 115.0
-    img += np.random.default_rng(rng.randrange(2**32)).normal(0.0, 4.0, img.shape)
+    img, lesion = _patient(rng, img, Lesion(label, cx, cy, r, 115.0, organ), 25.0)
+    img = img + np.random.default_rng(rng.randrange(2**32)).normal(0.0, 4.0, img.shape)
     out = Image.fromarray(np.clip(img, 0, 255).astype(np.uint8)).filter(ImageFilter.GaussianBlur(1.2))
-    return out, Lesion(label, cx, cy, r, 115.0, organ)
+    return out, lesion
 
 
 def describe(lesion: Lesion, modality: str) -> str:

@@ -1,0 +1,149 @@
+"""The whole build with the offline generator, through the real readers, into the real export formats."""
+
+import json
+import shutil
+from collections import Counter
+from pathlib import Path
+
+import pandas as pd
+import pytest
+from omegaconf import OmegaConf
+from PIL import Image
+
+from medsage.data_gen.cli import main
+from medsage.data_gen.config import load_config
+from medsage.data_gen.exports import AGENT_NAME
+from medsage.data_gen.pipeline import build
+from medsage.reward_fns.rewards import compute_score
+from medsage.reward_fns.scaffold import STAGES, parse
+
+from conftest import write_recipe
+
+
+@pytest.fixture(scope="module")
+def built(tmp_path_factory):
+    recipe = write_recipe(tmp_path_factory.mktemp("build") / "recipe.yaml")
+    assert main(["build", str(recipe), "--no-progress"]) == 0
+    return load_config(recipe)
+
+
+def _out(config) -> Path:
+    return Path(config.output_dir)
+
+
+def test_sft_export_is_verified_lvkc_with_images_relative_to_dataset_dir(built):
+    sft = _out(built) / "sft"
+    info = json.loads((sft / "dataset_info.json").read_text())
+    rows = json.loads((sft / info["sage_sft"]["file_name"]).read_text())
+    assert info["sage_sft"]["formatting"] == "sharegpt" and len(rows) > 40
+    for row in rows:
+        user, assistant = row["messages"]
+        assert user["role"] == "user" and user["content"].count("<image>") == len(row["images"]) == 1
+        assert parse(assistant["content"]).valid
+        Image.open(sft / row["images"][0]).verify()
+
+
+def test_every_exported_trajectory_passes_the_rules_and_negatives_do_not(built):
+    lines = (_out(built) / "work" / "trajectories.jsonl").read_text().splitlines()
+    trajectories = [t for line in lines for t in json.loads(line)["trajectories"]]
+    good = [t for t in trajectories if "negative" not in t["generator"]]
+    bad = [t for t in trajectories if "negative" in t["generator"]]
+    assert good and all(t["accepted"] and not t["reasons"] for t in good)
+    assert bad and not any(t["accepted"] for t in bad)
+    kinds = {t["generator"].rsplit(":", 1)[1]: t["reasons"] for t in bad}
+    assert kinds["wrong_answer"] == ["wrong_answer"]
+    assert kinds["missing_stage"][0].startswith("invalid_scaffold")
+    assert kinds["label_leak"] == ["label_leak:VISUAL"]
+
+
+def test_samples_are_unique_and_cover_every_task_type(built):
+    lines = (_out(built) / "work" / "trajectories.jsonl").read_text().splitlines()
+    ids = [json.loads(line)["sample_id"] for line in lines]
+    assert len(ids) == len(set(ids))
+    tasks = Counter(i.split("::")[1].split(":")[0] for i in ids)
+    assert set(tasks) == {"multiple_choice", "yes_no", "open", "localization", "source_qa"}
+    counts = [tasks[t] for t in ("multiple_choice", "yes_no", "open", "localization")]
+    assert max(counts) - min(counts) <= 1  # round-robin keeps the instruction set balanced
+
+
+def test_rl_parquet_loads_in_verl_and_its_reference_earns_full_accuracy(built, tiny_model_dir):
+    from transformers import AutoProcessor, AutoTokenizer
+    from verl.utils.dataset.rl_dataset import RLHFDataset
+
+    rl = _out(built) / "rl"
+    train, val = pd.read_parquet(rl / "train.parquet"), pd.read_parquet(rl / "val.parquet")
+    assert len(train) + len(val) == 24 and len(val) > 0
+    assert not set(train.extra_info.map(lambda e: e["sample_id"].split("::")[0])) & set(
+        val.extra_info.map(lambda e: e["sample_id"].split("::")[0]))
+    tasks = Counter(train.extra_info.map(lambda e: e["task_type"])) + Counter(val.extra_info.map(lambda e: e["task_type"]))
+    assert max(tasks.values()) - min(tasks.values()) <= 1, tasks
+    assert set(train.agent_name) == {AGENT_NAME}
+
+    tokenizer = AutoTokenizer.from_pretrained(tiny_model_dir)
+    processor = AutoProcessor.from_pretrained(tiny_model_dir)
+    config = OmegaConf.create({"max_prompt_length": 2048, "filter_overlong_prompts": True,
+                               "filter_overlong_prompts_workers": 1, "cache_dir": str(rl / "cache")})
+    dataset = RLHFDataset(str(rl / "train.parquet"), tokenizer, config, processor)
+    assert len(dataset) == len(train)
+    for i in range(len(dataset)):
+        row = dataset[i]
+        content = row["raw_prompt"][0]["content"]
+        assert [part["type"] for part in content][:1] == ["image"] and isinstance(content[0]["image"], Image.Image)
+        extra = row["extra_info"]
+        assert extra["answer_type"] in ("multiple_choice", "yes_no", "open") and extra["question"]
+        reference = "".join(f"<{tag}>{extra['stages'][tag]}</{tag}>" for tag in STAGES)
+        score = compute_score(row["data_source"], reference, row["reward_model"]["ground_truth"], extra)
+        assert score["accuracy"] == 1.0, (reference, row["reward_model"])
+
+
+def test_scorer_pairs_and_card(built):
+    out = _out(built)
+    pairs = [json.loads(line) for line in (out / "scorer" / "pairs.jsonl").read_text().splitlines()]
+    assert pairs and all(p["positive"] != p["negative"] and p["negative_reason"] for p in pairs)
+    assert set(pairs[0]) == {"sample_id", "question", "positive", "negative", "negative_reason"}
+    card = (out / "card" / "README.md").read_text()
+    assert "offline-rule-based" in card and "rule-based offline generator" in card
+    for plot in ("by_source", "by_modality", "by_task", "acceptance", "rejection_reasons"):
+        assert Image.open(out / "card" / f"{plot}.png").size[0] > 100
+
+
+def test_rerun_resumes_and_reproduces_the_outputs(built, tmp_path):
+    out = _out(built)
+    before = {p: (out / p).read_bytes() for p in ("sft/sage_sft.json", "scorer/pairs.jsonl", "work/trajectories.jsonl")}
+    rl_before = pd.read_parquet(out / "rl" / "train.parquet")
+    build(built, progress=False)
+    assert {p: (out / p).read_bytes() for p in before} == before
+    pd.testing.assert_frame_equal(pd.read_parquet(out / "rl" / "train.parquet"), rl_before)
+
+
+def test_leaked_training_images_are_reported_and_dropped(tmp_path):
+    recipe = write_recipe(tmp_path / "a.yaml", sources=[{"kind": "phantom_coco", "n": 6, "seed": 4}])
+    stats = build(load_config(recipe), progress=False)
+    sft = tmp_path / "out" / "sft"
+    image = sorted((sft / "images").rglob("*.png"))[0]
+    (tmp_path / "bench").mkdir()
+    Image.open(image).convert("RGB").resize((300, 300)).save(tmp_path / "bench" / "copy.jpg", quality=80)
+    shutil.rmtree(tmp_path / "out")
+    recipe = write_recipe(tmp_path / "b.yaml", sources=[{"kind": "phantom_coco", "n": 6, "seed": 4}],
+                          leakage={"eval_dirs": [str(tmp_path / "bench")], "max_distance": 10})
+    leaked = build(load_config(recipe), progress=False)
+    assert [m["eval_image"] for m in leaked.leaks] == [str(tmp_path / "bench" / "copy.jpg")]
+    assert leaked.filtered["benchmark_leak"] == 1
+    rows = json.loads((sft / "sage_sft.json").read_text())
+    assert all(r["images"][0] != str(image.relative_to(sft)) for r in rows)
+    assert sum(stats.by_source.values()) > sum(leaked.by_source.values())
+
+
+def test_recipe_errors_name_the_key(tmp_path):
+    recipe = write_recipe(tmp_path / "r.yaml", generation={"backend": "offline", "trajectories": 3})
+    with pytest.raises(ValueError, match=r"generation: unknown key\(s\) \['trajectories'\]"):
+        load_config(recipe)
+    recipe = write_recipe(tmp_path / "r.yaml", sources=[{"kind": "dicom"}])
+    with pytest.raises(ValueError, match=r"sources\[0\]\.kind"):
+        load_config(recipe)
+
+
+@pytest.mark.parametrize("name", ["quickstart.yaml", "sage_sft20k.yaml", "sage_rl10k.yaml"])
+def test_shipped_recipes_load(name):
+    config = load_config(Path(__file__).parents[2] / "recipes" / "data" / name)
+    assert config.sources and config.generation.trajectories_per_sample >= 1
