@@ -19,6 +19,7 @@ import json
 import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from functools import cached_property
 from pathlib import Path
 
 import pandas as pd
@@ -55,9 +56,14 @@ class Item:
     modality: str = ""
     question_type: str = ""
 
-    @property
+    @cached_property
     def kind(self) -> AnswerType:
         return answer_type(self.answer, self.options)
+
+    @cached_property
+    def options_key(self) -> tuple[tuple[str, str], ...]:
+        """The options as a hashable tuple (a cache key for the matcher's verdicts)."""
+        return tuple(self.options.items())
 
 
 def load_image(ref: ImageRef) -> Image.Image:

@@ -22,7 +22,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         config = load_recipe(args.recipe, tuple(args.overrides))
         result = run_evaluation(config)
-    except (RecipeError, BenchmarkFormatError) as err:
+    except (RecipeError, BenchmarkFormatError, FileNotFoundError) as err:
         print(f"medsage-eval: {err}", file=sys.stderr)
         return 2
     print(result.files.table1_md.read_text(encoding="utf-8"))

@@ -74,6 +74,9 @@ class EvalConfig:
     seed: int = 0
     open_judge: JudgeSpec | None = None
     reasoning_judge: JudgeSpec | None = None
+    # R-GRPO's instruction templates (relative paths resolve from the working directory, as in RL)
+    self_check_template: str = "recipes/rl/templates/self_check.jinja"
+    retry_template: str = "recipes/rl/templates/retry.jinja"
 
 
 def _build(cls: type, data: Any, where: str) -> Any:

@@ -53,8 +53,14 @@ def build_backend(spec: ModelSpec) -> Backend:
 
 
 def predict_setup(config: EvalConfig) -> PredictSetup:
+    """What decides the predictions; with ``self_check: always`` it carries R-GRPO's rendered instructions."""
     params = GenerationParams(max_new_tokens=config.max_new_tokens, temperature=config.temperature)
-    return PredictSetup(config.model.path, config.model.backend, config.prompt_style, config.self_check, params)
+    turns: tuple[str, ...] = ()
+    if config.self_check == "always":
+        from medsage.plugins.verl.settings import render_instruction
+
+        turns = (render_instruction(config.self_check_template), render_instruction(config.retry_template))
+    return PredictSetup(config.model.path, config.model.backend, config.prompt_style, params, turns)
 
 
 def _judge_config(spec: JudgeSpec, out_dir: Path) -> LLMConfig:

@@ -21,7 +21,7 @@ from tqdm import tqdm
 
 from .backends import Backend, GenerationParams
 from .benchmarks import Item
-from .prompts import SELF_CHECK_MODES, Turn, first_turn, retry_instruction, self_check_instruction
+from .prompts import Turn, first_turn
 
 
 @dataclass(frozen=True)
@@ -49,12 +49,9 @@ class PredictSetup:
     model: str
     backend: str
     prompt_style: str = "lvkc"
-    self_check: str = "never"
     params: GenerationParams = GenerationParams()
-
-    def __post_init__(self) -> None:
-        if self.self_check not in SELF_CHECK_MODES:
-            raise ValueError(f"self_check must be one of {SELF_CHECK_MODES}, got {self.self_check!r}")
+    # (self-check instruction, retry instruction) to review and retry every answer; () = answer once
+    self_check_turns: tuple[str, ...] = ()
 
     @property
     def run_key(self) -> str:
@@ -103,11 +100,10 @@ class PredictionStore:
 
 
 def generate_chunk(items: Sequence[Item], backend: Backend, setup: PredictSetup) -> list[Prediction]:
-    """Answer a chunk; with self-check ``always``, review and retry every answer (batched per turn)."""
+    """Answer a chunk; with self-check turns, review and retry every answer (batched per turn)."""
     conversations = [first_turn(item, setup.prompt_style) for item in items]
     turns: list[list[str]] = [[] for _ in items]
-    follow_ups = (self_check_instruction(), retry_instruction()) if setup.self_check == "always" else ()
-    for follow_up in (None, *follow_ups):
+    for follow_up in (None, *setup.self_check_turns):
         if follow_up is not None:
             conversations = [c + [Turn("assistant", t[-1]), Turn("user", follow_up)] for c, t in zip(conversations, turns)]
         for texts, reply in zip(turns, backend.generate(conversations, setup.params)):

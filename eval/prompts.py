@@ -1,6 +1,8 @@
 """Evaluation prompts: the LVKC prompt the SFT and RL data use (paper section 3.2; data_gen's
 ``lvkc_instruction``, so the model is scored on the instruction it was trained on), plain baselines,
-and the optional inference-time self-check turn (section 3.3 applied at test time).
+and the inference-time self-check modes. The self-check and retry instructions themselves are the
+R-GRPO templates (recipes/rl/templates/*.jinja, rendered by ``medsage.plugins.verl.settings``), so
+a model reviews itself at test time with the words it was trained on (section 3.3).
 
 A conversation is a list of :class:`Turn`; every backend turns that into its own wire format, so
 the prompt text is identical whichever engine generates.
@@ -11,7 +13,6 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from medsage.data_gen.prompts import lvkc_instruction
-from medsage.reward_fns.scaffold import SELF_CHECK_DIMENSIONS, SELF_CHECK_TAG
 
 from .benchmarks import ImageRef, Item
 
@@ -46,17 +47,3 @@ def first_turn(item: Item, style: str) -> list[Turn]:
     if style not in PROMPT_BUILDERS:
         raise ValueError(f"unknown prompt style {style!r}; expected one of {sorted(PROMPT_BUILDERS)}")
     return [Turn("user", PROMPT_BUILDERS[style](item.question, item.options or None), item.images)]
-
-
-def self_check_instruction() -> str:
-    """Ask for a review along the paper's three fixed dimensions; never reveals any reference."""
-    sections = "".join(f"<{tag}>...</{tag}>" for tag in SELF_CHECK_DIMENSIONS)
-    dims = ", ".join(SELF_CHECK_DIMENSIONS.values())
-    return (
-        f"Review your reasoning above for errors in {dims}. "
-        f"Write the review as <{SELF_CHECK_TAG}>{sections}</{SELF_CHECK_TAG}>."
-    )
-
-
-def retry_instruction() -> str:
-    return "Now answer the question again, correcting any error the review found, in the same staged format."

@@ -19,7 +19,7 @@ from functools import lru_cache
 
 import numpy as np
 
-from medsage.reward_fns.answers import AnswerType, answer_type, extract_choice, match_answer, normalize, token_scores, yes_no
+from medsage.reward_fns.answers import AnswerType, extract_choice, match_answer, normalize, token_scores, yes_no
 from medsage.reward_fns.scaffold import answer_text
 
 from .benchmarks import Item
@@ -84,14 +84,13 @@ def response_answer(response: str, style: str) -> str | None:
 
 
 @lru_cache(maxsize=1 << 16)
-def _decide(answer: str, reference: str, options: tuple[tuple[str, str], ...]) -> tuple[bool, bool]:
+def _decide(answer: str, reference: str, options: tuple[tuple[str, str], ...], kind: AnswerType) -> tuple[bool, bool]:
     """(answered, correct) for one answer text. Closed answers repeat ("B", "Yes"), hence the cache;
     ``correct`` is always ``match_answer``'s verdict, exactly as the training reward computes it."""
     opts = dict(options) or None
     correct = match_answer(answer, reference, opts)
     if correct:
         return True, True
-    kind = answer_type(reference, opts)
     if kind is AnswerType.MULTIPLE_CHOICE:
         return extract_choice(answer, opts) is not None, False
     if kind is AnswerType.YES_NO:
@@ -103,7 +102,7 @@ def score_item(item: Item, response: str, style: str = "lvkc", judge_verdict: bo
     """Score one response; ``judge_verdict`` (open questions only) overrides the matcher's decision."""
     kind = item.kind
     answer = response_answer(response, style)
-    answered, correct = (False, False) if answer is None else _decide(answer, item.answer, tuple(item.options.items()))
+    answered, correct = (False, False) if answer is None else _decide(answer, item.answer, item.options_key, kind)
     exact, recall, f1 = False, 0.0, 0.0
     judged = False
     if kind is AnswerType.OPEN and answered:

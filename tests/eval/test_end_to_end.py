@@ -9,7 +9,7 @@ import pytest
 from medsage.data_gen.phantom import write_phantom_benchmark
 from medsage.eval.backends import GenerationParams, HFBackend
 from medsage.eval.config import BenchmarkSpec, EvalConfig, ModelSpec
-from medsage.eval.evaluate import run_evaluation
+from medsage.eval.evaluate import predict_setup, run_evaluation
 from medsage.eval.predictions import PredictionStore, PredictSetup, generate_chunk
 from medsage.eval.benchmarks import load_benchmark
 
@@ -44,15 +44,13 @@ def backend(tiny_model_dir):
     return HFBackend(tiny_model_dir, batch_size=3)
 
 
-def _config(phantom_dir: Path, out: Path, model: Path, self_check: str = "never") -> EvalConfig:
+def _config(phantom_dir: Path, out: Path, model: Path, **overrides) -> EvalConfig:
+    fields = dict(max_new_tokens=12, chunk_size=2, bootstrap_resamples=200) | overrides
     return EvalConfig(
         model=ModelSpec(path=str(model), label="tiny"),
         benchmarks=(BenchmarkSpec("phantom", str(phantom_dir)),),
         output_dir=out,
-        max_new_tokens=12,
-        chunk_size=2,
-        bootstrap_resamples=200,
-        self_check=self_check,
+        **fields,
     )
 
 
@@ -88,7 +86,7 @@ def test_phantom_end_to_end_interrupted_and_resumed_gives_the_same_report(phanto
 
 def test_resuming_under_another_setup_is_refused(phantom_dir, tiny_model_dir, backend, tmp_path):
     run_evaluation(_config(phantom_dir, tmp_path, tiny_model_dir), backend)
-    other = _config(phantom_dir, tmp_path, tiny_model_dir, self_check="always")
+    other = _config(phantom_dir, tmp_path, tiny_model_dir, max_new_tokens=13)
     with pytest.raises(ValueError, match="made by another setup"):
         run_evaluation(other, backend)
 
@@ -102,13 +100,22 @@ def test_self_check_always_feeds_each_turn_back_with_the_image(phantom_dir, back
             seen.append([list(c) for c in conversations])
             return backend.generate(conversations, params)
 
-    setup = PredictSetup("tiny", "hf", self_check="always", params=GenerationParams(max_new_tokens=6))
+    setup = PredictSetup("tiny", "hf", params=GenerationParams(max_new_tokens=6), self_check_turns=("Review: <CHECK>", "Retry."))
     preds = generate_chunk(items, Recording(), setup)
     assert [len(p.responses) for p in preds] == [3, 3]
     assert [t.role for t in seen[2][0]] == ["user", "assistant", "user", "assistant", "user"]
     last = seen[2][0]
     assert last[1].text == preds[0].responses[0] and last[3].text == preds[0].responses[1]
-    assert "<CHECK>" in last[2].text and last[0].images == items[0].images
+    assert last[2].text == "Review: <CHECK>" and last[4].text == "Retry." and last[0].images == items[0].images
+
+
+def test_self_check_always_uses_the_rgrpo_instruction_templates(phantom_dir, tiny_model_dir, tmp_path):
+    templates = Path(__file__).resolve().parents[2] / "recipes" / "rl" / "templates"
+    config = _config(phantom_dir, tmp_path, tiny_model_dir, self_check="always",
+                     self_check_template=str(templates / "self_check.jinja"), retry_template=str(templates / "retry.jinja"))
+    check, retry = predict_setup(config).self_check_turns
+    assert "<CHECK><GROUNDING>" in check and "<ANSWER>" in retry
+    assert predict_setup(config).run_key != predict_setup(_config(phantom_dir, tmp_path, tiny_model_dir)).run_key
 
 
 def test_batched_generation_equals_per_sample_generation(phantom_dir, backend):
