@@ -78,10 +78,12 @@ class Materialised:
 
 
 def materialise(record: Record, dataset_dir: Path, config: FilterConfig) -> Materialised | str:
-    """Write the record's image as 8-bit PNG (DeepLesion is windowed); a reason string if unusable."""
-    key = hashlib.sha1(f"{record.image}|{record.window}".encode()).hexdigest()[:16]
-    rel = f"images/{record.source}/{key}.png"
+    """Write the record's image as 8-bit PNG (DeepLesion is windowed); a reason string if unusable.
+
+    Unreadable, too small and blank images are the image-quality filter of A.3.1.
+    """
     try:
+        key = hashlib.sha1(record.image.read_bytes() + f"|{record.window}".encode()).hexdigest()[:16]
         with Image.open(record.image) as im:
             im.load()
             if record.window is not None and im.mode in ("I;16", "I;16B", "I", "I;16L"):
@@ -91,6 +93,7 @@ def materialise(record: Record, dataset_dir: Path, config: FilterConfig) -> Mate
     except (OSError, UnidentifiedImageError, ValueError):
         return "unreadable_image"
     height, width = pixels.shape
+    rel = f"images/{record.source}/{key}.png"  # content-addressed: the same across machines and reruns
     if min(width, height) < config.min_side_px:
         return "image_too_small"
     if float(pixels.std()) < config.min_std:

@@ -125,7 +125,7 @@ def test_leaked_training_images_are_reported_and_dropped(tmp_path):
     Image.open(image).convert("RGB").resize((300, 300)).save(tmp_path / "bench" / "copy.jpg", quality=80)
     shutil.rmtree(tmp_path / "out")
     recipe = write_recipe(tmp_path / "b.yaml", sources=[{"kind": "phantom_coco", "n": 6, "seed": 4}],
-                          leakage={"eval_dirs": [str(tmp_path / "bench")], "max_distance": 10})
+                          leakage={"eval_dirs": [str(tmp_path / "bench")], "max_distance": 20})
     leaked = build(load_config(recipe), progress=False)
     assert [m["eval_image"] for m in leaked.leaks] == [str(tmp_path / "bench" / "copy.jpg")]
     assert leaked.filtered["benchmark_leak"] == 1
