@@ -97,7 +97,9 @@ class HFBackend:
         images = [load_image(ref) for c in conversations for t in c for ref in t.images]
         inputs = self.processor(text=texts, images=images or None, padding=True, return_tensors="pt")
         inputs = inputs.to(self.model.device)
-        sampling = {"do_sample": True, "temperature": params.temperature, "top_p": params.top_p} if params.temperature > 0 else {"do_sample": False}
+        sampling: dict[str, Any] = {"do_sample": False}
+        if params.temperature > 0:
+            sampling = {"do_sample": True, "temperature": params.temperature, "top_p": params.top_p}
         with self._torch.no_grad():
             out = self.model.generate(**inputs, max_new_tokens=params.max_new_tokens, **sampling)
         new_tokens = out[:, inputs["input_ids"].shape[1] :]

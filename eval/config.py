@@ -86,7 +86,9 @@ def _build(cls: type, data: Any, where: str) -> Any:
     unknown = sorted(set(data) - known)
     if unknown:
         raise RecipeError(f"{where}: unknown key(s) {unknown}; expected some of {sorted(known)}")
-    required = [f.name for f in dataclasses.fields(cls) if f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING]
+    required = [
+        f.name for f in dataclasses.fields(cls) if f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING
+    ]
     missing = [k for k in required if k not in data]
     if missing:
         raise RecipeError(f"{where}: missing key(s) {missing}")

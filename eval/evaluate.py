@@ -48,7 +48,9 @@ def build_backend(spec: ModelSpec) -> Backend:
                       concurrency=spec.concurrency, timeout_s=spec.timeout_s)
         )
     return VLLMBackend(
-        VLLMOptions(spec.path, spec.tensor_parallel_size, spec.data_parallel_size, spec.gpu_memory_utilization, spec.max_model_len)
+        VLLMOptions(
+            spec.path, spec.tensor_parallel_size, spec.data_parallel_size, spec.gpu_memory_utilization, spec.max_model_len
+        )
     )
 
 
@@ -68,9 +70,7 @@ def _judge_config(spec: JudgeSpec, out_dir: Path) -> LLMConfig:
                      concurrency=spec.concurrency, timeout_s=spec.timeout_s, cache_path=out_dir / "judge_cache.sqlite")
 
 
-def _reasoning_means(config: EvalConfig, items: list[Item], responses: list[str]) -> dict[str, float]:
-    spec = config.reasoning_judge
-    assert spec is not None
+def _reasoning_means(spec: JudgeSpec, config: EvalConfig, items: list[Item], responses: list[str]) -> dict[str, float]:
     n = len(items) if spec.limit is None else spec.limit
     scores = judge_reasoning(_judge_config(spec, config.output_dir), items[:n], responses[:n], spec.with_image)
     return {d: sum(getattr(s, d) for s in scores.values()) / len(scores) for d in TABLE2_DIMENSIONS} if scores else {}
@@ -93,7 +93,7 @@ def evaluate_benchmark(
         verdicts = judge_open_answers(_judge_config(config.open_judge, config.output_dir), items, responses, config.prompt_style)
     scored = [score_item(i, r, config.prompt_style, verdicts.get(i.id)) for i, r in zip(items, responses)]
     _write_scored(config.output_dir / "scored" / f"{name}.jsonl", scored)
-    reasoning = _reasoning_means(config, items, responses) if config.reasoning_judge is not None else {}
+    reasoning = _reasoning_means(config.reasoning_judge, config, items, responses) if config.reasoning_judge else {}
     return scored, reasoning
 
 

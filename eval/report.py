@@ -55,7 +55,7 @@ def overall(summaries: Sequence[GroupSummary]) -> dict[str, GroupSummary]:
 
 
 def _table1_rows(ours: Mapping[str, GroupSummary], label: str) -> tuple[list[str], list[list[object]], list[list[object]]]:
-    columns = [b for b in TABLE1_BENCHMARKS] + [b for b in ours if b not in TABLE1_BENCHMARKS]
+    columns = list(TABLE1_BENCHMARKS) + [b for b in ours if b not in TABLE1_BENCHMARKS]
     measured_avg = (
         sum(ours[b].accuracy.value for b in TABLE1_BENCHMARKS) / len(TABLE1_BENCHMARKS)
         if all(b in ours for b in TABLE1_BENCHMARKS)
@@ -103,7 +103,8 @@ def write_table1(summaries: Sequence[GroupSummary], label: str, out_dir: Path) -
         encoding="utf-8",
     )
     path = out_dir / "table1.csv"
-    _write_csv(path, ["method", "group", "source", "benchmark", "accuracy", "ci_low", "ci_high", "n", "parse_failure_pct"], csv_rows)
+    header = ["method", "group", "source", "benchmark", "accuracy", "ci_low", "ci_high", "n", "parse_failure_pct"]
+    _write_csv(path, header, csv_rows)
     return md, path
 
 
@@ -168,11 +169,15 @@ def write_chart(summaries: Sequence[GroupSummary], label: str, out_dir: Path) ->
     fig, ax = plt.subplots(figsize=(max(5.0, 1.6 * len(benches) + 2), 4))
     xs = range(len(benches))
     acc = [100 * ours[b].accuracy.value for b in benches]
-    err = [[a - 100 * ours[b].accuracy.low for a, b in zip(acc, benches)], [100 * ours[b].accuracy.high - a for a, b in zip(acc, benches)]]
+    err = [
+        [a - 100 * ours[b].accuracy.low for a, b in zip(acc, benches)],
+        [100 * ours[b].accuracy.high - a for a, b in zip(acc, benches)],
+    ]
     ax.bar([x - 0.4 + width / 2 for x in xs], acc, width, yerr=err, capsize=3, label=f"{label} (measured)")
     for k, (method, values) in enumerate(published.items(), 1):
         heights = [values.get(b) or 0.0 for b in benches]
-        ax.bar([x - 0.4 + width * (k + 0.5) for x in xs], heights, width, hatch="//", alpha=0.6, label=f"{method} ({PUBLISHED_LABEL})")
+        xs_k = [x - 0.4 + width * (k + 0.5) for x in xs]
+        ax.bar(xs_k, heights, width, hatch="//", alpha=0.6, label=f"{method} ({PUBLISHED_LABEL})")
     ax.set_xticks(list(xs), [_title(b) for b in benches])
     ax.set_ylabel("accuracy (%)")
     ax.set_ylim(0, 100)
