@@ -1,0 +1,113 @@
+"""Question building, balanced sampling, the ANSWER stage and the verification rules."""
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from medsage.data_gen.instructions import (
+    FilterConfig,
+    InstructionConfig,
+    Materialised,
+    QuestionBuilder,
+    balance,
+    label_problem,
+    load_question_templates,
+    materialise,
+    region_phrase,
+)
+from medsage.data_gen.prompts import lvkc_instruction
+from medsage.data_gen.records import ROI, Record
+from medsage.data_gen.trajectories import answer_stage, knowledge_base, knowledge_text
+from medsage.data_gen.verify import leaks, parse_verdict, rule_reasons
+from medsage.reward_fns.answers import match_answer
+from medsage.reward_fns.scaffold import Scaffold
+
+LABELS = ["bone", "kidney", "liver", "lung", "pelvis"]
+
+
+def _record(i: int, label: str) -> Record:
+    return Record(record_id=f"deeplesion/{i}", source="deeplesion", image=Path("x.png"), modality="CT",
+                  rois=(ROI(label, (10.0, 10.0, 40.0, 40.0)),), labels=(label,))
+
+
+def _samples(n: int = 40):
+    builder = QuestionBuilder(InstructionConfig(per_record=2), {"deeplesion": LABELS}, load_question_templates(), seed=0)
+    image = Materialised("images/x.png", 100, 100, np.zeros((1, 1)))
+    return [s for i in range(n) for s in builder.samples(_record(i, LABELS[i % 5]), image)]
+
+
+def test_questions_are_balanced_answerable_and_use_the_label_space():
+    samples = _samples()
+    by_task = {}
+    for s in samples:
+        by_task.setdefault(s.task_type, []).append(s)
+    assert {k: len(v) for k, v in by_task.items()} == {"multiple_choice": 20, "yes_no": 20, "open": 20, "localization": 20}
+    for s in by_task["multiple_choice"]:
+        assert len(s.options) == 4 and s.options[s.answer].lower() == s.target and set(s.leak_terms) == {s.target}
+        assert {o.lower() for o in s.options.values()} <= set(LABELS)
+    answers = [s.answer for s in by_task["yes_no"]]
+    assert 5 <= answers.count("Yes") <= 15 and all(a in ("Yes", "No") for a in answers)
+    for s in by_task["yes_no"]:
+        assert (s.answer == "Yes") == (s.target == s.record.labels[0]) and s.target in s.question
+    assert {s.answer for s in by_task["localization"]} == {"upper left"}
+
+
+def test_answer_stage_is_credited_by_the_shared_matcher():
+    for s in _samples():
+        assert match_answer(answer_stage(s), s.answer, s.options or None), (s.task_type, answer_stage(s))
+
+
+def test_knowledge_base_never_names_its_own_label():
+    for s in _samples():
+        for template in ("anatomic", "morphologic", "differential"):
+            text = knowledge_text(s, template)
+            assert not any(leaks(text, term) for term in s.leak_terms), (s.target, template, text)
+    assert all(set(entry) == {"anatomic", "morphologic", "differential"} for entry in knowledge_base().values())
+
+
+def test_balance_evens_out_groups_up_to_the_target():
+    samples = _samples() + [s for s in _samples(80) if s.task_type == "open"]
+    chosen = balance(samples, 60, seed=1)
+    counts = {t: sum(s.task_type == t for s in chosen) for t in ("multiple_choice", "yes_no", "open", "localization")}
+    assert len(chosen) == 60 and set(counts.values()) == {15}
+    assert len({id(s) for s in chosen}) == 60  # no sample drawn twice
+
+
+def test_rule_reasons_catch_wrong_answers_leaks_and_broken_scaffolds():
+    s = next(x for x in _samples() if x.task_type == "multiple_choice")
+    good = Scaffold(loc="The upper left region.", visual="A rounded focus.", knowledge="- Criteria.",
+                    con="Supported.", answer=answer_stage(s)).render()
+    assert rule_reasons(good, s) == []
+    wrong = next(k for k in s.options if k != s.answer)
+    assert rule_reasons(good.replace(answer_stage(s), f"{wrong}. {s.options[wrong]}"), s) == ["wrong_answer"]
+    assert rule_reasons(good.replace("A rounded focus.", f"A rounded {s.target} focus."), s) == ["label_leak:VISUAL"]
+    assert rule_reasons(good.replace("</CON>", ""), s)[0].startswith("invalid_scaffold")
+
+
+def test_filters_count_noisy_unlabeled_and_bad_images(tmp_path):
+    from PIL import Image
+
+    config = FilterConfig(min_side_px=32, min_std=3.0)
+    assert label_problem(Record("a", "x", Path("a"), "CT", noisy=True, labels=("liver",)), config) == "possibly_noisy"
+    assert label_problem(Record("a", "x", Path("a"), "CT"), config) == "unlabeled"
+    Image.new("L", (64, 64), 128).save(tmp_path / "blank.png")
+    Image.new("L", (16, 16)).save(tmp_path / "small.png")
+    (tmp_path / "broken.png").write_bytes(b"\x89PNG broken")
+    Image.fromarray(np.random.default_rng(0).integers(0, 255, (64, 64), dtype=np.uint8)).save(tmp_path / "ok.png")
+    results = {name: materialise(Record(name, "x", tmp_path / f"{name}.png", "CT"), tmp_path / "ds", config)
+               for name in ("blank", "small", "broken", "ok")}
+    assert results["blank"] == "blank_image" and results["small"] == "image_too_small"
+    assert results["broken"] == "unreadable_image" and (tmp_path / "ds" / results["ok"].path).is_file()
+
+
+def test_judge_verdicts_parse_or_are_refused():
+    assert parse_verdict('Here: {"consistent": false, "issues": ["conflict"]}') == (False, ["conflict"])
+    assert parse_verdict('{"consistent": true}') == (True, [])
+    assert parse_verdict("{not json") is None and parse_verdict('{"consistent": "yes"}') is None
+
+
+def test_instruction_lists_options_in_letter_order():
+    text = lvkc_instruction("Which?", {"B": "Lung", "A": "Liver"})
+    assert text.startswith("Which?\nOptions:\nA. Liver\nB. Lung\n") and "<ANSWER>" in text
+    assert region_phrase((0, 0, 10, 10), 100, 100) == "upper left" and region_phrase((40, 40, 60, 60), 100, 100) == "central"
