@@ -35,6 +35,7 @@ from .scoring import GroupSummary, ScoredItem, score_item, summarize
 class EvalResult:
     summaries: list[GroupSummary]
     reasoning: dict[str, dict[str, float]]
+    first_attempt_accuracy: dict[str, float]  # per benchmark, only with self-check on
     files: ReportFiles
 
 
@@ -81,20 +82,32 @@ def _write_scored(path: Path, scored: list[ScoredItem]) -> None:
     path.write_text("".join(json.dumps(asdict(s)) + "\n" for s in scored), encoding="utf-8")
 
 
-def evaluate_benchmark(
-    config: EvalConfig, items: list[Item], backend: Backend, setup: PredictSetup
-) -> tuple[list[ScoredItem], dict[str, float]]:
-    """Predict, judge and score one benchmark; returns per-item scores and Table 2 means (or {})."""
+@dataclass(frozen=True)
+class BenchmarkOutcome:
+    """One benchmark's per-item scores; Table 2 means ({} without a reasoning judge); and, with
+    self-check on, the first attempt's accuracy (by the matcher) to set against the final one."""
+
+    scored: list[ScoredItem]
+    reasoning: dict[str, float]
+    first_attempt_accuracy: float | None
+
+
+def evaluate_benchmark(config: EvalConfig, items: list[Item], backend: Backend, setup: PredictSetup) -> BenchmarkOutcome:
+    """Predict, judge and score one benchmark."""
     name = items[0].benchmark
     store = PredictionStore(config.output_dir / "predictions" / f"{name}.jsonl", setup.run_key)
-    responses = [p.final for p in predict(items, backend, setup, store, config.chunk_size)]
+    predictions = predict(items, backend, setup, store, config.chunk_size)
+    responses = [p.final for p in predictions]
     verdicts: Mapping[str, bool] = {}
     if config.open_judge is not None:
         verdicts = judge_open_answers(_judge_config(config.open_judge, config.output_dir), items, responses, config.prompt_style)
     scored = [score_item(i, r, config.prompt_style, verdicts.get(i.id)) for i, r in zip(items, responses)]
     _write_scored(config.output_dir / "scored" / f"{name}.jsonl", scored)
     reasoning = _reasoning_means(config.reasoning_judge, config, items, responses) if config.reasoning_judge else {}
-    return scored, reasoning
+    first = None
+    if setup.self_check_turns:
+        first = sum(score_item(i, p.first, config.prompt_style).correct for i, p in zip(items, predictions)) / len(items)
+    return BenchmarkOutcome(scored, reasoning, first)
 
 
 def run_evaluation(config: EvalConfig, backend: Backend | None = None) -> EvalResult:
@@ -105,15 +118,23 @@ def run_evaluation(config: EvalConfig, backend: Backend | None = None) -> EvalRe
     setup = predict_setup(config)
     scored: list[ScoredItem] = []
     reasoning: dict[str, dict[str, float]] = {}
+    first_attempt: dict[str, float] = {}
     for items in benchmarks:
         if not items:
             continue
-        bench_scored, means = evaluate_benchmark(config, items, backend, setup)
-        scored += bench_scored
-        if means:
-            reasoning[items[0].benchmark] = means
+        outcome = evaluate_benchmark(config, items, backend, setup)
+        scored += outcome.scored
+        if outcome.reasoning:
+            reasoning[items[0].benchmark] = outcome.reasoning
+        if outcome.first_attempt_accuracy is not None:
+            first_attempt[items[0].benchmark] = outcome.first_attempt_accuracy
     summaries = summarize(scored, config.bootstrap_resamples, config.seed)
-    summary = {"run_key": setup.run_key, "summaries": [asdict(s) for s in summaries], "reasoning": reasoning}
+    summary = {
+        "run_key": setup.run_key,
+        "summaries": [asdict(s) for s in summaries],
+        "reasoning": reasoning,
+        "first_attempt_accuracy": first_attempt,
+    }
     (config.output_dir / "summary.json").write_text(json.dumps(summary, indent=1), encoding="utf-8")
     files = write_reports(summaries, config.model.label, config.output_dir, reasoning)
-    return EvalResult(summaries, reasoning, files)
+    return EvalResult(summaries, reasoning, first_attempt, files)

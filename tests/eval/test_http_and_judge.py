@@ -1,6 +1,7 @@
 """The OpenAI-compatible backend and both judges against an OpenAI-compatible server on 127.0.0.1."""
 
 import json
+from pathlib import Path
 
 import pytest
 from eval_formats import write_pmc_vqa, write_slake
@@ -110,3 +111,37 @@ def test_judge_replies_are_validated_and_retried(tmp_path):
 )
 def test_parse_reasoning_scores(reply, valid):
     assert (parse_reasoning_scores(reply) is not None) == valid
+
+
+def test_self_check_always_reports_first_attempt_beside_final_accuracy(slake_dir, tmp_path):
+    templates = Path(__file__).resolve().parents[2] / "recipes" / "rl" / "templates"
+    answers = {q: (ref, a) for q, ref, _, a in QUESTIONS}
+
+    def responder(request):
+        messages = request["messages"]
+        question = next(q for q in answers if last_user_text({"messages": messages[:1]}).startswith(q))
+        reference, answer = answers[question]
+        if len(messages) == 1:
+            return lvkc("Right kidney.")  # every first attempt is wrong (or unreadable)
+        if len(messages) == 3:
+            assert "<CHECK>" in last_user_text(request)
+            return "<CHECK><GROUNDING>Wrong organ.</GROUNDING><ANALYSIS>ok</ANALYSIS><CONSISTENCY>ok</CONSISTENCY></CHECK>"
+        return lvkc(reference if question.startswith("Is the liver") else answer)
+
+    with StubServer(responder) as vlm:
+        config = EvalConfig(
+            model=ModelSpec(path="m", backend="openai", base_url=vlm.base_url),
+            benchmarks=(BenchmarkSpec("slake", str(slake_dir)),),
+            output_dir=tmp_path / "out",
+            bootstrap_resamples=50,
+            self_check="always",
+            self_check_template=str(templates / "self_check.jinja"),
+            retry_template=str(templates / "retry.jinja"),
+        )
+        result = run_evaluation(config)
+        assert len(vlm.calls) == 3 * len(QUESTIONS)
+    assert result.first_attempt_accuracy == {"slake": 0.0}
+    final = next(s for s in result.summaries if s.by == "all")
+    assert final.accuracy.value == pytest.approx(2 / 5)  # "Yes" and "The liver." after the retry
+    saved = json.loads((tmp_path / "out" / "summary.json").read_text())
+    assert saved["first_attempt_accuracy"] == {"slake": 0.0}
