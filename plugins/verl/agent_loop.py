@@ -1,0 +1,237 @@
+"""The self-check retry agent loop of R-GRPO (paper section 3.3, eqs. 8-10), as a verl agent loop.
+
+One session, all inside one token stream (verl's Continuous Token builder, so nothing is ever
+re-encoded from decoded text):
+
+1. generate tau1 (images go with every generate call) and score it with ``medsage.reward_fns``;
+   a right answer ends the session: the session *is* tau1.
+2. otherwise inject the self-check instruction as a user turn (``response_mask`` 0), generate the
+   self-check span (mask 1), inject the retry instruction (mask 0), generate tau2 (mask 1), score it.
+
+The loop hands the trainer ``reward_score`` = the weighted outcome reward of the final trajectory
+(so verl skips its own reward) and, in ``extra_fields``, the per-token ``self_check_mask`` and
+``outcome_mask`` (tau1 when accepted, tau2 when retried), first/final correctness,
+``r_sc = 1[a1 wrong and a2 right]`` and every reward part (see :class:`SessionOutcome`).
+
+Budget: everything, injected turns included, fits in ``rollout.response_length``. Each generate
+call may use what is left (the self-check span at most ``medsage.self_check_max_tokens``). When an
+instruction no longer fits with room for at least one generated token, the session stops cleanly
+there and the last complete attempt is the final trajectory: tau1 stays the scored, outcome-masked
+trajectory, a self-check span already generated keeps mask 1 but earns nothing (``r_sc`` is 0),
+and ``stop_reason`` records where it stopped. A tau2 cut by the budget is scored as it stands.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from dataclasses import asdict, dataclass, field
+from functools import partial
+from typing import Any
+from uuid import uuid4
+
+from verl.experimental.agent_loop.agent_loop import AgentLoopBase, AgentLoopOutput, register
+from verl.utils.profiler import simple_timer
+
+from medsage.reward_fns.rewards import compute_score
+
+from .settings import RGRPOSettings
+
+AGENT_NAME = "medsage_self_check"
+
+
+@dataclass
+class Transcript:
+    """The session's token stream: prompt + response so far, with per-response-token metadata."""
+
+    token_ids: list[int]
+    prompt_length: int
+    response_mask: list[int] = field(default_factory=list)
+    logprobs: list[float] | None = None
+    spans: dict[str, tuple[int, int]] = field(default_factory=dict)
+
+    @property
+    def response_ids(self) -> list[int]:
+        return self.token_ids[self.prompt_length :]
+
+    def mask_of(self, *names: str) -> list[int]:
+        """1 on the response positions of the named generated spans (``tau1``, ``check``, ``tau2``)."""
+        mask = [0] * len(self.response_mask)
+        for name in names:
+            start, end = self.spans.get(name, (0, 0))
+            mask[start:end] = [1] * (end - start)
+        return mask
+
+
+@dataclass(frozen=True)
+class SessionOutcome:
+    """What one session hands the trainer through ``extra_fields`` (besides the two masks)."""
+
+    first_correct: bool
+    final_correct: bool
+    self_checked: bool
+    retried: bool
+    stop_reason: str  # accepted | retried | no_self_check | budget_before_check | budget_before_retry
+    reward_parts: dict[str, float]  # every part of the final trajectory's reward, e.g. accuracy, format
+    first_reward_parts: dict[str, float]
+    self_check_length: int
+
+    @property
+    def r_sc(self) -> float:
+        """Self-check success, eq. 10: the first answer was wrong and the retry is right."""
+        return float(self.retried and not self.first_correct and self.final_correct)
+
+
+@register(AGENT_NAME)
+class SelfCheckAgentLoop(AgentLoopBase):
+    """verl agent loop running one R-GRPO self-check session per call of :meth:`run`."""
+
+    def __init__(self, *args: Any, **kwargs: Any):
+        super().__init__(*args, **kwargs)
+        self.settings = RGRPOSettings.from_config(self.config)
+        self.response_length = self.rollout_config.response_length
+        self.self_check_instruction, self.retry_instruction = self.settings.templates()
+
+    async def run(self, sampling_params: dict[str, Any], **kwargs: Any) -> AgentLoopOutput:
+        messages = list(kwargs["raw_prompt"])
+        multi_modal_data = await self.process_multi_modal_info(messages)
+        images = multi_modal_data.get("images")
+        self._assert_mm_supported(bool(multi_modal_data))
+        prompt_ids = await self.ct_build_initial_tokens(messages, images=images)
+        logprobs = [] if sampling_params.get("logprobs") else None
+        session = _Session(self, Transcript(list(prompt_ids), len(prompt_ids), logprobs=logprobs), sampling_params, images)
+
+        first_text = await session.generate("tau1", self.response_length)
+        stop = "accepted"
+        if not _correct(await self._score(session, first_text, kwargs)):
+            stop = await self._self_check(session, messages, first_text, kwargs)
+        return self._output(session, stop, multi_modal_data)
+
+    async def _self_check(self, session: "_Session", messages: list[dict], first_text: str, kwargs: dict) -> str:
+        """Steps 2-4 of the session (self-check, retry, score), or a clean stop; returns the stop reason."""
+        if not self.settings.self_check:
+            return "no_self_check"
+        messages.append({"role": "assistant", "content": first_text})
+        if not await session.inject(messages, self.self_check_instruction):
+            return "budget_before_check"
+        check_text = await session.generate("check", self.settings.self_check_max_tokens)
+        messages.append({"role": "assistant", "content": check_text})
+        if not await session.inject(messages, self.retry_instruction):
+            return "budget_before_retry"
+        await self._score(session, await session.generate("tau2", self.response_length), kwargs)
+        return "retried"
+
+    async def _score(self, session: "_Session", text: str, kwargs: dict) -> dict[str, float]:
+        """``medsage.reward_fns.compute_score`` off the event loop (a consistency scorer may do I/O)."""
+        ground_truth = (kwargs.get("reward_model") or {}).get("ground_truth")
+        if ground_truth is None:
+            raise ValueError(
+                f"row index={kwargs.get('index')} of data_source={kwargs.get('data_source')!r} has no "
+                "reward_model.ground_truth; the self-check loop needs it to score each attempt"
+            )
+        score = partial(
+            compute_score, kwargs.get("data_source"), text, ground_truth, kwargs.get("extra_info") or {},
+            **self.settings.reward_kwargs,
+        )
+        timing: dict[str, float] = {}
+        with simple_timer("compute_score", timing):
+            result = await asyncio.get_running_loop().run_in_executor(None, score)
+        session.add_metric("compute_score", timing["compute_score"])
+        session.attempts.append(result)
+        return result
+
+    def _output(self, session: "_Session", stop_reason: str, multi_modal_data: dict) -> AgentLoopOutput:
+        t, first, final = session.transcript, session.attempts[0], session.attempts[-1]
+        retried = "tau2" in t.spans
+        outcome = SessionOutcome(
+            first_correct=_correct(first),
+            final_correct=_correct(final),
+            self_checked="check" in t.spans,
+            retried=retried,
+            stop_reason=stop_reason,
+            reward_parts=_parts(final),
+            first_reward_parts=_parts(first),
+            self_check_length=sum(t.mask_of("check")),
+        )
+        extra = {
+            **asdict(outcome),
+            "r_sc": outcome.r_sc,
+            "self_check_mask": t.mask_of("check"),
+            "outcome_mask": t.mask_of("tau2" if retried else "tau1"),
+            "turn_scores": [float(a["score"]) for a in session.attempts],
+            "tool_rewards": [],
+            **session.global_steps,
+        }
+        return AgentLoopOutput(
+            prompt_ids=t.token_ids[: t.prompt_length],
+            response_ids=t.response_ids,
+            response_mask=t.response_mask,
+            response_logprobs=t.logprobs or None,
+            multi_modal_data=multi_modal_data,
+            reward_score=float(final["score"]),
+            num_turns=2 * len(t.spans),
+            metrics=session.metrics,
+            extra_fields=extra,
+        )
+
+
+def _parts(scores: dict[str, float]) -> dict[str, float]:
+    return {k: float(v) for k, v in scores.items() if k != "score"}
+
+
+def _correct(scores: dict[str, float]) -> bool:
+    return float(scores.get("accuracy", 0.0)) >= 1.0
+
+
+class _Session:
+    """Generation and injection steps on one transcript, with the response-length budget."""
+
+    def __init__(self, loop: SelfCheckAgentLoop, transcript: Transcript, sampling_params: dict, images: list | None):
+        self.loop, self.transcript, self.sampling_params, self.images = loop, transcript, sampling_params, images
+        self.request_id = uuid4().hex  # one id per session: the server keeps its prefix cache warm
+        self.metrics: dict[str, float] = {}
+        self.attempts: list[dict[str, float]] = []
+        self.global_steps: dict[str, Any] = {}
+
+    def add_metric(self, name: str, seconds: float) -> None:
+        self.metrics[name] = self.metrics.get(name, 0.0) + seconds
+
+    async def generate(self, span: str, cap: int) -> str:
+        """Generate one assistant turn into ``span``; returns its decoded text."""
+        t, loop = self.transcript, self.loop
+        budget = min(cap, loop.response_length - len(t.response_mask))
+        timing: dict[str, float] = {}
+        with simple_timer("generate_sequences", timing):
+            output = await loop.server_manager.generate(
+                request_id=self.request_id,
+                prompt_ids=t.token_ids,
+                sampling_params={**self.sampling_params, "max_tokens": budget},
+                image_data=self.images,
+            )
+        self.add_metric("generate_sequences", timing["generate_sequences"])
+        self._track_steps(output.extra_fields)
+        start = len(t.response_mask)
+        merged, t.response_mask, logprobs = await loop.ct_merge_assistant_token(
+            t.token_ids, output.token_ids, t.response_mask, t.logprobs, assistant_logprobs=output.log_probs or None
+        )
+        t.token_ids, t.logprobs = merged.token_ids, logprobs if t.logprobs is not None else None
+        t.spans[span] = (start, len(t.response_mask))
+        return loop.tokenizer.decode(output.token_ids, skip_special_tokens=True)
+
+    async def inject(self, messages: list[dict], instruction: str) -> bool:
+        """Append ``instruction`` as a user turn (mask 0) if it fits with room to generate; else leave
+        the transcript and ``messages`` unchanged and return False."""
+        t, loop = self.transcript, self.loop
+        previous = list(messages)
+        messages.append({"role": "user", "content": instruction})
+        merged, mask, logprobs = await loop.ct_merge_context_msg(previous, messages, t.token_ids, t.response_mask, t.logprobs)
+        if len(mask) >= loop.response_length:
+            messages.pop()
+            return False
+        t.token_ids, t.response_mask, t.logprobs = merged.token_ids, mask, logprobs
+        return True
+
+    def _track_steps(self, extra_fields: dict) -> None:
+        """Weight versions the session was generated across, as verl's staleness tags expect."""
+        if "min_global_steps" not in self.global_steps:
+            self.global_steps["min_global_steps"] = extra_fields.get("min_global_steps")
+        self.global_steps["max_global_steps"] = extra_fields.get("max_global_steps")

@@ -1,0 +1,182 @@
+"""The self-check agent loop end to end: verl's RLHFDataset reads RL parquet rows, the loop runs on a
+real tiny Qwen2.5-VL behind verl's generate() contract, and verl's AgentLoopWorker turns the sessions
+into a DataProto."""
+
+import asyncio
+
+import numpy as np
+import pytest
+import torch
+from verl.experimental.agent_loop.agent_loop import AgentLoopWorker, DictConfigWrap
+from verl.protocol import DataProto
+from verl.utils.dataset.rl_dataset import RLHFDataset, collate_fn
+
+from conftest import CHECK, TAU1, TAU2, TEMPLATES
+from medsage.plugins.verl.agent_loop import SelfCheckAgentLoop
+from medsage.plugins.verl.hf_backend import HFGenerationBackend
+from medsage.plugins.verl.settings import render_instruction
+from medsage.reward_fns.rewards import compute_score
+
+WEIGHTS = {"reward_weights": {"accuracy": 0.9, "format": 0.1}}
+
+
+@pytest.fixture(scope="module")
+def backend(policy_dir):
+    return HFGenerationBackend(policy_dir, global_steps=3)
+
+
+def _rows(config, parquet):
+    dataset = RLHFDataset(str(parquet), backend_tokenizer(config), config.data, processor=_processor(config))
+    return [dataset[i] for i in range(len(dataset))]
+
+
+def backend_tokenizer(config):
+    return _processor(config).tokenizer
+
+
+def _processor(config):
+    from transformers import AutoProcessor
+
+    return AutoProcessor.from_pretrained(config.actor_rollout_ref.model.path)
+
+
+def _loop(config, backend):
+    processor = _processor(config)
+    return SelfCheckAgentLoop(
+        trainer_config=DictConfigWrap(config),
+        server_manager=backend,
+        tokenizer=processor.tokenizer,
+        processor=processor,
+        dataset_cls=RLHFDataset,
+        data_config=DictConfigWrap(config.data),
+        hf_model_type="qwen2_5_vl",
+    )
+
+
+def _run(config, backend, row):
+    """Build the loop inside the running event loop, as verl's AgentLoopWorker does."""
+    params = {"temperature": 0, "top_p": 1.0, "top_k": -1, "logprobs": True}
+
+    async def session():
+        return await _loop(config, backend).run(params, **row)
+
+    return asyncio.run(session())
+
+
+def _decode(tokenizer, ids, mask):
+    return tokenizer.decode([i for i, m in zip(ids, mask) if m], skip_special_tokens=False)
+
+
+def test_right_first_answer_is_accepted(make_config, policy_dir, rl_parquet, backend):
+    config = make_config(policy_dir)
+    row = _rows(config, rl_parquet)[0]
+    calls_before = len(backend.calls)
+    out = _run(config, backend, row)
+    tok = backend_tokenizer(config)
+    extra = out.extra_fields
+
+    assert len(backend.calls) - calls_before == 1
+    assert tok.decode(out.response_ids) == TAU1 + "<|im_end|>"
+    assert out.response_mask == [1] * len(out.response_ids) == extra["outcome_mask"]
+    assert extra["self_check_mask"] == [0] * len(out.response_ids)
+    assert (extra["first_correct"], extra["final_correct"], extra["r_sc"]) == (True, True, 0.0)
+    assert extra["stop_reason"] == "accepted" and not extra["self_checked"]
+    expected = compute_score("phantom_vqa", TAU1, "no", {}, **WEIGHTS)
+    assert out.reward_score == pytest.approx(expected["score"])
+    assert extra["reward_parts"] == {"accuracy": 1.0, "format": expected["format"]}
+    assert len(out.response_logprobs) == len(out.response_ids)
+    assert (extra["min_global_steps"], extra["max_global_steps"]) == (3, 3)
+
+
+def test_wrong_first_answer_self_checks_and_retries(make_config, policy_dir, rl_parquet, backend):
+    config = make_config(policy_dir)
+    row = _rows(config, rl_parquet)[1]
+    calls_before = len(backend.calls)
+    out = _run(config, backend, row)
+    tok = backend_tokenizer(config)
+    extra, ids = out.extra_fields, out.response_ids
+    calls = backend.calls[calls_before:]
+
+    assert [c.num_images for c in calls] == [1, 1, 1]
+    # Each call continues the previous one's token stream: nothing was re-encoded.
+    assert calls[1].prompt_ids[: len(calls[0].prompt_ids)] == calls[0].prompt_ids
+    assert calls[2].prompt_ids[: len(calls[1].prompt_ids)] == calls[1].prompt_ids
+    assert list(calls[2].prompt_ids) == out.prompt_ids + ids[: len(calls[2].prompt_ids) - len(out.prompt_ids)]
+
+    assert _decode(tok, ids, extra["self_check_mask"]) == CHECK + "<|im_end|>"
+    assert _decode(tok, ids, extra["outcome_mask"]) == TAU2 + "<|im_end|>"
+    generated = _decode(tok, ids, out.response_mask)
+    assert generated == TAU1 + "<|im_end|>" + CHECK + "<|im_end|>" + TAU2 + "<|im_end|>"
+    injected = _decode(tok, ids, [1 - m for m in out.response_mask])
+    assert render_instruction(TEMPLATES / "self_check.jinja") in injected
+    assert render_instruction(TEMPLATES / "retry.jinja") in injected
+    assert "yes" not in injected.lower().replace("yes or no", "")  # the reference answer never leaks
+    assert not any(a and b for a, b in zip(extra["self_check_mask"], extra["outcome_mask"]))
+    assert all(m == 1 for m, o, c in zip(out.response_mask, extra["outcome_mask"], extra["self_check_mask"]) if o or c)
+
+    assert (extra["first_correct"], extra["final_correct"], extra["r_sc"]) == (False, True, 1.0)
+    assert extra["stop_reason"] == "retried" and extra["self_checked"] and extra["retried"]
+    assert extra["self_check_length"] == sum(extra["self_check_mask"])
+    assert out.reward_score == pytest.approx(compute_score("phantom_vqa", TAU2, "yes", {}, **WEIGHTS)["score"])
+    assert extra["first_reward_parts"]["accuracy"] == 0.0
+    assert extra["turn_scores"] == [pytest.approx(compute_score("x", TAU1, "yes", {}, **WEIGHTS)["score"]), out.reward_score]
+    assert len(out.response_logprobs) == len(ids)
+    assert all(lp == 0.0 for lp, m in zip(out.response_logprobs, out.response_mask) if not m)
+
+
+def test_budget_stops_cleanly_and_scores_the_first_attempt(make_config, policy_dir, rl_parquet, backend):
+    probe = _run(make_config(policy_dir), backend, _rows(make_config(policy_dir), rl_parquet)[1])
+    retry_starts = probe.extra_fields["outcome_mask"].index(1)  # where tau2 would begin
+    # Room for tau1 and the self-check, but the retry instruction cannot fit with a token to spare.
+    budget = retry_starts - 5
+    config = make_config(policy_dir, f"actor_rollout_ref.rollout.response_length={budget}")
+    out = _run(config, backend, _rows(config, rl_parquet)[1])
+    extra = out.extra_fields
+
+    assert len(out.response_ids) <= budget
+    assert extra["stop_reason"] == "budget_before_retry" and extra["self_checked"] and not extra["retried"]
+    assert extra["r_sc"] == 0.0 and extra["final_correct"] is False
+    tok = backend_tokenizer(config)
+    assert _decode(tok, out.response_ids, extra["outcome_mask"]) == TAU1 + "<|im_end|>"
+    assert out.reward_score == pytest.approx(compute_score("x", TAU1, "yes", {}, **WEIGHTS)["score"])
+
+
+def test_self_check_off_is_a_single_attempt(make_config, policy_dir, rl_parquet, backend):
+    config = make_config(policy_dir, "medsage.self_check=false")
+    out = _run(config, backend, _rows(config, rl_parquet)[1])
+    assert out.extra_fields["stop_reason"] == "no_self_check"
+    assert out.extra_fields["outcome_mask"] == out.response_mask == [1] * len(out.response_ids)
+    assert sum(out.extra_fields["self_check_mask"]) == 0 and out.extra_fields["r_sc"] == 0.0
+
+
+def test_missing_ground_truth_names_the_row(make_config, policy_dir, rl_parquet, backend):
+    config = make_config(policy_dir)
+    row = dict(_rows(config, rl_parquet)[0], reward_model={"style": "rule"})
+    with pytest.raises(ValueError, match="row index=0 of data_source='phantom_vqa'.*ground_truth"):
+        _run(config, backend, row)
+
+
+def test_extra_fields_reach_a_verl_dataproto(make_config, policy_dir, rl_parquet, backend):
+    """verl's own AgentLoopWorker finds the loop through agent_loop_config_path and batches it."""
+    config = make_config(policy_dir, "actor_rollout_ref.rollout.name=vllm")
+    rows = _rows(config, rl_parquet)
+    batch = DataProto.from_single_dict(collate_fn(rows))
+    batch.non_tensor_batch["uid"] = np.array(["u0", "u1"], dtype=object)
+
+    async def rollout():
+        return await AgentLoopWorker(config, llm_client=backend).generate_sequences(batch)
+
+    out = asyncio.run(rollout())
+
+    response_length = config.actor_rollout_ref.rollout.response_length
+    assert out.batch["responses"].shape == (2, response_length)
+    assert out.non_tensor_batch["r_sc"].tolist() == [0.0, 1.0]
+    assert out.non_tensor_batch["stop_reason"].tolist() == ["accepted", "retried"]
+    rm = out.batch["rm_scores"]
+    scores = [compute_score("x", TAU1, "no", {}, **WEIGHTS)["score"], compute_score("x", TAU2, "yes", {}, **WEIGHTS)["score"]]
+    torch.testing.assert_close(rm.sum(-1), torch.tensor(scores))
+    for i in range(2):
+        outcome = out.non_tensor_batch["outcome_mask"][i]
+        mask = out.batch["response_mask"][i, : len(outcome)]
+        assert mask.sum() >= sum(outcome) and torch.all(mask[torch.tensor(outcome).bool()] == 1)
+    assert all("image_grid_thw" in mmi for mmi in out.non_tensor_batch["multi_modal_inputs"])
