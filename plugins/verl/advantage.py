@@ -18,6 +18,8 @@ Ablations: ``alpha=0`` is "base reward only" (Table 4); running the loop with se
 
 from __future__ import annotations
 
+from typing import Mapping, Sequence
+
 import numpy as np
 import torch
 from verl.trainer.ppo.core_algos import compute_grpo_outcome_advantage
@@ -75,3 +77,39 @@ def self_check_advantages(
     g = group_normalized_scores(outcome_scores, index, epsilon, norm_adv_by_std)
     bonus = alpha * self_check_success.to(torch.float32)
     return g.unsqueeze(-1) * outcome_mask.to(torch.float32) + bonus.unsqueeze(-1) * self_check_mask.to(torch.float32)
+
+
+def session_masks(sessions: Sequence[Mapping], response_mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """``outcome_mask``, ``self_check_mask`` [B, T] and ``r_sc`` [B] from the loop's ``extra_fields``.
+
+    Masks are right-padded (or cut) to the batch width T and multiplied by ``response_mask``, so
+    verl's synthetic padding rows (``response_mask`` 0) get no advantage whatever they carry.
+    """
+    batch, width = response_mask.shape
+    if len(sessions) != batch:
+        raise ValueError(f"{len(sessions)} sessions for a batch of {batch} rows")
+    outcome, check = torch.zeros(batch, width), torch.zeros(batch, width)
+    for row, session in enumerate(sessions):
+        for target, key in ((outcome, "outcome_mask"), (check, "self_check_mask")):
+            if key not in session:
+                raise ValueError(f"row {row} has no extra_fields['{key}']: was it rolled out by the self-check loop?")
+            values = torch.as_tensor(list(session[key])[:width], dtype=torch.float32)
+            target[row, : len(values)] = values
+    keep = response_mask.to(torch.float32)
+    r_sc = torch.tensor([float(s.get("r_sc", 0.0)) for s in sessions])
+    return outcome * keep, check * keep, r_sc
+
+
+def advantages_from_sessions(
+    token_level_rewards: torch.Tensor,
+    response_mask: torch.Tensor,
+    index: np.ndarray,
+    sessions: Sequence[Mapping],
+    alpha: float = 0.2,
+    norm_adv_by_std: bool = True,
+) -> torch.Tensor:
+    """The trainer's advantage step: R is the summed token-level reward, as in verl's GRPO."""
+    outcome, check, r_sc = session_masks(sessions, response_mask)
+    return self_check_advantages(
+        token_level_rewards.sum(dim=-1), r_sc, index, outcome, check, alpha=alpha, norm_adv_by_std=norm_adv_by_std
+    )

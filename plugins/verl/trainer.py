@@ -1,0 +1,112 @@
+"""The R-GRPO trainer: verl's synchronous v1 PPO trainer with the R-GRPO advantage step and a frozen
+vision tower (paper section 3.3 and appendix B.1).
+
+verl's ``PPOTrainer._compute_advantage`` reads only ``uid``, ``response_mask``, ``rm_scores`` and
+log-prob fields, so the self-check masks the agent loop writes into ``extra_fields`` would never
+reach the advantage. This subclass overrides that one step (same fields, same KL-in-reward and
+rollout-correction helpers from verl, then :func:`advantages_from_sessions` instead of verl's GRPO)
+and swaps the actor worker for one that freezes the vision tower. It registers itself in verl's
+``TRAINER_REGISTRY`` as ``rgrpo`` and then runs with the ``sync`` trainer's semantics.
+
+Importing this module in every verl process is what ``VERL_USE_EXTERNAL_MODULES`` is for; the
+entry point (``medsage.plugins.verl.main``) sets it for the driver and all Ray workers.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import ray
+import transfer_queue as tq
+from omegaconf import DictConfig, open_dict
+from tensordict import TensorDict
+from transfer_queue import KVBatchMeta
+from verl.protocol import DataProto
+from verl.trainer.ppo.ray_trainer import apply_kl_penalty
+from verl.trainer.ppo.rollout_corr_helper import compute_rollout_correction_and_add_to_batch
+from verl.trainer.ppo.utils import Role
+from verl.trainer.ppo.v1 import PPOTrainerSync, register_trainer
+from verl.workers.utils.padding import response_to_nested
+
+from . import agent_loop  # noqa: F401  (registers the agent loop wherever the trainer is imported)
+from .advantage import advantages_from_sessions
+from .metrics import self_check_metrics
+from .settings import RGRPOSettings
+from .vision import FrozenVisionActorRolloutRefWorker
+
+TRAINER_MODE = "rgrpo"
+_ACTOR_ROLES = (Role.ActorRollout, Role.ActorRolloutRef, Role.Actor)
+_ADVANTAGE_FIELDS = ["uid", "response_mask", "rm_scores", "rollout_log_probs", "old_log_probs", "ref_log_prob"]
+
+
+@register_trainer(TRAINER_MODE)
+class RGRPOTrainer(PPOTrainerSync):
+    """Synchronous PPO trainer with the R-GRPO advantage (eqs. 10-12)."""
+
+    def __init__(self, config: DictConfig):
+        self.settings = RGRPOSettings.from_config(config)
+        # verl keys replay-buffer and submission behaviour on the mode's name; R-GRPO is "sync".
+        with open_dict(config):
+            config.trainer.v1.trainer_mode = "sync"
+        super().__init__(config)
+
+    def _init_resource_pool_mgr(self):
+        super()._init_resource_pool_mgr()
+        if self.config.actor_rollout_ref.actor.freeze_vision_tower:
+            for role in _ACTOR_ROLES:
+                if role in self.role_worker_mapping:
+                    self.role_worker_mapping[role] = ray.remote(FrozenVisionActorRolloutRefWorker)
+
+    def _compute_advantage(self, batch: KVBatchMeta, metrics: dict) -> KVBatchMeta:
+        data = tq.kv_batch_get(
+            keys=batch.keys, partition_id=batch.partition_id, select_fields=_ADVANTAGE_FIELDS + ["extra_fields"]
+        )
+        nested_response_mask = data["response_mask"]
+        sessions = data.pop("extra_fields").tolist()
+        data = DataProto(batch=data.to_padded_tensor())
+        data.batch["token_level_scores"] = data.batch["rm_scores"]
+        data.non_tensor_batch["uid"] = np.array(data.batch.pop("uid").tolist(), dtype=object)
+
+        algorithm = self.config.algorithm
+        if algorithm.use_kl_in_reward:
+            data, kl_metrics = apply_kl_penalty(data, kl_ctrl=self.kl_ctrl_in_reward, kl_penalty=algorithm.kl_penalty)
+            metrics.update(kl_metrics)
+        else:
+            data.batch["token_level_rewards"] = data.batch["token_level_scores"]
+        data, rollout_correction = self._rollout_correction(data, metrics)
+
+        advantages = advantages_from_sessions(
+            data.batch["token_level_rewards"],
+            data.batch["response_mask"],
+            data.non_tensor_batch["uid"],
+            sessions,
+            alpha=self.settings.alpha,
+            norm_adv_by_std=algorithm.get("norm_adv_by_std_in_grpo", True),
+        )
+        data.batch["advantages"] = data.batch["returns"] = advantages
+        self._log_sessions(batch, sessions, data.batch["response_mask"], metrics)
+
+        fields = ["advantages", "returns"]
+        if algorithm.use_kl_in_reward:
+            fields.append("token_level_rewards")
+        if rollout_correction:
+            fields += ["response_mask"] + (["rollout_is_weights"] if "rollout_is_weights" in data.batch else [])
+        output = TensorDict(
+            {f: response_to_nested(data.batch[f], nested_response_mask) for f in fields}, batch_size=len(batch)
+        )
+        return tq.kv_batch_put(keys=batch.keys, partition_id=batch.partition_id, fields=output)
+
+    def _rollout_correction(self, data: DataProto, metrics: dict) -> tuple[DataProto, bool]:
+        """verl's decoupled-mode rollout correction, applied under the same conditions as verl's trainer."""
+        config = self.config.algorithm.get("rollout_correction", None)
+        bypass = config and config.get("bypass_mode", False)
+        if config is None or "rollout_log_probs" not in data.batch or bypass:
+            return data, False
+        data, is_metrics = compute_rollout_correction_and_add_to_batch(data, config)
+        metrics.update(is_metrics)
+        return data, True
+
+    @staticmethod
+    def _log_sessions(batch: KVBatchMeta, sessions: list[dict], response_mask, metrics: dict) -> None:
+        real = [i for i, tag in enumerate(batch.tags) if not tag.get("is_padding", False)]
+        lengths = response_mask.sum(dim=-1).tolist()
+        metrics.update(self_check_metrics([sessions[i] for i in real], [lengths[i] for i in real]))
