@@ -19,10 +19,10 @@ from pathlib import Path
 from PIL import Image
 
 from medsage.data_gen.instructions import Sample, region_phrase
-from medsage.data_gen.llm_client import LLMClient, image_content
+from medsage.data_gen.llm_client import LLMClient
 from medsage.data_gen.prompts import KNOWLEDGE_TEMPLATES, StagePrompts, question_with_options
 from medsage.data_gen.records import ROI
-from medsage.data_gen.trajectories import Trajectory, answer_stage, loc_groundings
+from medsage.data_gen.trajectories import Trajectory, answer_stage, image_part, loc_groundings
 from medsage.reward_fns.scaffold import Scaffold, parse_tags, pixels_to_box_2d
 
 
@@ -55,10 +55,10 @@ class LLMGenerator:
     async def _observe(self, sample: Sample, roi: ROI) -> tuple[str, str]:
         """LOC(r) then Vis(r)."""
         question = question_with_options(sample.question, sample.options or None)
-        image = image_content(self.dataset_dir / sample.image)
+        image = image_part(self.dataset_dir / sample.image)
         loc = await self._ask("LOC", [image, {"type": "text", "text": self.prompts.render(
             "loc", prompt=question, roi_hint=self._roi_hint(sample, roi))}])
-        crop = [image_content(self._crop(sample, roi))] if roi.strong and roi.kind != "global" else []
+        crop = [image_part(self._crop(sample, roi))] if roi.strong and roi.kind != "global" else []
         visual = await self._ask("VISUAL", [image, *crop, {"type": "text", "text": self.prompts.render(
             "visual", prompt=question, roi_summary=loc)}])
         return loc, visual
