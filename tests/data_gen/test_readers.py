@@ -182,3 +182,27 @@ def test_location_cues_find_laterality_phrases_and_arrows():
     assert cues[:2] == ["left lower lobe", "right kidney"]
     assert any(c.startswith("the red arrow indicates") for c in cues)
     assert location_cues("No location words here.") == []
+
+
+def test_phantom_benchmark_is_slake_format_balanced_and_deterministic(tmp_path):
+    a = phantom.write_phantom_benchmark(tmp_path / "a", 24, seed=3)
+    b = phantom.write_phantom_benchmark(tmp_path / "b", 24, seed=3)
+    items = json.loads((a / "test.json").read_text())
+    assert (a / "test.json").read_text() == (b / "test.json").read_text()
+    assert len(items) == 24 and {"img_id", "img_name", "question", "answer", "answer_type", "q_lang",
+                                 "modality", "content_type", "location"} <= set(items[0])
+    closed = [i["answer"] for i in items if i["answer_type"] == "CLOSED"]
+    assert len(closed) == 16 and closed.count("Yes") == closed.count("No") == 8
+    assert all(Image.open(a / "imgs" / i["img_name"]).size == (phantom.CT_SIZE, phantom.CT_SIZE) for i in items)
+    assert {i["answer"] for i in items if i["answer_type"] == "OPEN"} <= {"Lung", "Liver", "Kidney", "Bone"}
+
+
+def test_phantom_lesions_are_visible_where_the_annotation_says():
+    import random
+
+    for seed in range(12):
+        pixels, lesion = phantom.ct_slice(random.Random(seed))
+        hu = pixels.astype(float) - 32768
+        cy, cx = int(round(lesion.cy)), int(round(lesion.cx))
+        core = hu[cy - 1:cy + 2, cx - 1:cx + 2].mean()
+        assert abs(core - lesion.hu) < 40, (seed, core, lesion)
