@@ -93,7 +93,7 @@ def make_config(tmp_path):
             "actor_rollout_ref.rollout.n=1",
         ]
         with initialize_config_dir(config_dir=str(CONFIG_DIR), version_base=None):
-            return compose("rgrpo_trainer", overrides=base + list(overrides))
+            return compose("rgrpo", overrides=base + list(overrides))
 
     return make
 
