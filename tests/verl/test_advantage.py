@@ -118,3 +118,60 @@ def test_bad_shapes_and_overlapping_masks_are_rejected(kwargs, message):
     args.update(kwargs)
     with pytest.raises(ValueError, match=message):
         self_check_advantages(**args)
+
+
+def test_session_masks_pad_cut_and_drop_padding_rows():
+    from medsage.plugins.verl.advantage import advantages_from_sessions, session_masks
+
+    sessions = [
+        {"outcome_mask": [0, 0, 1, 1], "self_check_mask": [0, 1, 0, 0], "r_sc": 1.0},
+        {"outcome_mask": [1, 1], "self_check_mask": [0, 0], "r_sc": 0.0},
+        # verl's synthetic padding row: a copy of row 0's fields, response_mask all 0.
+        {"outcome_mask": [0, 0, 1, 1], "self_check_mask": [0, 1, 0, 0], "r_sc": 1.0},
+    ]
+    response_mask = torch.tensor([[1, 1, 1], [1, 1, 0], [0, 0, 0]])
+    outcome, check, r_sc = session_masks(sessions, response_mask)
+    torch.testing.assert_close(outcome, torch.tensor([[0.0, 0, 1], [1, 1, 0], [0, 0, 0]]))
+    torch.testing.assert_close(check, torch.tensor([[0.0, 1, 0], [0, 0, 0], [0, 0, 0]]))
+    torch.testing.assert_close(r_sc, torch.tensor([1.0, 0.0, 1.0]))
+
+    rewards = torch.tensor([[0.0, 0.0, 1.0], [0.0, 0.0, 0.0], [0.0, 0.0, 0.0]])
+    adv = advantages_from_sessions(rewards, response_mask, _ids("u", "u", "pad"), sessions, alpha=0.2)
+    g = 0.5 / (math.sqrt(0.5) + EPS)
+    torch.testing.assert_close(adv, torch.tensor([[0.0, 0.2, g], [-g, -g, 0.0], [0.0, 0.0, 0.0]]))
+
+    with pytest.raises(ValueError, match="row 1 has no extra_fields\\['outcome_mask'\\]"):
+        session_masks([sessions[0], {"self_check_mask": []}], response_mask[:2])
+
+
+def test_self_check_metrics():
+    from medsage.plugins.verl.metrics import self_check_metrics
+
+    def session(first, final, checked, retried, r_sc, length, stop, acc):
+        return {"first_correct": first, "final_correct": final, "self_checked": checked, "retried": retried,
+                "r_sc": r_sc, "self_check_length": length, "stop_reason": stop,
+                "reward_parts": {"accuracy": acc, "format": 1.0}}
+
+    metrics = self_check_metrics(
+        [
+            session(True, True, False, False, 0.0, 0, "accepted", 1.0),
+            session(False, True, True, True, 1.0, 30, "retried", 1.0),
+            session(False, False, True, True, 0.0, 10, "retried", 0.0),
+            session(False, False, True, False, 0.0, 20, "budget_before_retry", 0.0),
+        ],
+        [100, 300, 280, 200],
+    )
+    assert metrics == {
+        "medsage/self_check_rate": 0.75,
+        "medsage/retry_rate": 0.5,
+        "medsage/correction_rate": 0.25,
+        "medsage/first_accuracy": 0.25,
+        "medsage/final_accuracy": 0.5,
+        "medsage/response_length/mean": 220.0,
+        "medsage/self_check_length/mean": 20.0,
+        "medsage/reward/accuracy/mean": 0.5,
+        "medsage/reward/format/mean": 1.0,
+        "medsage/stop/accepted": 0.25,
+        "medsage/stop/budget_before_retry": 0.25,
+        "medsage/stop/retried": 0.5,
+    }
