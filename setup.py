@@ -51,6 +51,8 @@ setup(
     entry_points={
         "console_scripts": [
             "medsage-tiny-model=medsage.plugins.tiny_model:main",
+            "medsage-data=medsage.data_gen.cli:main",
+            "medsage-eval=medsage.eval.cli:main",
         ]
     },
 )

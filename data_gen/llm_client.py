@@ -92,6 +92,9 @@ class ResponseCache:
         path.parent.mkdir(parents=True, exist_ok=True)
         self._db = sqlite3.connect(str(path), isolation_level=None)
         self._db.execute("PRAGMA journal_mode=WAL")
+        # In WAL mode NORMAL survives a killed process (only a machine crash loses the last
+        # writes, which are then simply asked again); FULL would fsync on every reply.
+        self._db.execute("PRAGMA synchronous=NORMAL")
         self._db.execute(
             "CREATE TABLE IF NOT EXISTS replies (key TEXT PRIMARY KEY, text TEXT, prompt_tokens INT, completion_tokens INT)"
         )
@@ -162,8 +165,13 @@ class LLMClient:
         temperature: float = 0.0,
         max_tokens: int = 1024,
         validate: Callable[[str], bool] | None = None,
+        allow_empty: bool = False,
     ) -> ChatResult:
-        """One chat completion, from the cache when this exact request was answered before."""
+        """One chat completion, from the cache when this exact request was answered before.
+
+        An empty reply is retried as malformed unless ``allow_empty`` (evaluation wants a policy
+        that answers nothing to count as a parse failure, not to stop the run).
+        """
         params = {"temperature": temperature, "max_tokens": max_tokens}
         key = request_key(self.config.model, messages, params)
         usage = self.usage.setdefault(self.config.model, ModelUsage())
@@ -176,7 +184,7 @@ class LLMClient:
         future: asyncio.Future[ChatResult] = asyncio.get_running_loop().create_future()
         self._in_flight[key] = future
         try:
-            result = await self._call_with_retries(messages, params, validate, usage)
+            result = await self._call_with_retries(messages, params, validate, allow_empty, usage)
             if self._cache is not None:
                 self._cache.put(key, result)
             future.set_result(result)
@@ -189,12 +197,17 @@ class LLMClient:
             del self._in_flight[key]
 
     async def _call_with_retries(
-        self, messages: list[dict[str, Any]], params: dict[str, Any], validate: Callable[[str], bool] | None, usage: ModelUsage
+        self,
+        messages: list[dict[str, Any]],
+        params: dict[str, Any],
+        validate: Callable[[str], bool] | None,
+        allow_empty: bool,
+        usage: ModelUsage,
     ) -> ChatResult:
         last_error: Exception | None = None
         for attempt in range(self.config.max_retries + 1):
             try:
-                return await self._call_once(messages, params, validate, usage)
+                return await self._call_once(messages, params, validate, allow_empty, usage)
             except openai.APIStatusError as exc:
                 if exc.status_code < 500 and exc.status_code not in _RETRY_STATUS:
                     raise LLMError(f"{self.config.model} at {self.config.base_url}: HTTP {exc.status_code}: {exc.message}") from exc
@@ -212,13 +225,20 @@ class LLMClient:
         ) from last_error
 
     async def _call_once(
-        self, messages: list[dict[str, Any]], params: dict[str, Any], validate: Callable[[str], bool] | None, usage: ModelUsage
+        self,
+        messages: list[dict[str, Any]],
+        params: dict[str, Any],
+        validate: Callable[[str], bool] | None,
+        allow_empty: bool,
+        usage: ModelUsage,
     ) -> ChatResult:
         async with self._slots:
             reply = await self._http.chat.completions.create(model=self.config.model, messages=messages, **params)
         usage.calls += 1
         text = reply.choices[0].message.content
-        if not isinstance(text, str) or not text.strip():
+        if text is None and allow_empty:
+            text = ""
+        if not isinstance(text, str) or (not text.strip() and not allow_empty):
             raise MalformedReply("reply has no text")
         prompt_tokens = int(getattr(reply.usage, "prompt_tokens", 0) or 0)
         completion_tokens = int(getattr(reply.usage, "completion_tokens", 0) or 0)

@@ -125,7 +125,8 @@ class OpenAIBackend:
     async def _generate(self, conversations: Sequence[Conversation], params: GenerationParams) -> list[str]:
         async with LLMClient(self.config) as client:
             calls = [
-                client.chat(to_openai_messages(c), temperature=params.temperature, max_tokens=params.max_new_tokens)
+                client.chat(to_openai_messages(c), temperature=params.temperature, max_tokens=params.max_new_tokens,
+                            allow_empty=True)
                 for c in conversations
             ]
             return [r.text for r in await asyncio.gather(*calls)]

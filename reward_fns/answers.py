@@ -21,6 +21,7 @@ import re
 import string
 from dataclasses import dataclass
 from enum import Enum
+from functools import lru_cache
 
 LETTERS = "ABCDEFGHIJ"
 
@@ -121,7 +122,10 @@ def answer_type(reference: object, options: object = None) -> AnswerType:
 
 def extract_choice(prediction: object, options: object) -> str | None:
     """The single option letter a prediction names, or None (nothing, or two different options)."""
-    opts = coerce_options(options)
+    return _choice(prediction, coerce_options(options))
+
+
+def _choice(prediction: object, opts: dict[str, str]) -> str | None:
     if not isinstance(prediction, str) or not opts:
         return None
     plain = _MARKUP_RE.sub("", prediction)
@@ -135,7 +139,7 @@ def _options_named(norm_pred: str, opts: dict[str, str]) -> set[str]:
     spans = []
     padded = f" {norm_pred} "
     for letter, text in opts.items():
-        needle = normalize(text)
+        needle = _normalized_option(text)
         if not needle:
             continue
         start = padded.find(f" {needle} ")
@@ -148,6 +152,12 @@ def _options_named(norm_pred: str, opts: dict[str, str]) -> set[str]:
         if not inside_longer:
             named.add(letter)
     return named
+
+
+@lru_cache(maxsize=65536)
+def _normalized_option(text: str) -> str:
+    """Option texts repeat across a whole benchmark or GRPO batch; normalise each once."""
+    return normalize(text)
 
 
 def yes_no(prediction: object) -> str | None:
@@ -199,7 +209,7 @@ def match_answer(prediction: str, reference: str, options: dict[str, str] | None
             if ref not in opts:
                 by_text = [k for k, v in opts.items() if normalize(v) == normalize(reference)]
                 ref = by_text[0] if len(by_text) == 1 else ""
-            return bool(ref) and extract_choice(prediction, opts) == ref
+            return bool(ref) and _choice(prediction, opts) == ref
         if not isinstance(prediction, str):
             return False
         ref_norm = normalize(reference)

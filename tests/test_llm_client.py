@@ -192,3 +192,10 @@ def test_image_content_is_a_base64_data_url(tmp_path):
 def test_bad_config_is_rejected_up_front():
     with pytest.raises(ValueError, match="concurrency"):
         LLMConfig(base_url="http://127.0.0.1:1/v1", model="m", concurrency=0)
+
+
+def test_empty_reply_is_accepted_when_allowed():
+    with StubServer(scripted(StubReply(text=""))) as srv:
+        result, usage = run(chat_once(config(srv), allow_empty=True))
+        assert len(srv.calls) == 1
+    assert result.text == "" and usage.retries == 0

@@ -145,3 +145,14 @@ def test_self_check_always_reports_first_attempt_beside_final_accuracy(slake_dir
     assert final.accuracy.value == pytest.approx(2 / 5)  # "Yes" and "The liver." after the retry
     saved = json.loads((tmp_path / "out" / "summary.json").read_text())
     assert saved["first_attempt_accuracy"] == {"slake": 0.0}
+
+
+def test_a_model_that_answers_nothing_yields_empty_text_not_a_crash():
+    from medsage.eval.backends import GenerationParams, OpenAIBackend
+    from medsage.eval.prompts import Turn
+
+    with StubServer(lambda request: "") as srv:
+        backend = OpenAIBackend(LLMConfig(base_url=srv.base_url, model="silent-vlm", max_retries=0))
+        texts = backend.generate([[Turn("user", "Is there a lesion?")]], GenerationParams())
+        assert len(srv.calls) == 1
+    assert texts == [""]
