@@ -8,6 +8,7 @@ GRPO on the first attempt). Defaults follow the paper (section 3.3, appendix B.1
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any, Mapping
@@ -61,6 +62,12 @@ def render_instruction(path: str | Path) -> str:
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"{SECTION}: instruction template {path} does not exist (cwd {Path.cwd()})")
+    return _render(path.resolve(), path.stat().st_mtime_ns)
+
+
+@functools.lru_cache(maxsize=32)
+def _render(path: Path, mtime_ns: int) -> str:
+    """Rendered once per file version: verl builds a new agent loop for every session."""
     template = jinja2.Template(path.read_text(encoding="utf-8"), undefined=jinja2.StrictUndefined)
     return template.render(
         check_tag=SELF_CHECK_TAG, dimensions=SELF_CHECK_DIMENSIONS, stages=STAGES, stage_titles=STAGE_TITLES
