@@ -38,7 +38,10 @@ setup(
     python_requires=">=3.10",
     packages=PACKAGES,
     package_dir=PACKAGE_DIR,
-    package_data={f"medsage.{f}": ["*.jinja", "*.json", "*.yaml", "templates/*"] for f in FOLDERS},
+    package_data={
+        **{f"medsage.{f}": ["*.jinja", "*.json", "*.yaml", "templates/*"] for f in FOLDERS},
+        "medsage.plugins.verl": ["config/*.yaml"],
+    },
     install_requires=[
         "torch==2.11.0",
         "torchvision==0.26.0",
@@ -53,6 +56,7 @@ setup(
             "medsage-tiny-model=medsage.plugins.tiny_model:main",
             "medsage-data=medsage.data_gen.cli:main",
             "medsage-eval=medsage.eval.cli:main",
+            "medsage-rgrpo=medsage.plugins.verl.main:main",
         ]
     },
 )

@@ -25,6 +25,9 @@ from medsage.reward_fns.answers import LETTERS
 from medsage.reward_fns.scaffold import STAGES, parse
 
 AGENT_NAME = "medsage_self_check"
+# Validation rollouts must not self-check: the loop would consult the reference answer to decide
+# whether to retry, which is training-time information. verl's plain single-turn loop serves them.
+VAL_AGENT_NAME = "single_turn_agent"
 ABILITY = "medical_visual_reasoning"
 
 
@@ -77,7 +80,7 @@ def _val_groups(groups: list[str], fraction: float) -> set[str]:
     return set(ranked[:n])
 
 
-def _rl_row(v: Verified, index: int, sft_dir: Path) -> dict:
+def _rl_row(v: Verified, index: int, sft_dir: Path, agent_name: str) -> dict:
     s = v.sample
     reference = parse(v.accepted[0].text)
     return {
@@ -96,7 +99,7 @@ def _rl_row(v: Verified, index: int, sft_dir: Path) -> dict:
             "modality": s.record.modality,
             "stages": {tag: reference.get(tag) or "" for tag in STAGES},
         },
-        "agent_name": AGENT_NAME,
+        "agent_name": agent_name,
     }
 
 
@@ -110,7 +113,7 @@ def write_rl(items: list[Verified], rl_dir: Path, sft_dir: Path, size: int, val_
     rows: dict[str, list[dict]] = {"train": [], "val": []}
     for i, s in enumerate(chosen):
         split = "val" if (s.record.group or s.record.record_id) in val else "train"
-        rows[split].append(_rl_row(by_id[s.sample_id], i, sft_dir))
+        rows[split].append(_rl_row(by_id[s.sample_id], i, sft_dir, VAL_AGENT_NAME if split == "val" else AGENT_NAME))
     rl_dir.mkdir(parents=True, exist_ok=True)
     for split, split_rows in rows.items():
         pd.DataFrame(split_rows, columns=list(_COLUMNS)).to_parquet(rl_dir / f"{split}.parquet", index=False)

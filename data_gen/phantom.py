@@ -23,6 +23,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageFilter
 
+from medsage.data_gen.instructions import load_question_templates
 from medsage.data_gen.readers.deeplesion import HU_OFFSET, LESION_TYPES
 
 CT_SIZE = 256
@@ -256,41 +257,33 @@ def write_pubmedvision(root: Path, n: int, seed: int) -> Path:
 def write_phantom_benchmark(out_dir: Path, n: int, seed: int) -> Path:
     """Write ``n`` phantom VQA items in SLAKE's format (``test.json`` + ``imgs/``); returns ``out_dir``.
 
-    Two thirds are CLOSED yes/no questions, balanced between yes and no by construction, about
-    the lesion's side and density; one third are OPEN questions about the organ. All are
-    answerable from the pixels.
+    A held-out split of the training distribution: new patients, asked the instruction set's own
+    DeepLesion questions (``templates/questions.yaml``), so accuracy after SFT measures what the
+    SAGE data teaches. Two thirds are CLOSED yes/no ("Does this CT slice show a liver lesion?"),
+    balanced between yes and no by construction; one third are OPEN ("which organ"). Every
+    answer follows from the pixels: the organ is where the lesion sits.
     """
     rng, out_dir = random.Random(seed), Path(out_dir)
+    templates = load_question_templates()["deeplesion"]
+    organs = sorted({o.name for o in ORGANS})
     items = []
     for i in range(n):
-        kind, want_yes = ("side", "density", "organ")[i % 3], (i // 3) % 2 == 0
-        organ = _benchmark_organ(rng, kind, want_yes)
-        pixels, lesion = ct_slice(rng, organ)
+        closed, want_yes = i % 3 != 2, (i // 3) % 2 == 0
+        pixels, lesion = ct_slice(rng)
         img_name = f"phantom_{i:05d}/source.png"
         (out_dir / "imgs" / img_name).parent.mkdir(parents=True, exist_ok=True)
         ct_to_8bit(pixels).save(out_dir / "imgs" / img_name)
-        question, answer = _benchmark_question(kind, lesion)
+        if closed:
+            candidate = lesion.label if want_yes else rng.choice([o for o in organs if o != lesion.label])
+            question = rng.choice(templates["yes_no"]).format(modality="CT", candidate=candidate)
+            answer = "Yes" if want_yes else "No"
+        else:
+            question, answer = rng.choice(templates["open"]).format(modality="CT"), lesion.label.capitalize()
         items.append({
             "img_id": i, "img_name": img_name, "question": question, "answer": answer,
-            "answer_type": "OPEN" if kind == "organ" else "CLOSED", "q_lang": "en", "modality": "CT",
-            "content_type": "Organ" if kind == "organ" else ("Position" if kind == "side" else "Abnormality"),
+            "answer_type": "CLOSED" if closed else "OPEN", "q_lang": "en", "modality": "CT",
+            "content_type": "Abnormality" if closed else "Organ",
             "location": "Chest" if lesion.label == "lung" else "Abdomen", "qid": i,
         })
     (out_dir / "test.json").write_text(json.dumps(items, indent=1), encoding="utf-8")
     return out_dir
-
-
-def _benchmark_organ(rng: random.Random, kind: str, want_yes: bool) -> Organ:
-    if kind == "side":  # "in the left half of the image": organs whose centre is on the asked side
-        return rng.choice([o for o in ORGANS if (o.center[0] < 0.5) == want_yes and o.center[0] != 0.5])
-    if kind == "density":
-        return rng.choice([o for o in ORGANS if (o.lesion_hu > o.hu) == want_yes])
-    return rng.choice(ORGANS)
-
-
-def _benchmark_question(kind: str, lesion: Lesion) -> tuple[str, str]:
-    if kind == "side":
-        return "Is the lesion in the left half of the image?", "Yes" if lesion.cx < CT_SIZE / 2 else "No"
-    if kind == "density":
-        return "Is the lesion brighter than the tissue around it?", "Yes" if lesion.brighter else "No"
-    return "Which organ contains the lesion?", lesion.label.capitalize()

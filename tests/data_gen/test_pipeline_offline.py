@@ -78,6 +78,7 @@ def test_rl_parquet_loads_in_verl_and_its_reference_earns_full_accuracy(built, t
     tasks = Counter(train.extra_info.map(lambda e: e["task_type"])) + Counter(val.extra_info.map(lambda e: e["task_type"]))
     assert max(tasks.values()) - min(tasks.values()) <= 1, tasks
     assert set(train.agent_name) == {AGENT_NAME}
+    assert set(val.agent_name) == {"single_turn_agent"}  # validation never self-checks
 
     tokenizer = AutoTokenizer.from_pretrained(tiny_model_dir)
     processor = AutoProcessor.from_pretrained(tiny_model_dir)
