@@ -1,10 +1,13 @@
-"""Rule rewards for R-GRPO (paper appendix A.4): format, accuracy and their weighted total.
+"""Rewards for R-GRPO (paper appendix A.4): format, accuracy, trajectory consistency, weighted.
 
 The format reward asks for stage completeness and structure only, never textual overlap with a
 reference trajectory (A.4: "avoiding overfitting to fixed expressions"). The accuracy reward
 reads the ``<ANSWER>`` stage alone, through the shared matcher, so a correct word buried in the
 reasoning earns nothing. The default weights follow EasyR1's recipes (the paper trained on
 EasyR1 and does not state its own): ``0.9 * accuracy + 0.1 * format``.
+
+The trajectory-consistency reward comes from a trained scorer behind an HTTP service
+(:mod:`medsage.reward_fns.consistency`); its weight defaults to 0, which never contacts a scorer.
 """
 
 from __future__ import annotations
@@ -13,6 +16,7 @@ from dataclasses import dataclass, fields
 from typing import Any, Mapping
 
 from .answers import match_answer
+from .consistency.client import ConsistencyClient, consistency_client
 from .scaffold import STAGES, Parsed, names_region, parse
 
 # Format credit in tenths (integers, so a perfect response sums to exactly 1.0): the five
@@ -27,6 +31,7 @@ class RewardWeights:
 
     accuracy: float = 0.9
     format: float = 0.1
+    consistency: float = 0.0
 
     @classmethod
     def from_config(cls, config: Mapping[str, Any] | None) -> "RewardWeights":
@@ -63,13 +68,31 @@ def accuracy_reward(response: object, ground_truth: object, options: object = No
 
 
 def score_response(
-    response: object, ground_truth: object, options: object = None, weights: RewardWeights = RewardWeights()
+    response: object,
+    ground_truth: object,
+    options: object = None,
+    weights: RewardWeights = RewardWeights(),
+    consistency: ConsistencyClient | None = None,
+    question: str = "",
 ) -> dict[str, float]:
-    """All reward parts of one response and their weighted total ``score``."""
+    """All reward parts of one response and their weighted total ``score``.
+
+    With ``weights.consistency`` non-zero, ``consistency`` scores (``question``, ``response``) and
+    the result gains ``consistency`` and ``consistency_unreachable`` (1.0 when the ``zero`` policy
+    stood in for an unreachable scorer, so verl's per-key means report the rate).
+    """
     parsed = parse(response)
     accuracy = accuracy_reward(response, ground_truth, options, parsed)
     fmt = format_reward(response, parsed)
-    return {"score": weights.accuracy * accuracy + weights.format * fmt, "accuracy": accuracy, "format": fmt}
+    parts = {"score": weights.accuracy * accuracy + weights.format * fmt, "accuracy": accuracy, "format": fmt}
+    if weights.consistency:
+        if consistency is None:
+            raise ValueError("reward weight consistency is not 0 but no scorer is configured (reward_kwargs.consistency.url)")
+        result = consistency.score(question, response if isinstance(response, str) else str(response or ""))
+        parts["score"] += weights.consistency * result.score
+        parts["consistency"] = result.score
+        parts["consistency_unreachable"] = 0.0 if result.reachable else 1.0
+    return parts
 
 
 def compute_score(
@@ -78,12 +101,20 @@ def compute_score(
     ground_truth: str,
     extra_info: Mapping[str, Any] | None = None,
     reward_weights: Mapping[str, Any] | None = None,
+    consistency: Mapping[str, Any] | None = None,
     **kwargs: Any,
 ) -> dict[str, float]:
     """verl's custom reward (``reward.custom_reward_function.path``/``name``).
 
     ``extra_info["options"]`` maps letters to option texts for multiple choice (``ground_truth``
-    is then the letter). ``reward_weights`` comes from the recipe's ``reward_kwargs``.
+    is then the letter); ``extra_info["question"]`` is what the consistency scorer reads beside the
+    response. ``reward_weights`` and ``consistency`` (``{url, timeout_s, on_unreachable}``) come
+    from the recipe's ``reward_kwargs``.
     """
-    options = extra_info.get("options") if isinstance(extra_info, Mapping) else None
-    return score_response(solution_str, ground_truth, options, RewardWeights.from_config(reward_weights))
+    info = extra_info if isinstance(extra_info, Mapping) else {}
+    weights = RewardWeights.from_config(reward_weights)
+    client = consistency_client(consistency) if weights.consistency and consistency else None
+    question = info.get("question")
+    return score_response(
+        solution_str, ground_truth, info.get("options"), weights, client, question if isinstance(question, str) else ""
+    )
