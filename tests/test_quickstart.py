@@ -1,0 +1,86 @@
+"""The quickstart end to end in a CI-sized configuration: every stage runs, resumes, and reports."""
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from transformers import AutoModelForImageTextToText
+
+REPO = Path(__file__).resolve().parents[1]
+SCRIPT = REPO / "recipes" / "quickstart" / "quickstart.py"
+RECIPE = REPO / "recipes" / "quickstart" / "quickstart.yaml"
+STAGES = ("model", "data", "benchmark", "sft", "rl", "eval_base", "eval_sft", "report")
+CI_SIZE = {
+    "model.text_hidden": 64, "model.text_layers": 2, "model.text_heads": 2, "model.text_kv_heads": 1,
+    "model.text_intermediate": 128, "benchmark.items": 6, "sft.max_steps": 3, "sft.logging_steps": 1,
+    "rl.prompts": 1, "rl.sessions_per_prompt": 2, "eval.max_new_tokens": 32, "eval.bootstrap_resamples": 50,
+}
+
+
+def quickstart(run_dir: Path, *extra: str) -> subprocess.CompletedProcess:
+    sets = [a for k, v in {**CI_SIZE, "run_dir": run_dir}.items() for a in ("--set", f"{k}={v}")]
+    return subprocess.run([sys.executable, str(SCRIPT), str(RECIPE), *sets, *extra], capture_output=True, text=True, cwd=REPO)
+
+
+@pytest.fixture(scope="module")
+def finished_run(tmp_path_factory):
+    run = tmp_path_factory.mktemp("quickstart")
+    done = quickstart(run)
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    return run, done.stdout
+
+
+def test_every_stage_runs_and_reports_progress(finished_run):
+    run, stdout = finished_run
+    for stage in STAGES:
+        assert f"[quickstart:{stage}] finished" in stdout
+        assert "seconds" in json.loads((run / "stages" / f"{stage}.json").read_text())
+    assert "step 3/3" in stdout  # the SFT progress line
+
+
+def test_sft_checkpoint_loads_and_differs_from_the_base(finished_run):
+    run, _ = finished_run
+    sft = AutoModelForImageTextToText.from_pretrained(run / "sft_model")
+    base = AutoModelForImageTextToText.from_pretrained(run / "base_model")
+    changed = [n for (n, a), (_, b) in zip(sft.named_parameters(), base.named_parameters()) if not a.equal(b)]
+    assert changed and not any("visual" in n for n in changed)  # trained, vision tower frozen
+
+
+def test_report_holds_numbers_for_every_stage(finished_run):
+    run, _ = finished_run
+    report = (run / "report" / "README.md").read_text()
+    for stage in STAGES[:-1]:
+        assert f"| {stage} | " in report
+    assert "medsage/self_check_rate" in report and "medsage/first_accuracy" in report
+    assert "| base (untrained) |" in report and "| after SFT |" in report
+    assert (run / "report" / "sft_loss.png").stat().st_size > 0
+    assert (run / "report" / "learning_signal.png").stat().st_size > 0
+    sft = json.loads((run / "stages" / "eval_sft.json").read_text())
+    assert sft["n"] == 6 and 0.0 <= sft["valid_scaffold_rate"] <= 1.0
+    rl = json.loads((run / "stages" / "rl.json").read_text())
+    sessions = [json.loads(line) for line in Path(rl["sessions"]).read_text().splitlines()]
+    assert len(sessions) == 2 and all(s["r_sc"] in (0.0, 1.0) for s in sessions)
+
+
+def test_a_second_run_resumes_by_skipping_finished_stages(finished_run):
+    run, _ = finished_run
+    again = quickstart(run)
+    assert again.returncode == 0
+    assert all(f"[quickstart:{stage}] done earlier, skipped" in again.stdout for stage in STAGES)
+
+
+def test_only_redoes_one_stage(finished_run):
+    run, _ = finished_run
+    before = (run / "stages" / "benchmark.json").stat().st_mtime_ns
+    again = quickstart(run, "--only", "benchmark")
+    assert again.returncode == 0 and "[quickstart:benchmark] finished" in again.stdout
+    assert "[quickstart:sft]" not in again.stdout
+    assert (run / "stages" / "benchmark.json").stat().st_mtime_ns > before
+
+
+def test_unknown_setting_is_rejected_up_front(tmp_path):
+    bad = quickstart(tmp_path, "--set", "sft.max_stepz=3")
+    assert bad.returncode != 0 and "max_stepz" in (bad.stderr + bad.stdout)
+    assert not (tmp_path / "stages").exists()
