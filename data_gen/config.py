@@ -14,6 +14,7 @@ from pathlib import Path
 import yaml
 
 from medsage.data_gen.instructions import FilterConfig, InstructionConfig
+from medsage.data_gen.llm_client import LLMConfig
 from medsage.data_gen.rois import ROIConfig
 
 SOURCE_KINDS = ("deeplesion", "coco", "yolo", "voc", "pubmedvision", "llava",
@@ -35,22 +36,6 @@ class SourceConfig:
 
 
 @dataclass(frozen=True)
-class EndpointConfig:
-    """An OpenAI-compatible endpoint (GPT-4o, or ``vllm serve``); the key comes from ``api_key_env``."""
-
-    base_url: str = "http://127.0.0.1:8000/v1"
-    model: str = "gpt-4o"
-    api_key_env: str = "OPENAI_API_KEY"
-    concurrency: int = 16
-    max_retries: int = 6
-    timeout_s: float = 60.0
-    backoff_base_s: float = 1.0
-    backoff_max_s: float = 60.0
-    price_input_per_m: float = 0.0
-    price_output_per_m: float = 0.0
-
-
-@dataclass(frozen=True)
 class GenerationConfig:
     backend: str = "offline"  # offline (rule-based, the embedded default) | openai
     trajectories_per_sample: int = 3
@@ -58,14 +43,17 @@ class GenerationConfig:
     temperature: float = 0.7
     max_tokens: int = 512
     prompt_dir: str | None = None
-    endpoint: EndpointConfig = field(default_factory=EndpointConfig)
+    # An OpenAI-compatible endpoint (GPT-4o, or ``vllm serve``); the key comes from ``api_key_env``.
+    endpoint: LLMConfig = field(default_factory=lambda: LLMConfig(base_url="http://127.0.0.1:8000/v1", model="gpt-4o"))
 
 
 @dataclass(frozen=True)
 class VerificationConfig:
     judge: bool = False
     max_tokens: int = 256
-    endpoint: EndpointConfig = field(default_factory=lambda: EndpointConfig(model="Qwen/Qwen2.5-VL-72B-Instruct"))
+    endpoint: LLMConfig = field(
+        default_factory=lambda: LLMConfig(base_url="http://127.0.0.1:8000/v1", model="Qwen/Qwen2.5-VL-72B-Instruct")
+    )
 
 
 @dataclass(frozen=True)
@@ -107,7 +95,6 @@ def _build(cls, data: object, where: str):
         raise ValueError(f"{where}: unknown key(s) {unknown}; known: {sorted(fields)}")
     values = {}
     for name, value in data.items():
-        f = fields[name]
         sub = _SECTIONS.get((cls, name))
         if sub is not None:
             values[name] = _build(sub, value, f"{where}.{name}")
@@ -119,7 +106,7 @@ def _build(cls, data: object, where: str):
             values[name] = tuple(value) if isinstance(value, list) else value
     try:
         return cls(**values)
-    except TypeError as err:
+    except (TypeError, ValueError) as err:  # missing keys, or a section's own validation
         raise ValueError(f"{where}: {err}") from None
 
 
@@ -138,8 +125,8 @@ _SECTIONS = {
     (BuildConfig, "verification"): VerificationConfig,
     (BuildConfig, "exports"): ExportConfig,
     (BuildConfig, "leakage"): LeakageConfig,
-    (GenerationConfig, "endpoint"): EndpointConfig,
-    (VerificationConfig, "endpoint"): EndpointConfig,
+    (GenerationConfig, "endpoint"): LLMConfig,
+    (VerificationConfig, "endpoint"): LLMConfig,
 }
 
 

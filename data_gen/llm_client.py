@@ -26,7 +26,7 @@ import os
 import random
 import sqlite3
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
 
@@ -75,6 +75,14 @@ class ModelUsage:
     prompt_tokens: int = 0
     completion_tokens: int = 0
     cost_usd: float = 0.0
+
+
+@dataclass(frozen=True)
+class _Request:
+    messages: list[dict[str, Any]]
+    params: dict[str, Any]
+    validate: Callable[[str], bool] | None
+    allow_empty: bool
 
 
 class LLMError(RuntimeError):
@@ -184,7 +192,7 @@ class LLMClient:
         future: asyncio.Future[ChatResult] = asyncio.get_running_loop().create_future()
         self._in_flight[key] = future
         try:
-            result = await self._call_with_retries(messages, params, validate, allow_empty, usage)
+            result = await self._call_with_retries(_Request(messages, params, validate, allow_empty), usage)
             if self._cache is not None:
                 self._cache.put(key, result)
             future.set_result(result)
@@ -196,18 +204,11 @@ class LLMClient:
         finally:
             del self._in_flight[key]
 
-    async def _call_with_retries(
-        self,
-        messages: list[dict[str, Any]],
-        params: dict[str, Any],
-        validate: Callable[[str], bool] | None,
-        allow_empty: bool,
-        usage: ModelUsage,
-    ) -> ChatResult:
+    async def _call_with_retries(self, request: _Request, usage: ModelUsage) -> ChatResult:
         last_error: Exception | None = None
         for attempt in range(self.config.max_retries + 1):
             try:
-                return await self._call_once(messages, params, validate, allow_empty, usage)
+                return await self._call_once(request, usage)
             except openai.APIStatusError as exc:
                 if exc.status_code < 500 and exc.status_code not in _RETRY_STATUS:
                     raise LLMError(f"{self.config.model} at {self.config.base_url}: HTTP {exc.status_code}: {exc.message}") from exc
@@ -224,21 +225,16 @@ class LLMClient:
             f"{self.config.model} at {self.config.base_url}: gave up after {self.config.max_retries + 1} attempts: {last_error}"
         ) from last_error
 
-    async def _call_once(
-        self,
-        messages: list[dict[str, Any]],
-        params: dict[str, Any],
-        validate: Callable[[str], bool] | None,
-        allow_empty: bool,
-        usage: ModelUsage,
-    ) -> ChatResult:
+    async def _call_once(self, request: _Request, usage: ModelUsage) -> ChatResult:
         async with self._slots:
-            reply = await self._http.chat.completions.create(model=self.config.model, messages=messages, **params)
+            reply = await self._http.chat.completions.create(
+                model=self.config.model, messages=request.messages, **request.params
+            )
         usage.calls += 1
         text = reply.choices[0].message.content
-        if text is None and allow_empty:
+        if text is None and request.allow_empty:
             text = ""
-        if not isinstance(text, str) or (not text.strip() and not allow_empty):
+        if not isinstance(text, str) or (not text.strip() and not request.allow_empty):
             raise MalformedReply("reply has no text")
         prompt_tokens = int(getattr(reply.usage, "prompt_tokens", 0) or 0)
         completion_tokens = int(getattr(reply.usage, "completion_tokens", 0) or 0)
@@ -247,7 +243,7 @@ class LLMClient:
         usage.cost_usd += (
             prompt_tokens * self.config.price_input_per_m + completion_tokens * self.config.price_output_per_m
         ) / 1e6
-        if validate is not None and not validate(text):
+        if request.validate is not None and not request.validate(text):
             raise MalformedReply("reply rejected by validator")
         return ChatResult(text, prompt_tokens, completion_tokens, cached=False)
 

@@ -11,16 +11,15 @@ from __future__ import annotations
 import asyncio
 import json
 import random
-from collections import Counter
 from contextlib import AsyncExitStack
-from dataclasses import asdict
+from dataclasses import asdict, replace
 from pathlib import Path
 
 from tqdm import tqdm
 
 from medsage.data_gen import phantom
 from medsage.data_gen.card import BuildStats, write_card
-from medsage.data_gen.config import BuildConfig, EndpointConfig, SourceConfig
+from medsage.data_gen.config import BuildConfig, SourceConfig
 from medsage.data_gen.exports import Verified, rl_candidates, write_pairs, write_rl, write_sft
 from medsage.data_gen.instructions import (
     Materialised,
@@ -93,8 +92,8 @@ class TrajectoryStore:
         self._file.close()
 
 
-def _client(endpoint: EndpointConfig, cache: Path) -> LLMClient:
-    return LLMClient(LLMConfig(cache_path=cache, **asdict(endpoint)))
+def _client(endpoint: LLMConfig, cache: Path) -> LLMClient:
+    return LLMClient(replace(endpoint, cache_path=cache))
 
 
 class Builder:

@@ -4,17 +4,15 @@ images into the right number of pad tokens, generation works, and LLaMA-Factory 
 
 import json
 import math
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 import torch
-import yaml
 from PIL import Image
 from safetensors.torch import load_file
 from transformers import AutoConfig, AutoModelForImageTextToText, AutoProcessor, AutoTokenizer
+
+from llamafactory_run import train_sft
 
 from medsage.plugins.tiny_model import SPECIAL_TOKENS, build_tiny_qwen2_5_vl, main
 
@@ -171,42 +169,7 @@ def _write_sharegpt_dataset(root: Path) -> None:
 def test_llamafactory_trains_two_steps_on_cpu(tiny_model_dir, tmp_path):
     data, out = tmp_path / "data", tmp_path / "sft"
     _write_sharegpt_dataset(data)
-    recipe = {
-        "model_name_or_path": str(tiny_model_dir),
-        "image_max_pixels": 112 * 112,
-        "stage": "sft",
-        "do_train": True,
-        "finetuning_type": "full",
-        "freeze_vision_tower": True,
-        "dataset": "lvkc",
-        "dataset_dir": str(data),
-        "template": "qwen2_vl",
-        "cutoff_len": 512,
-        "preprocessing_num_workers": 1,
-        "dataloader_num_workers": 0,
-        "output_dir": str(out),
-        "overwrite_output_dir": True,
-        "save_strategy": "no",
-        "logging_steps": 1,
-        "report_to": "none",
-        "per_device_train_batch_size": 1,
-        "gradient_accumulation_steps": 1,
-        "learning_rate": 1.0e-3,
-        "max_steps": 2,
-        "use_cpu": True,
-        "bf16": False,
-    }
-    (tmp_path / "sft.yaml").write_text(yaml.safe_dump(recipe))
-    cli = Path(sys.executable).with_name("llamafactory-cli")
-    # No DISABLE_VERSION_CHECK: the pinned stack must satisfy LLaMA-Factory's own version gate.
-    # CUDA_VISIBLE_DEVICES="" keeps the run on CPU on a GPU machine too (it places the model by device).
-    env = {**os.environ, "HF_HUB_OFFLINE": "1", "CUDA_VISIBLE_DEVICES": ""}
-    run = subprocess.run([str(cli), "train", str(tmp_path / "sft.yaml")], env=env, cwd=tmp_path,
-                         capture_output=True, text=True, timeout=600, check=False)
-    assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-3000:]
-
-    logs = [json.loads(line) for line in (out / "trainer_log.jsonl").read_text().splitlines()]
-    losses = [entry["loss"] for entry in logs if "loss" in entry]
+    losses = train_sft(tiny_model_dir, data, "lvkc", out, cutoff_len=512)
     assert len(losses) == 2 and all(math.isfinite(x) and x > 0 for x in losses)
     before, after = load_file(tiny_model_dir / "model.safetensors"), load_file(out / "model.safetensors")
     assert before.keys() == after.keys()

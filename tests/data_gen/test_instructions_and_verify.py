@@ -3,7 +3,6 @@
 from pathlib import Path
 
 import numpy as np
-import pytest
 
 from medsage.data_gen.instructions import (
     FilterConfig,

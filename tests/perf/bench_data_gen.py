@@ -23,7 +23,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from openai_stub import StubReply, StubServer  # noqa: E402
 
-from medsage.data_gen.config import BuildConfig, EndpointConfig, GenerationConfig, SourceConfig, VerificationConfig  # noqa: E402
+from medsage.data_gen.config import BuildConfig, GenerationConfig, SourceConfig, VerificationConfig  # noqa: E402
+from medsage.data_gen.llm_client import LLMConfig  # noqa: E402
 from medsage.data_gen.instructions import InstructionConfig  # noqa: E402
 from medsage.data_gen.pipeline import Builder  # noqa: E402
 
@@ -34,7 +35,7 @@ LATENCY_S = 0.1
 
 
 def config(out: Path, base_url: str, n_records: int, concurrency: int) -> BuildConfig:
-    endpoint = EndpointConfig(base_url=base_url, model="bench-gpt", concurrency=concurrency, timeout_s=30)
+    endpoint = LLMConfig(base_url=base_url, model="bench-gpt", concurrency=concurrency, timeout_s=30)
     return BuildConfig(
         output_dir=str(out), sources=(SourceConfig(kind="phantom_deeplesion", n=n_records),),
         instructions=InstructionConfig(per_record=2, keep_source_qa=False),
