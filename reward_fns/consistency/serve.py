@@ -114,13 +114,17 @@ def parse_items(body: Any) -> list[ScoreItem]:
     return parsed
 
 
+class _Server(ThreadingHTTPServer):
+    request_queue_size = 1024  # every reward thread of every worker may connect at once
+    daemon_threads = True
+
+
 class ScorerServer:
     """The HTTP service around a :class:`Batcher`; a context manager that serves on a thread."""
 
     def __init__(self, scorer: ConsistencyScorer, config: ServeConfig = ServeConfig(), checkpoint: str = ""):
         self.batcher = Batcher(scorer, config.max_batch_size, config.max_wait_ms)
-        self.httpd = ThreadingHTTPServer((config.host, config.port), _handler(self.batcher, checkpoint))
-        self.httpd.daemon_threads = True
+        self.httpd = _Server((config.host, config.port), _handler(self.batcher, checkpoint))
         self._thread: threading.Thread | None = None
 
     @property
