@@ -70,3 +70,19 @@ def test_auc_counts_ties_half():
     assert auc([0.9, 0.8], [0.1, 0.2]) == 1.0
     assert auc([0.5], [0.5]) == 0.5
     assert auc([0.1], [0.9]) == 0.0
+
+
+def test_shipped_recipes_load():
+    from pathlib import Path
+
+    import yaml
+
+    from medsage.reward_fns import RewardWeights
+    from medsage.reward_fns.consistency import ConsistencyConfig
+
+    recipes = Path(__file__).parents[2] / "recipes" / "scorer"
+    config = TrainConfig.from_yaml(recipes / "train.yaml")
+    assert config.corruptions == list(CORRUPTION_KINDS) and config.learning_rate == 1e-5
+    kwargs = yaml.safe_load((recipes / "reward_kwargs.yaml").read_text())
+    assert RewardWeights.from_config(kwargs["reward_weights"]).consistency > 0
+    assert ConsistencyConfig.from_mapping(kwargs["consistency"]).on_unreachable == "zero"
