@@ -46,6 +46,10 @@ _PUNCT_TABLE = str.maketrans({c: " " for c in string.punctuation + "\u2013\u2014
 _MARKUP_RE = re.compile(r"[*_`#]+")
 _YES = frozenset({"yes", "yeah", "yep", "true", "correct", "affirmative"})
 _NO = frozenset({"no", "nope", "false", "incorrect", "negative"})
+# SLAKE's Chinese half answers closed questions with 是 / 否; a reply opens with its polarity.
+_ZH_REFERENCE = {"是": "yes", "否": "no"}
+_ZH_NO_PREFIXES = ("不是", "没有", "不", "否", "无")
+_ZH_YES_PREFIXES = ("是", "有", "对", "正确")
 _NEGATORS = frozenset({"not", "no", "never", "without", "absent", "absence", "neither", "nor", "negative", "denies", "free"})
 _OPEN_EXTRA_TOKENS = 12  # an open answer may wrap the reference in this many extra words, no more
 _NEGATION_WINDOW = 3
@@ -117,7 +121,7 @@ def answer_type(reference: object, options: object = None) -> AnswerType:
     """Which kind of question a reference (and its options) describes."""
     if coerce_options(options):
         return AnswerType.MULTIPLE_CHOICE
-    return AnswerType.YES_NO if normalize(reference) in ("yes", "no") else AnswerType.OPEN
+    return AnswerType.YES_NO if _polarity_reference(reference) else AnswerType.OPEN
 
 
 def extract_choice(prediction: object, options: object) -> str | None:
@@ -162,6 +166,11 @@ def _normalized_option(text: str) -> str:
 
 def yes_no(prediction: object) -> str | None:
     """"yes", "no", or None when the prediction says neither or both (whole words, negation-aware)."""
+    zh = _MARKUP_RE.sub("", prediction).strip() if isinstance(prediction, str) else ""
+    if zh.startswith(_ZH_NO_PREFIXES):
+        return "no"
+    if zh.startswith(_ZH_YES_PREFIXES):
+        return "yes"
     tokens = normalize(prediction).split()
     if not tokens:
         return None
@@ -176,6 +185,13 @@ def yes_no(prediction: object) -> str | None:
         elif tok in _NO and not (i > 0 and tokens[i - 1] == "not"):
             said.add("no")
     return said.pop() if len(said) == 1 else None
+
+
+def _polarity_reference(reference: object) -> str | None:
+    """"yes"/"no" when the reference is a yes/no answer (English or Chinese), else None."""
+    ref = normalize(reference)
+    ref = _ZH_REFERENCE.get(ref, ref)
+    return ref if ref in ("yes", "no") else None
 
 
 def _open_match(prediction: str, reference: str) -> bool:
@@ -212,9 +228,9 @@ def match_answer(prediction: str, reference: str, options: dict[str, str] | None
             return bool(ref) and _choice(prediction, opts) == ref
         if not isinstance(prediction, str):
             return False
-        ref_norm = normalize(reference)
-        if ref_norm in ("yes", "no"):
-            return yes_no(prediction) == ref_norm
+        polarity = _polarity_reference(reference)
+        if polarity:
+            return yes_no(prediction) == polarity
         return _open_match(prediction, str(reference))
     except Exception:  # noqa: BLE001 - a reward must never take the trainer down
         return False

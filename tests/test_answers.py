@@ -122,6 +122,18 @@ def test_yes_no_is_whole_word_and_negation_aware(prediction, expected):
     assert yes_no(prediction) == expected
 
 
+@pytest.mark.parametrize(
+    "prediction, expected",
+    [("是", "yes"), ("是的，存在病灶。", "yes"), ("有", "yes"), ("否", "no"), ("不是", "no"), ("没有发现异常", "no"),
+     ("**否**", "no"), ("肝脏", None)],
+)
+def test_chinese_yes_no_for_slake_zh(prediction, expected):
+    assert yes_no(prediction) == expected
+    if expected:
+        assert match_answer(prediction, "是" if expected == "yes" else "否")
+        assert not match_answer(prediction, "否" if expected == "yes" else "是")
+
+
 def test_yes_no_matching():
     assert match_answer("No, the heart is normal in size.", "no")
     assert not match_answer("The heart is normal in size.", "no")
@@ -162,6 +174,7 @@ def test_token_scores_are_named_and_correct():
 def test_answer_type_inference():
     assert answer_type("C", OPTS) is AnswerType.MULTIPLE_CHOICE
     assert answer_type(" No ") is AnswerType.YES_NO
+    assert answer_type("否") is AnswerType.YES_NO
     assert answer_type("left lung") is AnswerType.OPEN
 
 

@@ -108,3 +108,11 @@ def test_bootstrap_ci_brackets_the_mean_and_shrinks_with_n():
     assert certain.low == certain.high == 1.0
     assert math.isnan(bootstrap_ci([]).value)
     assert bootstrap_ci([1, 0, 1], seed=3) == bootstrap_ci([1, 0, 1], seed=3)
+
+
+def test_chinese_slake_closed_answers_are_scored_not_parse_failures():
+    item = Item("slake", "zh0", "图中有病灶吗?", "是", (), modality="CT", question_type="Abnormality")
+    right, wrong, unreadable = (score_item(item, lvkc(text)) for text in ("是的，有病灶。", "没有", "肝脏"))
+    assert (right.answered, right.correct) == (True, True)
+    assert (wrong.answered, wrong.correct) == (True, False)
+    assert (unreadable.answered, unreadable.correct) == (False, False)
