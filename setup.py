@@ -49,6 +49,7 @@ setup(
         "numpy",
         "pillow",
         "pyyaml",
+        "tqdm",
     ],
     extras_require=EXTRAS,
     entry_points={
@@ -57,6 +58,8 @@ setup(
             "medsage-data=medsage.data_gen.cli:main",
             "medsage-eval=medsage.eval.cli:main",
             "medsage-rgrpo=medsage.plugins.verl.main:main",
+            "medsage-scorer-train=medsage.reward_fns.consistency.train:main",
+            "medsage-scorer-serve=medsage.reward_fns.consistency.serve:main",
         ]
     },
 )
