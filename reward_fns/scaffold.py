@@ -135,61 +135,58 @@ def parse_tags(text: object, tags: tuple[str, ...]) -> Parsed:
     """Recover tagged sections of ``text`` in any order; never raises.
 
     The first occurrence of a section wins; later ones are reported as ``repeated``. An opening
-    tag met while the same section is open is read as its close (``closed_with_open_tag``); an
-    opening tag met while another section is open closes that one (``unclosed``).
+    tag met while the same section is open is read as its close (``closed_with_open_tag``); any
+    other tag met while a section is open ends it (``unclosed`` unless it is the proper close).
+    So a section's content is always the text between its opening tag and the next tag, which
+    is what one ``re.split`` yields: ``[preamble, slash, name, text_after, slash, name, ...]``.
     """
     if not isinstance(text, str):
         text = "" if text is None else str(text)
+    parts = _tag_re(tags).split(text)
     sections: dict[str, str] = {}
     order: list[str] = []
     problems: list[Problem] = []
-    preamble_end = None
-    open_tag, open_at = None, 0
-
-    def close(tag: str, end: int) -> None:
-        if tag in sections:
-            problems.append(Problem("repeated", tag))
-            return
-        sections[tag] = text[open_at:end].strip()
-        order.append(tag)
-
-    for m in _tag_re(tags).finditer(text):
-        is_close, tag = m.group(1) == "/", m.group(2).upper()
-        if preamble_end is None:
-            preamble_end = m.start()
-        if is_close:
-            if open_tag == tag:
-                close(tag, m.start())
-                open_tag = None
-            elif open_tag is None:
+    open_tag, content = None, ""
+    for i in range(1, len(parts), 3):
+        slash, tag, after = parts[i], parts[i + 1].upper(), parts[i + 2]
+        closing = open_tag
+        if slash:
+            if open_tag is None:
                 problems.append(Problem("stray_close", tag))
-            else:
+            elif open_tag != tag:
                 problems.append(Problem("unclosed", open_tag, f"closed by </{tag}>"))
-                close(open_tag, m.start())
-                open_tag = None
+            open_tag = None
         elif open_tag == tag:
             problems.append(Problem("closed_with_open_tag", tag))
-            close(tag, m.start())
             open_tag = None
         else:
             if open_tag is not None:
                 problems.append(Problem("unclosed", open_tag, f"<{tag}> opened inside it"))
-                close(open_tag, m.start())
-            open_tag, open_at = tag, m.end()
+            open_tag = tag
+        if closing is not None:
+            _close(closing, content, sections, order, problems)
+        if open_tag is not None and open_tag != closing:
+            content = after
     if open_tag is not None:
         problems.append(Problem("unclosed", open_tag, "at end of text"))
-        close(open_tag, len(text))
+        _close(open_tag, content, sections, order, problems)
 
     for tag in tags:
         if tag not in sections:
             problems.append(Problem("missing", tag))
         elif not sections[tag]:
             problems.append(Problem("empty", tag))
-    expected = [t for t in tags if t in sections]
-    if order != expected:
+    if order != [t for t in tags if t in sections]:
         problems.append(Problem("misordered", order[0] if order else "", " -> ".join(order)))
-    preamble = text[:preamble_end].strip() if preamble_end is not None else text.strip()
-    return Parsed(preamble, sections, tuple(order), tuple(problems))
+    return Parsed(parts[0].strip(), sections, tuple(order), tuple(problems))
+
+
+def _close(tag: str, content: str, sections: dict[str, str], order: list[str], problems: list[Problem]) -> None:
+    if tag in sections:
+        problems.append(Problem("repeated", tag))
+    else:
+        sections[tag] = content.strip()
+        order.append(tag)
 
 
 def parse(text: object) -> Parsed:
