@@ -25,7 +25,7 @@ from .backends import Backend, GenerationParams, HFBackend, OpenAIBackend, VLLMB
 from .benchmarks import Item, load_benchmark
 from .config import EvalConfig, JudgeSpec, ModelSpec
 from .judge import judge_open_answers, judge_reasoning
-from .predictions import PredictionStore, PredictSetup, predict
+from .predictions import PredictionStore, PredictSetup, checkpoint_fingerprint, predict
 from .published import TABLE2_DIMENSIONS
 from .report import ReportFiles, write_reports
 from .scoring import GroupSummary, ScoredItem, score_item, summarize
@@ -63,7 +63,8 @@ def predict_setup(config: EvalConfig) -> PredictSetup:
         from medsage.plugins.verl.settings import render_instruction
 
         turns = (render_instruction(config.self_check_template), render_instruction(config.retry_template))
-    return PredictSetup(config.model.path, config.model.backend, config.prompt_style, params, turns)
+    checkpoint = checkpoint_fingerprint(config.model.path) if config.model.backend != "openai" else ""
+    return PredictSetup(config.model.path, config.model.backend, config.prompt_style, params, turns, checkpoint)
 
 
 def _judge_config(spec: JudgeSpec, out_dir: Path) -> LLMConfig:

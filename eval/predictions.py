@@ -42,6 +42,18 @@ class Prediction:
         return self.responses[0]
 
 
+def checkpoint_fingerprint(model: str) -> str:
+    """Names, sizes and modification times of a local checkpoint's weight files ("" for a hub id or
+    a served model): retraining into the same folder changes the run key, so predictions of the
+    old weights are never resumed as if they were the new model's."""
+    folder = Path(model)
+    if not folder.is_dir():
+        return ""
+    files = sorted(p for p in folder.iterdir() if p.suffix in (".safetensors", ".bin", ".pt"))
+    stamp = "|".join(f"{p.name}:{p.stat().st_size}:{p.stat().st_mtime_ns}" for p in files)
+    return hashlib.sha256(stamp.encode()).hexdigest()[:16]
+
+
 @dataclass(frozen=True)
 class PredictSetup:
     """Everything that decides a prediction; its hash is the ``run_key``."""
@@ -52,6 +64,8 @@ class PredictSetup:
     params: GenerationParams = GenerationParams()
     # (self-check instruction, retry instruction) to review and retry every answer; () = answer once
     self_check_turns: tuple[str, ...] = ()
+    # which weights sit at ``model`` when it is a local folder (see checkpoint_fingerprint)
+    checkpoint: str = ""
 
     @property
     def run_key(self) -> str:

@@ -80,6 +80,16 @@ def test_only_redoes_one_stage(finished_run):
     assert (run / "stages" / "benchmark.json").stat().st_mtime_ns > before
 
 
+def test_a_redone_eval_stage_predicts_again_instead_of_reusing(finished_run):
+    run, _ = finished_run
+    predictions = run / "eval_sft_model" / "predictions" / "phantom.jsonl"
+    stale_marker = predictions.with_name("stale.txt")
+    stale_marker.write_text("left by the previous run")
+    again = quickstart(run, "--only", "eval_sft")
+    assert again.returncode == 0 and "predict phantom" in again.stderr + again.stdout
+    assert predictions.exists() and not stale_marker.exists()
+
+
 def test_unknown_setting_is_rejected_up_front(tmp_path):
     bad = quickstart(tmp_path, "--set", "sft.max_stepz=3")
     assert bad.returncode != 0 and "max_stepz" in (bad.stderr + bad.stdout)

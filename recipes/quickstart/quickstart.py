@@ -14,6 +14,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shutil
 import subprocess
 import sys
 import time
@@ -89,7 +90,7 @@ def stage_sft(cfg: DictConfig, run: Path) -> dict[str, Any]:
     _call([cli, "train", str(recipe)], run / "logs" / "sft.log", {"CUDA_VISIBLE_DEVICES": ""}, progress)
     losses = _losses(out / "trainer_log.jsonl")
     _plot_loss(losses, run / "report" / "sft_loss.png")
-    return {"sft_model": str(out), "recipe": str(recipe), "steps": len(losses), "first_loss": losses[0][1], "final_loss": losses[-1][1]}
+    return {"sft_model": str(out), "recipe": str(recipe), "steps": losses[-1][0], "first_loss": losses[0][1], "final_loss": losses[-1][1]}
 
 
 def stage_rl(cfg: DictConfig, run: Path) -> dict[str, Any]:
@@ -249,7 +250,7 @@ def _report_markdown(cfg: DictConfig, done: dict[str, dict[str, Any]], run: Path
         f"Data card: [`{rel(done['data']['card'])}`](../{rel(done['data']['card'])}). Headline: `{json.dumps(done['data']['stats'].get('outputs', {}))}`",
         "",
         "## SFT (paper 3.2) through llamafactory-cli",
-        f"{done['sft']['steps']} logged steps; loss {done['sft']['first_loss']:.3f} -> {done['sft']['final_loss']:.3f}.",
+        f"{done['sft']['steps']} steps; logged loss {done['sft']['first_loss']:.3f} -> {done['sft']['final_loss']:.3f}.",
         "",
         "![](sft_loss.png)",
         "",
@@ -314,6 +315,10 @@ RUNNERS: dict[str, Callable[[DictConfig, Path], dict[str, Any]]] = {
 }
 
 
+# What a redone stage clears first; an interrupted stage (no marker yet) keeps its partial work.
+STAGE_OUTPUTS = {"rl": "rl", "eval_base": "eval_base_model", "eval_sft": "eval_sft_model"}
+
+
 def load_config(path: Path, overrides: list[str]) -> DictConfig:
     """The recipe with ``key=value`` overrides; an unknown key is an error, not a silent no-op."""
     cfg = OmegaConf.load(path)
@@ -330,7 +335,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE")
     which = parser.add_mutually_exclusive_group()
     which.add_argument("--from", dest="start", choices=STAGES, help="redo this stage and every later one")
-    which.add_argument("--only", choices=STAGES, help="run (or redo) this stage alone")
+    which.add_argument("--only", choices=STAGES, help="run (or redo) this stage alone; later stages keep their results")
     args = parser.parse_args(argv)
     cfg = load_config(args.config, args.overrides)
     run = (REPO / cfg.run_dir).resolve()
@@ -344,6 +349,8 @@ def main(argv: list[str] | None = None) -> int:
         if marker.exists() and not (args.only or args.start):
             log(name, f"done earlier, skipped ({marker})")
             continue
+        if marker.exists() and name in STAGE_OUTPUTS:
+            shutil.rmtree(run / STAGE_OUTPUTS[name], ignore_errors=True)
         log(name, "running")
         start = time.time()
         summary = {**RUNNERS[name](cfg, run), "seconds": time.time() - start}

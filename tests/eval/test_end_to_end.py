@@ -91,6 +91,19 @@ def test_resuming_under_another_setup_is_refused(phantom_dir, tiny_model_dir, ba
         run_evaluation(other, backend)
 
 
+def test_new_weights_in_the_same_folder_are_another_setup(phantom_dir, tiny_model_dir, backend, tmp_path):
+    """Retraining into the same checkpoint folder must not resume the old weights' predictions."""
+    import shutil
+
+    model = tmp_path / "model"
+    shutil.copytree(tiny_model_dir, model)
+    run_evaluation(_config(phantom_dir, tmp_path / "out", model), backend)
+    weights = model / "model.safetensors"
+    weights.write_bytes(weights.read_bytes())  # same folder, rewritten weights (as a new SFT run leaves them)
+    with pytest.raises(ValueError, match="made by another setup"):
+        run_evaluation(_config(phantom_dir, tmp_path / "out", model), backend)
+
+
 def test_self_check_always_feeds_each_turn_back_with_the_image(phantom_dir, backend):
     items = load_benchmark("phantom", phantom_dir, limit=2)
     seen = []
