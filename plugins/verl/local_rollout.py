@@ -53,6 +53,19 @@ class LocalRollout:
     metrics: dict[str, float]
 
 
+def self_check_loop(config: DictConfig, server_manager: Any, processor: Any) -> SelfCheckAgentLoop:
+    """The loop as verl's ``AgentLoopWorker`` builds it; call inside the running event loop."""
+    return SelfCheckAgentLoop(
+        trainer_config=DictConfigWrap(config),
+        server_manager=server_manager,
+        tokenizer=processor.tokenizer,
+        processor=processor,
+        dataset_cls=RLHFDataset,
+        data_config=DictConfigWrap(config.data),
+        hf_model_type="qwen2_5_vl",
+    )
+
+
 def compose_config(model_path: str | Path, repo_root: str | Path, overrides: Sequence[str] = ()) -> DictConfig:
     """The R-GRPO trainer config as ``medsage-rgrpo`` composes it, pointed at local files."""
     root = Path(repo_root).resolve()
@@ -79,16 +92,7 @@ def run_local_rollouts(
     params = {"temperature": temperature, "top_p": 1.0, "top_k": -1, "logprobs": False}
 
     async def session(row: dict[str, Any]):
-        loop = SelfCheckAgentLoop(
-            trainer_config=DictConfigWrap(config),
-            server_manager=backend,
-            tokenizer=processor.tokenizer,
-            processor=processor,
-            dataset_cls=RLHFDataset,
-            data_config=DictConfigWrap(config.data),
-            hf_model_type="qwen2_5_vl",
-        )
-        return await loop.run(params, **row)
+        return await self_check_loop(config, backend, processor).run(params, **row)
 
     async def all_sessions():
         return await asyncio.gather(*(session(row) for row in rows for _ in range(sessions_per_prompt)))

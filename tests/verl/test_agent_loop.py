@@ -7,13 +7,13 @@ import asyncio
 import numpy as np
 import pytest
 import torch
-from verl.experimental.agent_loop.agent_loop import AgentLoopWorker, DictConfigWrap
+from verl.experimental.agent_loop.agent_loop import AgentLoopWorker
 from verl.protocol import DataProto
 from verl.utils.dataset.rl_dataset import RLHFDataset, collate_fn
 
 from conftest import CHECK, TAU1, TAU2, TEMPLATES
-from medsage.plugins.verl.agent_loop import SelfCheckAgentLoop
 from medsage.plugins.verl.hf_backend import HFGenerationBackend
+from medsage.plugins.verl.local_rollout import self_check_loop
 from medsage.plugins.verl.settings import render_instruction
 from medsage.reward_fns.rewards import compute_score
 
@@ -41,16 +41,7 @@ def _processor(config):
 
 
 def _loop(config, backend):
-    processor = _processor(config)
-    return SelfCheckAgentLoop(
-        trainer_config=DictConfigWrap(config),
-        server_manager=backend,
-        tokenizer=processor.tokenizer,
-        processor=processor,
-        dataset_cls=RLHFDataset,
-        data_config=DictConfigWrap(config.data),
-        hf_model_type="qwen2_5_vl",
-    )
+    return self_check_loop(config, backend, _processor(config))
 
 
 def _run(config, backend, row):
