@@ -14,6 +14,8 @@ from typing import Any
 
 import yaml
 
+from medsage.data_gen.llm_client import LLMConfig
+
 from .prompts import PROMPT_BUILDERS, SELF_CHECK_MODES
 
 BACKENDS = ("hf", "openai", "vllm")
@@ -51,13 +53,24 @@ class ModelSpec:
 
 @dataclass(frozen=True)
 class JudgeSpec:
-    base_url: str
-    model: str
-    api_key_env: str = "OPENAI_API_KEY"
-    concurrency: int = 16
-    timeout_s: float = 120.0
+    """A judge: its endpoint (every LLMConfig key, written flat in the recipe) and how it is used."""
+
+    endpoint: LLMConfig
     with_image: bool = True
     limit: int | None = None  # judge at most this many items per benchmark (reasoning judge cost)
+
+    @classmethod
+    def from_recipe(cls, data: Any, where: str) -> "JudgeSpec":
+        if not isinstance(data, dict):
+            raise RecipeError(f"{where}: expected a mapping, got {type(data).__name__}")
+        usage = {k: data[k] for k in ("with_image", "limit") if k in data}
+        endpoint = {k: v for k, v in data.items() if k not in usage}
+        try:
+            return cls(endpoint=_build(LLMConfig, endpoint, where), **usage)
+        except RecipeError:
+            raise
+        except ValueError as err:  # LLMConfig's own range checks
+            raise RecipeError(f"{where}: {err}") from None
 
 
 @dataclass(frozen=True)
@@ -107,7 +120,7 @@ def config_from_dict(data: dict[str, Any], source: str = "recipe") -> EvalConfig
     data["benchmarks"] = tuple(_build(BenchmarkSpec, b, f"{source}: benchmarks[{i}]") for i, b in enumerate(benches))
     for key in ("open_judge", "reasoning_judge"):
         if data.get(key) is not None:
-            data[key] = _build(JudgeSpec, data[key], f"{source}: {key}")
+            data[key] = JudgeSpec.from_recipe(data[key], f"{source}: {key}")
     if "output_dir" in data:
         data["output_dir"] = Path(data["output_dir"])
     config = _build(EvalConfig, data, source)

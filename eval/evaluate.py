@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Mapping
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
 from medsage.data_gen.llm_client import LLMConfig
@@ -68,8 +68,7 @@ def predict_setup(config: EvalConfig) -> PredictSetup:
 
 
 def _judge_config(spec: JudgeSpec, out_dir: Path) -> LLMConfig:
-    return LLMConfig(base_url=spec.base_url, model=spec.model, api_key_env=spec.api_key_env,
-                     concurrency=spec.concurrency, timeout_s=spec.timeout_s, cache_path=out_dir / "judge_cache.sqlite")
+    return replace(spec.endpoint, cache_path=out_dir / "judge_cache.sqlite")
 
 
 def _reasoning_means(spec: JudgeSpec, config: EvalConfig, items: list[Item], responses: list[str]) -> dict[str, float]:

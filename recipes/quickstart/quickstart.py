@@ -169,7 +169,7 @@ def _sft_progress(trainer_log: Path, max_steps: int) -> str:
 
 
 def _headline(stats: dict[str, Any]) -> dict[str, Any]:
-    keep = ("accepted", "rejected", "outputs", "by_task", "by_source")
+    keep = ("accepted", "rejection_reasons", "outputs", "by_task", "by_source")
     return {k: stats[k] for k in keep if k in stats}
 
 

@@ -50,7 +50,7 @@ def slake_dir(tmp_path):
 
 
 def _config(slake_dir, out, model_url, judge_url):
-    judge = JudgeSpec(base_url=judge_url, model="gpt-judge")
+    judge = JudgeSpec(endpoint=LLMConfig(base_url=judge_url, model="gpt-judge"))
     return EvalConfig(
         model=ModelSpec(path="medsage-7b", backend="openai", base_url=model_url, label="served"),
         benchmarks=(BenchmarkSpec("slake", str(slake_dir)),),

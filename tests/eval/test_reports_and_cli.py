@@ -90,3 +90,18 @@ def test_cli_reports_a_missing_benchmark_file_without_a_traceback(tmp_path, caps
                  "--set", f"output_dir={tmp_path / 'out'}"])
     assert code == 2
     assert "test.json" in capsys.readouterr().err
+
+
+def test_judge_section_takes_every_endpoint_key_and_checks_them():
+    from medsage.eval.config import config_from_dict
+
+    base = {"model": {"path": "m"}, "benchmarks": [{"name": "slake", "path": "x"}], "output_dir": "out"}
+    judge = {"base_url": "http://127.0.0.1:9/v1", "model": "gpt-4.1", "max_retries": 2,
+             "price_input_per_m": 2.0, "limit": 10, "with_image": False}
+    spec = config_from_dict({**base, "reasoning_judge": judge}).reasoning_judge
+    assert (spec.endpoint.model, spec.endpoint.max_retries, spec.endpoint.price_input_per_m) == ("gpt-4.1", 2, 2.0)
+    assert (spec.limit, spec.with_image) == (10, False)
+    with pytest.raises(RecipeError, match=r"open_judge: unknown key\(s\) \['modle'\]"):
+        config_from_dict({**base, "open_judge": {**judge, "modle": "x"}})
+    with pytest.raises(RecipeError, match="open_judge: .*concurrency >= 1"):
+        config_from_dict({**base, "open_judge": {**judge, "concurrency": 0}})
