@@ -137,6 +137,23 @@ class OpenAIBackend:
 
 # ---------------------------------------------------------------------------------------------
 # vLLM offline (GPU only)
+#
+# Checked against vLLM 0.24.0 (the version verl[vllm] 0.9.1 pins), file:line in that wheel:
+# - vllm/entrypoints/llm.py:176 ``LLM(model, *, tensor_parallel_size, gpu_memory_utilization, ...,
+#   **kwargs)``; ``max_model_len`` and ``limit_mm_per_prompt`` travel in ``**kwargs`` to ``EngineArgs``
+#   (vllm/engine/arg_utils.py:442, :551), where ``{"image": N}`` is the count-only form still accepted
+#   (vllm/config/multimodal.py:80-95, :201-222).
+# - vllm/entrypoints/llm.py:294-305: ``LLM(data_parallel_size>1)`` in one process is refused, so data
+#   parallelism here is one process (one engine) per rank, each pinned by CUDA_VISIBLE_DEVICES.
+# - vllm/entrypoints/llm.py:616 ``chat(messages, sampling_params, use_tqdm, ...)`` takes a list of
+#   conversations (vllm/renderers/inputs/preprocess.py:59: an empty list is zero conversations);
+#   OpenAI ``image_url`` parts (vllm/entrypoints/chat_utils.py:1439) with base64 data URLs
+#   (vllm/multimodal/media/connector.py:237-251); outputs come back in input order
+#   (vllm/entrypoints/offline_utils.py:626, sorted by request id).
+# - vllm/sampling_params.py:236/240/262 ``temperature``, ``top_p``, ``max_tokens``; temperature 0 is
+#   greedy (:471). vllm/outputs.py:41/85 ``RequestOutput.outputs[0].text``.
+# - vllm/v1/engine/input_processor.py:404-421: a prompt (text + image tokens) longer than
+#   ``max_model_len`` raises ValueError; raise ``model.max_model_len`` for many large images.
 
 
 @dataclass(frozen=True)
@@ -149,17 +166,25 @@ class VLLMOptions:
     max_images_per_prompt: int = 7  # MMMU questions carry up to 7 images
 
 
-_ENGINE: Any = None  # the vLLM engine of this process (one per data-parallel rank)
+def rank_devices(data_parallel_size: int, tensor_parallel_size: int, visible: str | None) -> list[str]:
+    """CUDA_VISIBLE_DEVICES of each data-parallel rank: consecutive groups of ``tensor_parallel_size``
+    GPUs taken from the GPUs this process may use (its own CUDA_VISIBLE_DEVICES, else 0, 1, ...), so a
+    job started on ``CUDA_VISIBLE_DEVICES=4,5,6,7`` stays on those four."""
+    need = data_parallel_size * tensor_parallel_size
+    devices = [d.strip() for d in visible.split(",") if d.strip()] if visible else [str(i) for i in range(need)]
+    if len(devices) < need:
+        raise ValueError(
+            f"data_parallel_size {data_parallel_size} x tensor_parallel_size {tensor_parallel_size} needs {need} "
+            f"GPUs; CUDA_VISIBLE_DEVICES={visible!r} names {len(devices)}"
+        )
+    t = tensor_parallel_size
+    return [",".join(devices[r * t : (r + 1) * t]) for r in range(data_parallel_size)]
 
 
-def _init_engine(options: VLLMOptions, gpus: str | None) -> None:
-    """Build this process's engine once; a data-parallel rank first pins its own GPU group."""
-    global _ENGINE
-    if gpus is not None:
-        os.environ["CUDA_VISIBLE_DEVICES"] = gpus
+def _build_engine(options: VLLMOptions) -> Any:
     from vllm import LLM
 
-    _ENGINE = LLM(
+    return LLM(
         model=options.model,
         tensor_parallel_size=options.tensor_parallel_size,
         gpu_memory_utilization=options.gpu_memory_utilization,
@@ -168,41 +193,65 @@ def _init_engine(options: VLLMOptions, gpus: str | None) -> None:
     )
 
 
-def _engine_generate(messages: list, params: GenerationParams) -> list[str]:
+def _engine_generate(engine: Any, messages: list, params: GenerationParams) -> list[str]:
     from vllm import SamplingParams
 
     sampling = SamplingParams(temperature=params.temperature, top_p=params.top_p, max_tokens=params.max_new_tokens)
-    return [o.outputs[0].text for o in _ENGINE.chat(messages, sampling, use_tqdm=False)]
+    return [o.outputs[0].text for o in engine.chat(messages, sampling, use_tqdm=False)]
+
+
+_RANK_ENGINE: Any = None  # in a data-parallel rank's process: that rank's engine
+
+
+def _start_rank(options: VLLMOptions, devices: str) -> None:
+    """Runs in a fresh rank process: pin its GPUs before vLLM (and CUDA) start, then build the engine."""
+    global _RANK_ENGINE
+    os.environ["CUDA_VISIBLE_DEVICES"] = devices
+    _RANK_ENGINE = _build_engine(options)
+
+
+def _rank_generate(messages: list, params: GenerationParams) -> list[str]:
+    return _engine_generate(_RANK_ENGINE, messages, params)
 
 
 class VLLMBackend:
     """vLLM offline inference, batched by vLLM's scheduler. With ``data_parallel_size`` > 1, one
-    long-lived process per rank holds an engine on its own ``tensor_parallel_size`` GPUs and takes
-    an interleaved shard of every call; with one rank the engine lives in this process."""
+    long-lived spawned process per rank holds an engine on its own ``tensor_parallel_size`` GPUs
+    and takes an interleaved shard of every call; with one rank the engine lives in this process.
+    Engines start on the first ``generate``; :meth:`close` stops the rank processes."""
 
     def __init__(self, options: VLLMOptions):
         self.options = options
+        self._engine: Any = None
         self._ranks: list[ProcessPoolExecutor] = []
 
     def _start(self) -> None:
-        tp, dp = self.options.tensor_parallel_size, self.options.data_parallel_size
-        if dp == 1:
-            if _ENGINE is None:
-                _init_engine(self.options, None)
+        if self.options.data_parallel_size == 1:
+            if self._engine is None:
+                self._engine = _build_engine(self.options)
             return
-        if not self._ranks:
-            spawn = multiprocessing.get_context("spawn")
-            for rank in range(dp):
-                gpus = ",".join(str(rank * tp + i) for i in range(tp))
-                self._ranks.append(ProcessPoolExecutor(1, spawn, _init_engine, (self.options, gpus)))
+        if self._ranks:
+            return
+        devices = rank_devices(
+            self.options.data_parallel_size, self.options.tensor_parallel_size, os.environ.get("CUDA_VISIBLE_DEVICES")
+        )
+        spawn = multiprocessing.get_context("spawn")
+        self._ranks = [ProcessPoolExecutor(1, spawn) for _ in devices]
+        started = [ex.submit(_start_rank, self.options, d) for ex, d in zip(self._ranks, devices)]
+        try:
+            for future in started:  # a rank that fails to start raises its own error here
+                future.result()
+        except BaseException:
+            self.close()
+            raise
 
     def generate(self, conversations: Sequence[Conversation], params: GenerationParams) -> list[str]:
         self._start()
         messages = [to_openai_messages(c) for c in conversations]
         if not self._ranks:
-            return _engine_generate(messages, params)
+            return _engine_generate(self._engine, messages, params)
         dp = len(self._ranks)
-        futures = [ex.submit(_engine_generate, messages[rank::dp], params) for rank, ex in enumerate(self._ranks)]
+        futures = [ex.submit(_rank_generate, messages[rank::dp], params) for rank, ex in enumerate(self._ranks)]
         out: list[str] = [""] * len(messages)
         for rank, future in enumerate(futures):
             out[rank::dp] = future.result()
@@ -210,5 +259,5 @@ class VLLMBackend:
 
     def close(self) -> None:
         for ex in self._ranks:
-            ex.shutdown()
+            ex.shutdown(cancel_futures=True)
         self._ranks = []

@@ -111,23 +111,29 @@ def evaluate_benchmark(config: EvalConfig, items: list[Item], backend: Backend, 
 
 
 def run_evaluation(config: EvalConfig, backend: Backend | None = None) -> EvalResult:
-    """The whole run of a recipe; ``backend`` replaces the recipe's engine (tests, notebooks)."""
+    """The whole run of a recipe; ``backend`` replaces the recipe's engine (tests, notebooks). An
+    engine built here is closed here; one passed in stays open for its owner."""
     config.output_dir.mkdir(parents=True, exist_ok=True)
     benchmarks = [load_benchmark(b.name, b.path, b.limit, **b.options) for b in config.benchmarks]
-    backend = backend or build_backend(config.model)
     setup = predict_setup(config)
+    owned = backend is None
+    backend = backend or build_backend(config.model)
     scored: list[ScoredItem] = []
     reasoning: dict[str, dict[str, float]] = {}
     first_attempt: dict[str, float] = {}
-    for items in benchmarks:
-        if not items:
-            continue
-        outcome = evaluate_benchmark(config, items, backend, setup)
-        scored += outcome.scored
-        if outcome.reasoning:
-            reasoning[items[0].benchmark] = outcome.reasoning
-        if outcome.first_attempt_accuracy is not None:
-            first_attempt[items[0].benchmark] = outcome.first_attempt_accuracy
+    try:
+        for items in benchmarks:
+            if not items:
+                continue
+            outcome = evaluate_benchmark(config, items, backend, setup)
+            scored += outcome.scored
+            if outcome.reasoning:
+                reasoning[items[0].benchmark] = outcome.reasoning
+            if outcome.first_attempt_accuracy is not None:
+                first_attempt[items[0].benchmark] = outcome.first_attempt_accuracy
+    finally:
+        if owned and hasattr(backend, "close"):
+            backend.close()  # the vLLM backend's rank processes
     summaries = summarize(scored, config.bootstrap_resamples, config.seed)
     summary = {
         "run_key": setup.run_key,
