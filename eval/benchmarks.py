@@ -13,7 +13,6 @@ files embed. :func:`load_image` is the one place that opens either.
 from __future__ import annotations
 
 import ast
-import hashlib
 import io
 import json
 import re
@@ -343,16 +342,3 @@ def _check_unique_ids(items: list[Item], name: str) -> None:
             raise BenchmarkFormatError(f"{name}: duplicate question id {item.id!r}; predictions could not be resumed")
         seen.add(item.id)
 
-
-def _digest(ref: ImageRef) -> str:
-    return hashlib.sha1(ref if isinstance(ref, bytes) else Path(ref).read_bytes()).hexdigest()
-
-
-def leaked_items(test: list[Item], train: list[Item]) -> list[str]:
-    """Ids of test items whose image (by content hash) also appears in ``train``.
-
-    A redistributed VQA-RAD split once had every test image in train (see notes/DATASETS.md);
-    run this before trusting a number measured on a re-uploaded split.
-    """
-    train_digests = {_digest(ref) for item in train for ref in item.images}
-    return [item.id for item in test if any(_digest(ref) in train_digests for ref in item.images)]

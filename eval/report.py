@@ -36,7 +36,7 @@ def _title(benchmark: str) -> str:
     return TABLE1_TITLES.get(benchmark, benchmark)
 
 
-def _md_table(header: Sequence[str], rows: Sequence[Sequence[object]]) -> str:
+def md_table(header: Sequence[str], rows: Sequence[Sequence[object]]) -> str:
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     lines += ["| " + " | ".join(str(c) for c in row) + " |" for row in rows]
     return "\n".join(lines) + "\n"
@@ -99,7 +99,7 @@ def write_table1(summaries: Sequence[GroupSummary], label: str, out_dir: Path) -
         "# Table 1: accuracy (%)\n\n"
         "Ours: accuracy with a 95% bootstrap interval; a response without a readable answer counts as wrong. "
         f"Rows marked '{PUBLISHED_LABEL}' are copied from the MEDSAGE paper's Table 1 and were not run here.\n\n"
-        + _md_table(header, md_rows),
+        + md_table(header, md_rows),
         encoding="utf-8",
     )
     path = out_dir / "table1.csv"
@@ -126,7 +126,7 @@ def write_breakdown(summaries: Sequence[GroupSummary], out_dir: Path) -> tuple[P
     rows = [_breakdown_row(s) for s in summaries]
     md = out_dir / "breakdown.md"
     md.write_text(
-        "# Per benchmark, modality, question type and answer kind (%, measured here)\n\n" + _md_table(_BREAKDOWN_HEADER, rows),
+        "# Per benchmark, modality, question type and answer kind (%, measured here)\n\n" + md_table(_BREAKDOWN_HEADER, rows),
         encoding="utf-8",
     )
     path = out_dir / "breakdown.csv"
@@ -147,7 +147,7 @@ def write_table2(reasoning: Mapping[str, Mapping[str, float]], label: str, out_d
     md.write_text(
         "# Table 2: reasoning quality, judge score 1-5\n\n"
         "Ours: mean judge score; Average is the mean of the four dimensions. Published rows are copied from the paper "
-        "(their Average column as printed).\n\n" + _md_table(header, rows),
+        "(their Average column as printed).\n\n" + md_table(header, rows),
         encoding="utf-8",
     )
     path = out_dir / "table2.csv"

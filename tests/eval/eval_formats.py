@@ -22,11 +22,13 @@ def write_png(path: Path, shade: int) -> Path:
     return path
 
 
-def write_hf_vqa(root: Path, rows: list[tuple[str, str]], split: str = "test") -> Path:
-    """HF ``flaviagiammarino/vqa-rad`` / ``path-vqa`` layout: data/<split>-00000-of-00001.parquet."""
+def write_hf_vqa(root: Path, rows: list[tuple[str, str]], split: str = "test", images: list[bytes] | None = None) -> Path:
+    """HF ``flaviagiammarino/vqa-rad`` / ``path-vqa`` layout: data/<split>-00000-of-00001.parquet
+    (row i's image: ``images[i]``, else a plain PNG of its own shade)."""
+    images = images or [png_bytes(10 + i) for i in range(len(rows))]
     frame = pd.DataFrame(
         {
-            "image": [{"bytes": png_bytes(10 + i), "path": f"{i}.jpg"} for i in range(len(rows))],
+            "image": [{"bytes": data, "path": f"{i}.jpg"} for i, data in enumerate(images)],
             "question": [q for q, _ in rows],
             "answer": [a for _, a in rows],
         }
