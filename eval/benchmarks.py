@@ -238,8 +238,9 @@ def load_mmmu_med(
     root: str | Path, split: str = "validation", subjects: tuple[str, ...] = MMMU_MEDICAL_SUBJECTS
 ) -> list[Item]:
     """MMMU-Med: ``<root>/<Subject>/<split>-*.parquet``; ``options`` a Python-list string, ``answer`` a letter,
-    images ``image_1``..``image_7`` referenced as ``<image N>`` in the text. Questions without
-    options are MMMU's open questions and are scored as open."""
+    images ``image_1``..``image_7`` referenced as ``<image N>`` in the question and the options
+    (see :func:`_mmmu_images`). Questions without options are MMMU's open questions and are scored
+    as open."""
     items = []
     for subject in subjects:
         for source in _parquet_files(Path(root) / subject, split):
@@ -250,29 +251,54 @@ def load_mmmu_med(
     return items
 
 
+_MMMU_IMAGE_MARK = re.compile(r"<image (\d+)>")
+_MMMU_MAX_IMAGES = 7
+
+
+def _mmmu_images(rec: dict, texts: list[str], source: Path, row: int) -> tuple[list[str], tuple[bytes, ...]]:
+    """MMMU's ``<image N>`` markers made to agree with the images the model is shown.
+
+    The strongest suites show a Qwen2.5-VL the images a question mentions, in its question and in
+    its options (lmms-eval's ``mmmu_doc_to_visual`` collects markers from both; options such as
+    "<image 3>" are images themselves). Here the images come in order of first mention (question,
+    then options), any image of the row that no text mentions after them, all before the text as
+    in the SFT data; each marker becomes ``(image k)``, k the image's place in that order, so "the
+    first image" the model sees is "(image 1)" in the text. A marker naming an empty
+    ``image_N`` is an error: the question could not be answered as asked.
+    """
+    mentioned = list(dict.fromkeys(int(n) for text in texts for n in _MMMU_IMAGE_MARK.findall(text)))
+    present = [n for n in range(1, _MMMU_MAX_IMAGES + 1) if rec.get(f"image_{n}") is not None]
+    for n in mentioned:
+        if n not in present:
+            raise BenchmarkFormatError(
+                f"{source}, row {row}, field 'image_{n}': the text refers to <image {n}>, the row has no such image"
+            )
+    order = mentioned + [n for n in present if n not in mentioned]
+    place = {n: k for k, n in enumerate(order, 1)}
+    rewritten = [_MMMU_IMAGE_MARK.sub(lambda m: f"(image {place[int(m.group(1))]})", text) for text in texts]
+    return rewritten, tuple(_image_bytes(rec[f"image_{n}"], source, row, f"image_{n}") for n in order)
+
+
 def _mmmu_item(rec: dict, subject: str, source: Path, row: int) -> Item:
     try:
         listed = ast.literal_eval(rec["options"]) if isinstance(rec["options"], str) else list(rec["options"])
     except (ValueError, SyntaxError) as err:
         raise BenchmarkFormatError(f"{source}, row {row}, field 'options': not a Python list ({err})") from err
     options = {LETTERS[i]: str(text).strip() for i, text in enumerate(listed)}
-    images = tuple(
-        _image_bytes(rec[f"image_{n}"], source, row, f"image_{n}")
-        for n in range(1, 8)
-        if rec.get(f"image_{n}") is not None
-    )
-    if not images:
-        raise BenchmarkFormatError(f"{source}, row {row}, field 'image_1': no image")
     answer = _text(rec["answer"], source, row, "answer")
     if options:
         answer = _letter_of(answer, options, source, row, "answer")
+    question = _text(rec["question"], source, row, "question")
+    (question, *option_texts), images = _mmmu_images(rec, [question, *options.values()], source, row)
+    if not images:
+        raise BenchmarkFormatError(f"{source}, row {row}, field 'image_1': no image")
     return Item(
         benchmark="mmmu_med",
         id=str(rec["id"]),
-        question=_text(rec["question"], source, row, "question"),
+        question=question,
         answer=answer,
         images=images,
-        options=options,
+        options=dict(zip(options, option_texts)),
         closed=bool(options),
         modality=str(rec.get("img_type") or ""),
         question_type=subject,

@@ -1,9 +1,10 @@
 """Each loader on files written in the benchmark's public format; bad files give errors naming file/row/field."""
 
+import base64
 import json
 
 import pytest
-from eval_formats import write_hf_vqa, write_mmmu, write_omnimedvqa, write_pmc_vqa, write_slake
+from eval_formats import png_bytes, write_hf_vqa, write_mmmu, write_omnimedvqa, write_pmc_vqa, write_slake
 
 from medsage.eval.benchmarks import (
     MMMU_MEDICAL_SUBJECTS,
@@ -11,6 +12,8 @@ from medsage.eval.benchmarks import (
     load_benchmark,
     load_image,
 )
+from medsage.eval.backends import to_openai_messages
+from medsage.eval.prompts import first_turn
 from medsage.reward_fns.answers import AnswerType
 
 
@@ -112,6 +115,27 @@ def test_mmmu_med_loader_reads_subject_folders_options_and_all_images(tmp_path):
     mc, open_q = by_subject["Clinical_Medicine"], by_subject["Pharmacy"]
     assert mc.options == {"A": "Infarct", "B": "Tumour", "C": "Abscess"} and mc.answer == "B" and len(mc.images) == 2
     assert not open_q.options and not open_q.closed and open_q.kind is AnswerType.OPEN
+
+
+def test_mmmu_image_markers_agree_with_the_images_the_backends_send(tmp_path):
+    question = "Which option shows the lesion of <image 2>? Compare <image 1>."
+    write_mmmu(tmp_path, "Clinical_Medicine", [(question, ["<image 3>", "Neither", "<image 2> again"], "A", 4)])
+    (item,) = load_benchmark("mmmu_med", tmp_path, subjects=("Clinical_Medicine",))
+    assert item.images == tuple(png_bytes(40 + n) for n in (2, 1, 3, 4))  # by first mention; unmentioned image_4 last
+    assert item.question == "Which option shows the lesion of (image 1)? Compare (image 2)."
+    assert item.options == {"A": "(image 3)", "B": "Neither", "C": "(image 1) again"} and item.answer == "A"
+    for style in ("lvkc", "plain"):
+        (turn,) = first_turn(item, style)
+        assert turn.images == item.images and "<image" not in turn.text and "A. (image 3)" in turn.text
+        parts = to_openai_messages([turn])[0]["content"]
+        sent = [base64.b64decode(p["image_url"]["url"].split(",", 1)[1]) for p in parts[:-1]]
+        assert sent == list(item.images) and parts[-1] == {"type": "text", "text": turn.text}
+
+
+def test_mmmu_marker_without_its_image_names_row_and_field(tmp_path):
+    write_mmmu(tmp_path, "Pharmacy", [("<image 1> and <image 3>?", ["a", "b"], "A", 2)])
+    with pytest.raises(BenchmarkFormatError, match=r"row 0, field 'image_3': the text refers to <image 3>"):
+        load_benchmark("mmmu_med", tmp_path, subjects=("Pharmacy",))
 
 
 def test_mmmu_missing_subject_folder_is_named(tmp_path):
