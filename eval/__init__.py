@@ -7,5 +7,6 @@
 - ``scoring``: the training reward's matcher, parse-failure rate, open overlap, bootstrap CIs.
 - ``judge``: LLM judges (open answers 0/1; Table 2 reasoning scores 1-5), cached.
 - ``report`` / ``published``: Table 1/2 markdown + CSV beside the paper's numbers, a PNG chart.
-- ``config`` / ``evaluate`` / ``cli``: the YAML recipe, one run, and ``medsage-eval``.
+- ``leakage``: benchmark questions whose image is in a training set (data_gen's perceptual hash).
+- ``config`` / ``evaluate`` / ``cli``: the YAML recipe, one run, and ``medsage-eval`` (``leakage`` subcommand).
 """

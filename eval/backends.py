@@ -5,7 +5,8 @@
 * :class:`OpenAIBackend`: any OpenAI-compatible server (``vllm serve``, GPT-4o, ...) through the
   project's one async client, with bounded concurrency and retries.
 * :class:`VLLMBackend`: vLLM offline, batched, data-parallel over GPUs (one engine process per GPU
-  group). GPU only: vLLM is imported inside it; it cannot run (or be tested) on the CPU machines.
+  group). GPU only: vLLM is imported inside it. CI runs it against a test double of vLLM 0.24.0's
+  API (tests/eval/fake_vllm); the check with the real engine is in recipes/eval/README.md.
 
 Greedy decoding (temperature 0) is the default, as the paper's tables report single greedy answers.
 """
