@@ -69,15 +69,13 @@ def check_leakage(
     config: EvalConfig, train_sources: Sequence[Path], max_distance: int = DEFAULT_MAX_DISTANCE,
     media_dir: Path | None = None,
 ) -> list[BenchmarkLeakage]:
-    """Every benchmark of a recipe (with its limit and options) against the training images."""
+    """Every benchmark of a recipe (with its limit and options) against the training images; the
+    benchmarks load first, so a wrong path fails before a large training set is hashed."""
+    benchmarks = [(s.name, load_benchmark(s.name, s.path, s.limit, **s.options)) for s in config.benchmarks]
     train: dict[str, bytes] = {}
     for source in train_sources:
         train.update(hash_training_images(source, media_dir))
-    results = []
-    for spec in config.benchmarks:
-        items = load_benchmark(spec.name, spec.path, spec.limit, **spec.options)
-        results.append(BenchmarkLeakage(spec.name, len(items), leaked_items(items, train, max_distance)))
-    return results
+    return [BenchmarkLeakage(name, len(items), leaked_items(items, train, max_distance)) for name, items in benchmarks]
 
 
 def leakage_table(results: Sequence[BenchmarkLeakage]) -> str:
