@@ -22,8 +22,10 @@ import matplotlib.pyplot as plt  # noqa: E402
 class BuildStats:
     generator: str
     judge: str
+    imputer: str = "off"
     read: dict[str, dict] = field(default_factory=dict)
     filtered: Counter = field(default_factory=Counter)
+    imputation: Counter = field(default_factory=Counter)  # outcome -> records (medsage.data_gen.imputation.OUTCOMES)
     leaks: list[dict] = field(default_factory=list)
     by_source: Counter = field(default_factory=Counter)
     by_modality: Counter = field(default_factory=Counter)
@@ -55,6 +57,13 @@ def _table(counts: Counter | dict, header: str) -> str:
     return f"| {header} | count |\n| --- | --- |\n{rows}\n" if counts else "none\n"
 
 
+def _imputation(stats: BuildStats) -> str:
+    if stats.imputer == "off":
+        return "Off: records without a label were not sent to a model (those without a question either are counted as `unlabeled` below).\n"
+    return (f"Labels proposed by **{stats.imputer}** for records without one; an unusable reply leaves the record "
+            f"unlabeled.\n\n{_table(stats.imputation, 'outcome')}")
+
+
 def write_card(stats: BuildStats, card_dir: Path) -> Path:
     card_dir.mkdir(parents=True, exist_ok=True)
     plots = {"by_source": "Samples by source", "by_modality": "Samples by modality", "by_task": "Samples by task type",
@@ -78,6 +87,8 @@ Stage text generator: **{stats.generator}**. Judge: **{stats.judge}**.
 | --- | --- | --- | --- | --- |
 {read}
 
+## Label imputation (A.3.1)
+{_imputation(stats)}
 ## Filtering (A.3.1)
 {_table(stats.filtered, "reason")}
 ## Benchmark leakage

@@ -13,6 +13,7 @@ from pathlib import Path
 
 import yaml
 
+from medsage.data_gen.imputation import ImputationConfig
 from medsage.data_gen.instructions import FilterConfig, InstructionConfig
 from medsage.data_gen.llm_client import LLMConfig
 from medsage.data_gen.rois import ROIConfig
@@ -78,6 +79,7 @@ class BuildConfig:
     seed: int = 0
     max_records: int | None = None
     filter: FilterConfig = field(default_factory=FilterConfig)
+    imputation: ImputationConfig = field(default_factory=ImputationConfig)
     instructions: InstructionConfig = field(default_factory=InstructionConfig)
     rois: ROIConfig = field(default_factory=ROIConfig)
     generation: GenerationConfig = field(default_factory=GenerationConfig)
@@ -119,6 +121,7 @@ def _source(data: object, where: str) -> SourceConfig:
 
 _SECTIONS = {
     (BuildConfig, "filter"): FilterConfig,
+    (BuildConfig, "imputation"): ImputationConfig,
     (BuildConfig, "instructions"): InstructionConfig,
     (BuildConfig, "rois"): ROIConfig,
     (BuildConfig, "generation"): GenerationConfig,
@@ -127,6 +130,7 @@ _SECTIONS = {
     (BuildConfig, "leakage"): LeakageConfig,
     (GenerationConfig, "endpoint"): LLMConfig,
     (VerificationConfig, "endpoint"): LLMConfig,
+    (ImputationConfig, "endpoint"): LLMConfig,
 }
 
 

@@ -1,4 +1,4 @@
-"""The build: sources -> records -> filter -> leakage -> questions -> ROI sets -> trajectories -> verification -> exports.
+"""The build: sources -> records -> filter -> label imputation -> leakage -> questions -> ROI sets -> trajectories -> verification -> exports.
 
 Paper section 3.1 and appendix A.3 end to end. Long runs write incrementally: every finished
 sample (its trajectories and verdicts) is appended to ``work/trajectories.jsonl``, and every LLM
@@ -21,6 +21,7 @@ from medsage.data_gen import phantom
 from medsage.data_gen.card import BuildStats, write_card
 from medsage.data_gen.config import BuildConfig, SourceConfig
 from medsage.data_gen.exports import Verified, rl_candidates, write_pairs, write_rl, write_sft
+from medsage.data_gen.imputation import Imputer
 from medsage.data_gen.instructions import (
     Materialised,
     QuestionBuilder,
@@ -96,6 +97,12 @@ def _client(endpoint: LLMConfig, cache: Path) -> LLMClient:
     return LLMClient(replace(endpoint, cache_path=cache))
 
 
+async def _ticking(awaitable, bar):
+    result = await awaitable
+    bar.update(1)
+    return result
+
+
 class Builder:
     """Holds one build's configuration, paths and statistics."""
 
@@ -104,18 +111,23 @@ class Builder:
         self.out = Path(config.output_dir)
         self.sft_dir, self.work = self.out / "sft", self.out / "work"
         gen, ver = config.generation, config.verification
+        imp = config.imputation
         self.stats = BuildStats(generator=OFFLINE if gen.backend == "offline" else f"{gen.endpoint.model} via {gen.endpoint.base_url}",
-                                judge=f"{ver.endpoint.model} via {ver.endpoint.base_url}" if ver.judge else "rules only")
+                                judge=f"{ver.endpoint.model} via {ver.endpoint.base_url}" if ver.judge else "rules only",
+                                imputer=f"{imp.endpoint.model} via {imp.endpoint.base_url}" if imp.enabled else "off")
 
     def records(self) -> list[tuple[Record, Materialised]]:
-        """Read, filter (label and image checks) and materialise every source's records."""
+        """Read, filter (label and image checks), materialise and, when enabled, label every source's records."""
         kept = []
+        imputing = self.config.imputation.enabled
         for i, source in enumerate(self.config.sources):
             skips = SkipLog()
             for record in read_source(source, self.out / "raw", skips):
                 if self.config.max_records is not None and len(kept) >= self.config.max_records:
                     break
                 reason = label_problem(record, self.config.filter)
+                if reason == "unlabeled" and imputing:
+                    reason = None  # the image checks come first; the imputer may then name a label
                 image = materialise(record, self.sft_dir, self.config.filter) if reason is None else reason
                 if isinstance(image, str):
                     self.stats.filtered[image] += 1
@@ -123,7 +135,31 @@ class Builder:
                     kept.append((record, image))
             self.stats.read[f"{i}:{source.kind}"] = {"seen": skips.seen, "kept": skips.kept, "reasons": skips.reasons,
                                                      "dropped": skips.dropped, "examples": skips.examples}
-        return kept
+        return asyncio.run(self.impute(kept)) if imputing else kept
+
+    async def impute(self, kept: list[tuple[Record, Materialised]]) -> list[tuple[Record, Materialised]]:
+        """Imputed labels for the records without one (A.3.1); those left with neither label nor question are dropped."""
+        cfg = self.config.imputation
+        todo = [i for i, (record, _) in enumerate(kept) if not record.labels]
+        async with _client(cfg.endpoint, self.work / "imputation_cache.sqlite") as client:
+            imputer = Imputer(client, cfg, self.sft_dir, label_spaces([r for r, _ in kept]))
+            with tqdm(total=len(todo), desc="label imputation", disable=not self.progress) as bar:
+                results = await asyncio.gather(*(_ticking(imputer.impute(*kept[i]), bar) for i in todo))
+            self._account(client)
+        labelled = list(kept)
+        for i, (record, outcome) in zip(todo, results):
+            self.stats.imputation[outcome] += 1
+            labelled[i] = (record, kept[i][1])
+        usable = [(r, m) for r, m in labelled if r.labels or (r.question and r.answer)]
+        self.stats.filtered["unlabeled"] += len(labelled) - len(usable)
+        return usable
+
+    def _account(self, client: LLMClient) -> None:
+        """Add a client's usage to the build's, per model (one model may serve several roles)."""
+        for model, usage in client.usage.items():
+            total = self.stats.usage.setdefault(model, dict.fromkeys(asdict(usage), 0))
+            for key, value in asdict(usage).items():
+                total[key] += value
 
     def drop_leaks(self, kept: list[tuple[Record, Materialised]]) -> list[tuple[Record, Materialised]]:
         if not self.config.leakage.eval_dirs:
@@ -159,7 +195,7 @@ class Builder:
                       disable=not self.progress) as bar:
                 await asyncio.gather(*(self._one(s, generator, verifier, store, bar) for s in pending))
             for client in clients:
-                self.stats.usage.update({m: asdict(u) for m, u in client.usage.items()})
+                self._account(client)
         store.close()
         return [Verified(s, tuple(store.done[s.sample_id])) for s in samples if s.sample_id in store.done]
 

@@ -47,14 +47,20 @@ def rule_reasons(text: str, sample: Sample) -> list[str]:
     return reasons
 
 
-def parse_verdict(reply: str) -> tuple[bool, list[str]] | None:
-    """``(consistent, issues)`` from the judge's JSON reply, or None when it is not that JSON."""
+def json_object(reply: str) -> dict | None:
+    """The JSON object in a model's reply (models wrap it in prose or code fences), or None."""
     m = _JSON_RE.search(reply or "")
     try:
         data = json.loads(m.group(0)) if m else None
     except ValueError:
         return None
-    if not isinstance(data, dict) or not isinstance(data.get("consistent"), bool):
+    return data if isinstance(data, dict) else None
+
+
+def parse_verdict(reply: str) -> tuple[bool, list[str]] | None:
+    """``(consistent, issues)`` from the judge's JSON reply, or None when it is not that JSON."""
+    data = json_object(reply)
+    if data is None or not isinstance(data.get("consistent"), bool):
         return None
     issues = data.get("issues") or []
     return data["consistent"], [str(i) for i in issues] if isinstance(issues, list) else [str(issues)]
