@@ -64,6 +64,12 @@ def _imputation(stats: BuildStats) -> str:
             f"unlabeled.\n\n{_table(stats.imputation, 'outcome')}")
 
 
+def _multi_image(stats: BuildStats) -> str:
+    n = sum(r["reasons"].get("multi_image", 0) for r in stats.read.values())
+    return (f"{n} record(s) with several images were skipped (`multi_image`): every sample here has exactly one image.\n"
+            if n else "")
+
+
 def write_card(stats: BuildStats, card_dir: Path) -> Path:
     card_dir.mkdir(parents=True, exist_ok=True)
     plots = {"by_source": "Samples by source", "by_modality": "Samples by modality", "by_task": "Samples by task type",
@@ -87,6 +93,7 @@ Stage text generator: **{stats.generator}**. Judge: **{stats.judge}**.
 | --- | --- | --- | --- | --- |
 {read}
 
+{_multi_image(stats)}
 ## Label imputation (A.3.1)
 {_imputation(stats)}
 ## Filtering (A.3.1)

@@ -4,7 +4,10 @@ PubMedVision records are ``{id, image: [paths], conversations: [{from, value}], 
 body_part}``; LLaVA records are ``{id, image: path | [paths], conversations}`` with ``<image>``
 tokens in the human turn. Neither has boxes: location phrases in the question or answer
 ("in the right lower lobe", "the arrow") become weak, text ROIs (the paper's language-based cues).
-Only single-image records are read; others are counted as ``multi_image`` skips.
+Only single-image records are read; others are counted as ``multi_image`` skips, and the data
+card says how many. LLaMA-Factory (several ``<image>`` tokens) and verl (an image list) would take
+them, but a sample here is one image: its ROI set, crops, stage prompts, pixel statistics for the
+offline generator and leakage hash are all per image.
 """
 
 from __future__ import annotations

@@ -10,6 +10,7 @@ import pytest
 from omegaconf import OmegaConf
 from PIL import Image
 
+from medsage.data_gen import phantom
 from medsage.data_gen.cli import main
 from medsage.data_gen.config import load_config
 from medsage.data_gen.exports import AGENT_NAME
@@ -148,3 +149,17 @@ def test_recipe_errors_name_the_key(tmp_path):
 def test_shipped_recipes_load(name):
     config = load_config(Path(__file__).parents[2] / "recipes" / "data" / name)
     assert config.sources and config.generation.trajectories_per_sample >= 1
+
+
+def test_multi_image_records_are_skipped_and_named_in_the_card(tmp_path):
+    """Samples carry one image each; PubMedVision records with several are counted, never silently lost."""
+    path = phantom.write_pubmedvision(tmp_path / "pmv", 3, seed=5)
+    records = json.loads(path.read_text())
+    records[1]["image"] = [records[1]["image"][0], records[2]["image"][0]]
+    path.write_text(json.dumps(records))
+    recipe = write_recipe(tmp_path / "r.yaml", sources=[{"kind": "pubmedvision", "json": str(path)}])
+    stats = build(load_config(recipe), progress=False)
+    assert stats.read["0:pubmedvision"]["reasons"] == {"multi_image": 1} and stats.read["0:pubmedvision"]["kept"] == 2
+    assert "1 record(s) with several images were skipped (`multi_image`)" in (tmp_path / "out" / "card" / "README.md").read_text()
+    rows = json.loads((tmp_path / "out" / "sft" / "sage_sft.json").read_text())
+    assert all(len(r["images"]) == 1 for r in rows) and len({r["images"][0] for r in rows}) == 2
