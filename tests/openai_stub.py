@@ -92,6 +92,9 @@ class StubServer:
 
         class Handler(BaseHTTPRequestHandler):
             protocol_version = "HTTP/1.1"
+            # TCP_NODELAY, as production servers (uvicorn under `vllm serve`) set it: http.server writes
+            # headers and body separately, and with Nagle on the body waits ~40 ms for a delayed ACK.
+            disable_nagle_algorithm = True
 
             def log_message(self, *args: object) -> None:
                 pass

@@ -10,7 +10,7 @@ call of the client process (the product) and of the server process, so a ratio a
 attributed: on a 2-core machine the two share the cores.
 
 The server is the tests' stub (``tests/openai_stub.py``) in its own process, as a real endpoint
-would be, with one change that makes it behave like one: TCP_NODELAY. Python's ``http.server``
+would be. It sets TCP_NODELAY like a production server: Python's ``http.server``
 sends a reply's headers and body in two writes; with Nagle's algorithm on, the body waits for the
 client's delayed ACK (about 40 ms on Linux loopback), which added ~40 ms to every 100 ms call and
 measured the stub rather than the client. Servers in front of real models (uvicorn under
@@ -44,13 +44,6 @@ from test_pipeline_llm import stage_reply  # noqa: E402
 LATENCY_S = 0.1
 
 
-class NoDelayStubServer(StubServer):
-    """The stub with TCP_NODELAY on its connections, like a production HTTP server."""
-
-    def _handler(self):
-        return type("NoDelayHandler", (super()._handler(),), {"disable_nagle_algorithm": True})
-
-
 def config(out: Path, base_url: str, n_records: int, concurrency: int) -> BuildConfig:
     endpoint = LLMConfig(base_url=base_url, model="bench-gpt", concurrency=concurrency, timeout_s=30)
     return BuildConfig(
@@ -67,7 +60,7 @@ def reply(request: dict) -> StubReply:
 
 def serve(urls: mp.Queue, cpu: mp.Queue, window: tuple[mp.Event, mp.Event], stop: mp.Event) -> None:
     """Serve until ``stop``; report the CPU seconds spent between the two events of ``window``."""
-    with NoDelayStubServer(reply) as srv:
+    with StubServer(reply) as srv:
         urls.put(srv.base_url)
         window[0].wait()
         start = sum(os.times()[:2])
