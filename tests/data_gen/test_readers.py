@@ -206,3 +206,37 @@ def test_phantom_lesions_are_visible_where_the_annotation_says():
         cy, cx = int(round(lesion.cy)), int(round(lesion.cx))
         core = hu[cy - 1:cy + 2, cx - 1:cx + 2].mean()
         assert abs(core - lesion.hu) < 40, (seed, core, lesion)
+
+
+def test_phantom_lesions_stand_out_at_the_quickstart_image_budget():
+    """At 112x112 (the quickstart's processor budget) every lesion still spans several pixels and
+    differs from the organ around it by a clear grey-level margin: issue 7's probe found that a tiny
+    model learns nothing from lesions that shrink to 1-4 px or match the tissue next to them."""
+    import random
+
+    small = 112
+    for seed in range(40):
+        pixels, lesion = phantom.ct_slice(random.Random(seed))
+        grey = np.asarray(phantom.ct_to_8bit(pixels).resize((small, small), Image.Resampling.BICUBIC), dtype=float)
+        k = small / phantom.CT_SIZE
+        assert lesion.radius * k >= 4.0, (seed, lesion.radius)
+        cx, cy, r = lesion.cx * k, lesion.cy * k, lesion.radius * k
+        yy, xx = np.mgrid[0:small, 0:small]
+        dist = np.hypot(xx - cx, yy - cy)
+        inside = grey[dist <= r - 1.5].mean()
+        ring = grey[(dist >= r + 1.5) & (dist <= r + 3.0)].mean()
+        assert abs(inside - ring) >= 40, (seed, lesion.label, inside, ring)
+
+
+def test_phantom_patients_never_hash_alike():
+    """Patient variation (habitus, position, shading) keeps distinct patients apart in the leakage
+    check's perceptual hash, so a phantom training set is never reported as benchmark leakage."""
+    import itertools
+    import random
+
+    from medsage.data_gen.leakage import dhash
+
+    rng = random.Random(7)
+    hashes = [int.from_bytes(dhash(phantom.ct_to_8bit(phantom.ct_slice(rng)[0])), "big") for _ in range(30)]
+    closest = min(bin(a ^ b).count("1") for a, b in itertools.combinations(hashes, 2))
+    assert closest > 20  # data_gen's LeakageConfig default distance
