@@ -44,7 +44,7 @@ class Organ:
 
 
 # Lesion densities are chosen to be conspicuous in the CT window and unlike any tissue around them
-# (an enhancing focus in lung, liver and kidney; a lytic focus in bone), and lesions are 5-9 px in
+# (an enhancing focus in lung, liver and kidney; a lytic focus in bone), and lesions are 4-9 px in
 # radius once the processor shrinks a slice to the quickstart's 112x112 budget. Subtler lesions are
 # realistic but a tiny vision tower trained from random weights for a few minutes cannot find them
 # (issue 7's probe: organ accuracy stayed at the majority rate until both changes were made).

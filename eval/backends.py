@@ -43,6 +43,9 @@ class Backend(Protocol):
 
     def generate(self, conversations: Sequence[Conversation], params: GenerationParams) -> list[str]: ...
 
+    def close(self) -> None:
+        """Release what the engine holds beyond this process (vLLM's rank processes)."""
+
 
 # ---------------------------------------------------------------------------------------------
 # OpenAI chat format (the HTTP backend and vLLM's offline chat both take it)
@@ -112,6 +115,9 @@ class HFBackend:
             out += self._generate_batch(conversations[start : start + self.batch_size], params)
         return out
 
+    def close(self) -> None:
+        """Nothing outside this process: the model is freed with the backend."""
+
 
 # ---------------------------------------------------------------------------------------------
 # OpenAI-compatible HTTP
@@ -134,6 +140,9 @@ class OpenAIBackend:
 
     def generate(self, conversations: Sequence[Conversation], params: GenerationParams) -> list[str]:
         return asyncio.run(self._generate(conversations, params))
+
+    def close(self) -> None:
+        """Nothing held between calls: each ``generate`` opens and closes its own client."""
 
 
 # ---------------------------------------------------------------------------------------------

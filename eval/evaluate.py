@@ -132,8 +132,8 @@ def run_evaluation(config: EvalConfig, backend: Backend | None = None) -> EvalRe
             if outcome.first_attempt_accuracy is not None:
                 first_attempt[items[0].benchmark] = outcome.first_attempt_accuracy
     finally:
-        if owned and hasattr(backend, "close"):
-            backend.close()  # the vLLM backend's rank processes
+        if owned:
+            backend.close()
     summaries = summarize(scored, config.bootstrap_resamples, config.seed)
     summary = {
         "run_key": setup.run_key,
