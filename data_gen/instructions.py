@@ -59,6 +59,7 @@ class Sample:
     target: str  # the finding the question is about
     options: dict[str, str] = field(default_factory=dict)
     leak_terms: tuple[str, ...] = ()  # must not appear in the preamble, LOC, VISUAL or KNOWLEDGE
+    finding: str = ""  # the annotated label the question was built from (a "No" question asks about another)
 
     @property
     def answer_type(self) -> str:
@@ -184,7 +185,7 @@ class QuestionBuilder:
     def _make(self, task: str, record: Record, image: Materialised, rng: random.Random, n: int) -> Sample | str:
         label = record.labels[rng.randrange(len(record.labels))]
         others = [x for x in self.spaces.get(record.source, []) if x not in record.labels]
-        base = self._base(record, image, task, n)
+        base = {**self._base(record, image, task, n), "finding": label}
         if task == "multiple_choice":
             if not others:
                 return "no_distractors"

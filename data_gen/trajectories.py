@@ -110,6 +110,16 @@ def knowledge_base() -> dict[str, dict[str, str]]:
     return yaml.safe_load((TEMPLATE_DIR / "knowledge.yaml").read_text(encoding="utf-8"))
 
 
+@lru_cache(maxsize=1)
+def settings() -> dict[str, str]:
+    return yaml.safe_load((TEMPLATE_DIR / "settings.yaml").read_text(encoding="utf-8"))
+
+
+def setting(label: str) -> str | None:
+    """The tissue a finding sits in, without naming it (``templates/settings.yaml``)."""
+    return settings().get(normalize(label)) if label else None
+
+
 def knowledge_text(sample: Sample, template: str) -> str:
     kb = knowledge_base()
     entry = kb.get(normalize(sample.target), kb["_default"]) if sample.task_type != SOURCE_QA else kb["_default"]
@@ -200,8 +210,10 @@ def _visual_text(roi: ROI, sample: Sample, pixels: np.ndarray, anchor) -> str:
     tone = "brighter than" if diff > 8 else ("darker than" if diff < -8 else "similar in intensity to")
     texture = "homogeneous" if spread < 15 else "heterogeneous"
     where = region_phrase(box, sample.width, sample.height)
+    seen_in = setting(sample.finding)
+    within = f", set within {seen_in}" if seen_in else ""
     return (f"{context} (B) ROI evidence: in the {where} part of the image there is a rounded, well-marginated focus, "
-            f"{tone} the adjacent tissue, with a {texture} internal pattern, measuring {_size_text(box, sample)}.")
+            f"{tone} the adjacent tissue{within}, with a {texture} internal pattern, measuring {_size_text(box, sample)}.")
 
 
 def _size_text(box, sample: Sample) -> str:
@@ -219,6 +231,10 @@ def _con_text(sample: Sample, template: str) -> str:
                 f"so option {sample.answer} ({sample.answer_text}) is supported.")
     if sample.task_type == "yes_no":
         met = normalize(sample.answer) == "yes"
+        seen_in, asked_in = setting(sample.finding), setting(sample.target)
+        if seen_in and asked_in:
+            return (f"The focus is set within {seen_in}; a {sample.target} lesion would be set within {asked_in}, "
+                    f"so a {sample.target} finding is {'present' if met else 'not supported'}.")
         return (f"The observed focus {'satisfies' if met else 'does not satisfy'} these {angle} criteria, "
                 f"so a {sample.target} finding is {'present' if met else 'not supported'}.")
     if sample.task_type == "localization":

@@ -19,6 +19,11 @@ instruction no longer fits with room for at least one generated token, the sessi
 there and the last complete attempt is the final trajectory: tau1 stays the scored, outcome-masked
 trajectory, a self-check span already generated keeps mask 1 but earns nothing (``r_sc`` is 0),
 and ``stop_reason`` records where it stopped. A tau2 cut by the budget is scored as it stands.
+
+A policy early in training can emit an image or video placeholder token as text. The transcript
+then holds more placeholders than the session has images, which no server can fill (vLLM refuses
+such a prompt), so the session stops the same clean way (``placeholder_in_response``) instead of
+failing the whole rollout batch.
 """
 
 from __future__ import annotations
@@ -71,7 +76,7 @@ class SessionOutcome:
     final_correct: bool
     self_checked: bool
     retried: bool
-    stop_reason: str  # accepted | retried | no_self_check | budget_before_check | budget_before_retry
+    stop_reason: str  # accepted | retried | no_self_check | budget_before_check | budget_before_retry | placeholder_in_response
     reward_parts: dict[str, float]  # every part of the final trajectory's reward, e.g. accuracy, format
     first_reward_parts: dict[str, float]
     self_check_length: int
@@ -91,6 +96,7 @@ class SelfCheckAgentLoop(AgentLoopBase):
         self.settings = RGRPOSettings.from_config(self.config)
         self.response_length = self.rollout_config.response_length
         self.self_check_instruction, self.retry_instruction = self.settings.templates()
+        self.placeholder_ids = _placeholder_ids(self.processor, self.tokenizer)
 
     async def run(self, sampling_params: dict[str, Any], **kwargs: Any) -> AgentLoopOutput:
         messages = list(kwargs["raw_prompt"])
@@ -112,10 +118,14 @@ class SelfCheckAgentLoop(AgentLoopBase):
         """Steps 2-4 of the session (self-check, retry, score), or a clean stop; returns the stop reason."""
         if not self.settings.self_check:
             return "no_self_check"
+        if session.emitted_placeholder:
+            return "placeholder_in_response"
         messages.append({"role": "assistant", "content": first_text})
         if not await session.inject(messages, self.self_check_instruction):
             return "budget_before_check"
         check_text = await session.generate("check", self.settings.self_check_max_tokens)
+        if session.emitted_placeholder:
+            return "placeholder_in_response"
         messages.append({"role": "assistant", "content": check_text})
         if not await session.inject(messages, self.retry_instruction):
             return "budget_before_retry"
@@ -176,6 +186,12 @@ class SelfCheckAgentLoop(AgentLoopBase):
         )
 
 
+def _placeholder_ids(processor: Any, tokenizer: Any) -> frozenset[int]:
+    """Token ids a server expands into image or video features (none for a text-only model)."""
+    tokens = [getattr(processor, name, None) for name in ("image_token", "video_token")]
+    return frozenset(tokenizer.convert_tokens_to_ids(t) for t in tokens if t)
+
+
 def _parts(scores: dict[str, float]) -> dict[str, float]:
     return {k: float(v) for k, v in scores.items() if k != "score"}
 
@@ -193,6 +209,7 @@ class _Session:
         self.metrics: dict[str, float] = {}
         self.attempts: list[dict[str, float]] = []
         self.global_steps: dict[str, Any] = {}
+        self.emitted_placeholder = False
 
     def add_metric(self, name: str, seconds: float) -> None:
         self.metrics[name] = self.metrics.get(name, 0.0) + seconds
@@ -211,6 +228,7 @@ class _Session:
             )
         self.add_metric("generate_sequences", timing["generate_sequences"])
         self._track_steps(output.extra_fields)
+        self.emitted_placeholder |= not loop.placeholder_ids.isdisjoint(output.token_ids)
         start = len(t.response_mask)
         merged, t.response_mask, logprobs = await loop.ct_merge_assistant_token(
             t.token_ids, output.token_ids, t.response_mask, t.logprobs, assistant_logprobs=output.log_probs or None

@@ -17,7 +17,7 @@ from medsage.data_gen.instructions import (
 )
 from medsage.data_gen.prompts import lvkc_instruction
 from medsage.data_gen.records import ROI, Record
-from medsage.data_gen.trajectories import answer_stage, knowledge_base, knowledge_text
+from medsage.data_gen.trajectories import OfflineGenerator, answer_stage, knowledge_base, knowledge_text, setting
 from medsage.data_gen.verify import leaks, parse_verdict, rule_reasons
 from medsage.reward_fns.answers import match_answer
 from medsage.reward_fns.scaffold import Scaffold
@@ -63,6 +63,39 @@ def test_knowledge_base_never_names_its_own_label():
             text = knowledge_text(s, template)
             assert not any(leaks(text, term) for term in s.leak_terms), (s.target, template, text)
     assert all(set(entry) == {"anatomic", "morphologic", "differential"} for entry in knowledge_base().values())
+
+
+def test_offline_stages_state_what_was_seen_and_yes_no_conclusions_compare_it(tmp_path):
+    """VISUAL names the tissue around the annotated finding (never the finding), and a yes/no CON sets
+    it beside the tissue of the finding asked about, so a "No" is reasoned from the image, not the question."""
+    import asyncio
+    import random
+
+    from PIL import Image
+
+    from medsage.reward_fns.scaffold import parse
+
+    (tmp_path / "images").mkdir()
+    Image.fromarray(np.random.default_rng(0).integers(0, 255, (100, 100), dtype=np.uint8)).save(tmp_path / "images/x.png")
+    generator = OfflineGenerator(tmp_path, negatives_per_sample=0)
+    checked = {"Yes": 0, "No": 0, "multiple_choice": 0}
+    for s in _samples():
+        if s.task_type not in ("yes_no", "multiple_choice") or setting(s.finding) is None:
+            continue
+        roi = s.record.rois[0]
+        text = asyncio.run(generator.generate(s, [(roi, "anatomic")], random.Random(0)))[0].text
+        stages = parse(text)
+        assert f"set within {setting(s.finding)}" in stages.get("VISUAL"), text
+        assert rule_reasons(text, s) == [], (rule_reasons(text, s), text)
+        if s.task_type == "yes_no" and setting(s.target):
+            con = stages.get("CON")
+            assert con.startswith(f"The focus is set within {setting(s.finding)}; a {s.target} lesion would be set "
+                                  f"within {setting(s.target)}"), con
+            assert (setting(s.finding) == setting(s.target)) == (s.answer == "Yes")
+            checked[s.answer] += 1
+        else:
+            checked[s.task_type] += 1
+    assert min(checked.values()) >= 3, checked
 
 
 def test_balance_evens_out_groups_up_to_the_target():

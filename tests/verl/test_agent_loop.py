@@ -132,6 +132,35 @@ def test_budget_stops_cleanly_and_scores_the_first_attempt(make_config, policy_d
     assert out.reward_score == pytest.approx(compute_score("x", TAU1, "yes", {}, **WEIGHTS)["score"])
 
 
+class _EmitsPlaceholder:
+    """The real backend, except that its first reply also holds an image placeholder token, as an
+    undertrained policy's can (the quickstart's tiny SFT model did)."""
+
+    def __init__(self, backend, token_id: int):
+        self.backend, self.token_id, self.calls = backend, token_id, 0
+
+    async def generate(self, request_id, **kwargs):
+        out = await self.backend.generate(request_id, **kwargs)
+        self.calls += 1
+        if self.calls == 1:
+            out = out.model_copy(update={"token_ids": [self.token_id, *out.token_ids]})
+            if out.log_probs is not None:
+                out = out.model_copy(update={"log_probs": [0.0, *out.log_probs]})
+        return out
+
+
+def test_placeholder_token_in_a_reply_stops_the_session_cleanly(make_config, policy_dir, rl_parquet, backend):
+    config = make_config(policy_dir)
+    wrapped = _EmitsPlaceholder(backend, backend.image_token_id)
+    out = _run(config, wrapped, _rows(config, rl_parquet)[1])  # a wrong first answer: would self-check
+    extra = out.extra_fields
+
+    assert wrapped.calls == 1  # no second call, which the server could not serve
+    assert extra["stop_reason"] == "placeholder_in_response" and not extra["self_checked"] and not extra["retried"]
+    assert out.response_ids[0] == backend.image_token_id and extra["outcome_mask"] == [1] * len(out.response_ids)
+    assert extra["r_sc"] == 0.0 and extra["first_correct"] is False
+
+
 def test_self_check_off_is_a_single_attempt(make_config, policy_dir, rl_parquet, backend):
     config = make_config(policy_dir, "medsage.self_check=false")
     out = _run(config, backend, _rows(config, rl_parquet)[1])
