@@ -28,7 +28,7 @@ KNOWLEDGE_TEMPLATES: dict[str, str] = {
     "differential": "differential diagnosis: the criteria that separate the answer from the alternatives",
 }
 
-_FORMAT = (
+LVKC_FORMAT = (
     "Answer in five tagged stages: <LOC>where to look (boxes as "
     '{"box_2d": [ymin, xmin, ymax, xmax], "label": "..."} on a 0-1000 grid)</LOC>'
     "<VISUAL>what is seen</VISUAL><KNOWLEDGE>the relevant medical knowledge</KNOWLEDGE>"
@@ -49,7 +49,7 @@ def question_with_options(question: str, options: dict[str, str] | list[str] | N
 
 def lvkc_instruction(question: str, options: dict[str, str] | list[str] | None = None) -> str:
     """The user instruction for an LVKC answer (without the ``<image>`` token; callers add it)."""
-    return f"{question_with_options(question, options)}\n{_FORMAT}"
+    return f"{question_with_options(question, options)}\n{LVKC_FORMAT}"
 
 
 @dataclass(frozen=True)

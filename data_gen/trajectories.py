@@ -149,7 +149,7 @@ class OfflineGenerator:
         record = sample.record
         body = f" of the {record.body_part.lower()}" if record.body_part else ""
         scaffold = Scaffold(
-            preamble=f"This is {_article(record.modality)} {record.modality} image{body}. {_global_context(pixels)}",
+            preamble=f"This is {_article(record.modality)} {record.modality} image{body}. {_question_focus(sample)}{_global_context(pixels)}",
             loc=_loc_text(roi, sample),
             groundings=loc_groundings(roi, sample),
             visual=_visual_text(roi, sample, pixels, anchor),
@@ -164,6 +164,11 @@ def _article(word: str) -> str:
     """'an' before a vowel sound: 'an MRI', 'an X-ray', 'an ultrasound'; 'a CT'."""
     spelled = word.isupper() or word.upper().startswith("X-")
     return "an" if word[:1].lower() in "aeiou" or (spelled and word[:1].upper() in "AEFHILMNORSX") else "a"
+
+
+def _question_focus(sample: Sample) -> str:
+    """A yes/no question's finding, restated up front: the conclusion must weigh what is seen against it."""
+    return f"The question is whether a {sample.target} finding is present. " if sample.task_type == "yes_no" else ""
 
 
 def _global_context(pixels: np.ndarray) -> str:

@@ -11,10 +11,10 @@ from transformers import AutoModelForImageTextToText
 REPO = Path(__file__).resolve().parents[1]
 SCRIPT = REPO / "recipes" / "quickstart" / "quickstart.py"
 RECIPE = REPO / "recipes" / "quickstart" / "quickstart.yaml"
-STAGES = ("model", "data", "benchmark", "sft", "rl", "eval_base", "eval_sft", "report")
+STAGES = ("model", "data", "benchmark", "align", "sft", "rl", "eval_base", "eval_sft", "report")
 CI_SIZE = {
     "model.text_hidden": 64, "model.text_layers": 2, "model.text_heads": 2, "model.text_kv_heads": 1,
-    "model.text_intermediate": 128, "benchmark.items": 6, "sft.max_steps": 3, "sft.logging_steps": 1,
+    "model.text_intermediate": 128, "benchmark.items": 6, "align.max_steps": 2, "align.logging_steps": 1, "sft.max_steps": 3, "sft.logging_steps": 1,
     "rl.prompts": 1, "rl.sessions_per_prompt": 2, "eval.max_new_tokens": 32, "eval.bootstrap_resamples": 50,
 }
 
@@ -37,15 +37,24 @@ def test_every_stage_runs_and_reports_progress(finished_run):
     for stage in STAGES:
         assert f"[quickstart:{stage}] finished" in stdout
         assert "seconds" in json.loads((run / "stages" / f"{stage}.json").read_text())
-    assert "step 3/3" in stdout  # the SFT progress line
+    assert "step 3/3" in stdout and "step 2/2" in stdout  # the SFT and alignment progress lines
 
 
-def test_sft_checkpoint_loads_and_differs_from_the_base(finished_run):
+def _changed(after: Path, before: Path) -> list[str]:
+    a, b = (AutoModelForImageTextToText.from_pretrained(p) for p in (after, before))
+    return [n for (n, x), (_, y) in zip(a.named_parameters(), b.named_parameters()) if not x.equal(y)]
+
+
+def test_align_trains_the_vision_tower_and_sft_freezes_it_as_the_paper_does(finished_run):
     run, _ = finished_run
-    sft = AutoModelForImageTextToText.from_pretrained(run / "sft_model")
-    base = AutoModelForImageTextToText.from_pretrained(run / "base_model")
-    changed = [n for (n, a), (_, b) in zip(sft.named_parameters(), base.named_parameters()) if not a.equal(b)]
-    assert any(n.startswith("lm_head") or ".layers." in n for n in changed)  # the language model trained
+    aligned = _changed(run / "align_model", run / "base_model")
+    assert any(".visual.blocks." in n for n in aligned) and any(".visual.merger." in n for n in aligned)
+    tuned = _changed(run / "sft_model", run / "align_model")
+    assert any(n.startswith("lm_head") or ".language_model.layers." in n for n in tuned)  # the language model trained
+    assert not any(".visual." in n for n in tuned)  # tower and projector frozen (appendix B.1)
+    answers = json.loads((run / "align_data" / "sage_answers.json").read_text())
+    assert answers and all("<LOC>" not in r["messages"][1]["content"] and "Answer in five" not in r["messages"][0]["content"]
+                           for r in answers)
 
 
 def test_report_holds_numbers_for_every_stage(finished_run):
@@ -55,7 +64,7 @@ def test_report_holds_numbers_for_every_stage(finished_run):
         assert f"| {stage} | " in report
     assert "medsage/self_check_rate" in report and "medsage/first_accuracy" in report
     assert "| base (untrained) |" in report and "| after SFT |" in report
-    assert (run / "report" / "sft_loss.png").stat().st_size > 0
+    assert (run / "report" / "sft_loss.png").stat().st_size > 0 and (run / "report" / "align_loss.png").stat().st_size > 0
     assert (run / "report" / "learning_signal.png").stat().st_size > 0
     sft = json.loads((run / "stages" / "eval_sft.json").read_text())
     assert sft["n"] == 6 and 0.0 <= sft["valid_scaffold_rate"] <= 1.0

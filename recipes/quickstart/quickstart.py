@@ -30,7 +30,7 @@ import yaml  # noqa: E402
 from omegaconf import DictConfig, OmegaConf  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[2]
-STAGES = ("model", "data", "benchmark", "sft", "rl", "eval_base", "eval_sft", "report")
+STAGES = ("model", "data", "benchmark", "align", "sft", "rl", "eval_base", "eval_sft", "report")
 
 
 def log(stage: str, message: str) -> None:
@@ -64,15 +64,50 @@ def stage_benchmark(cfg: DictConfig, run: Path) -> dict[str, Any]:
     return {"benchmark": str(path), "items": cfg.benchmark["items"]}
 
 
+def stage_align(cfg: DictConfig, run: Path) -> dict[str, Any]:
+    """Stands in for the visual pretraining the paper's Qwen2.5-VL already has: the tiny model's vision
+    tower is random, so it first learns to read the phantom from the SFT set's questions answered directly."""
+    dataset_dir = write_answer_set(run / "data" / "sft" / "sage_sft.json", run / "align_data")
+    return _llamafactory_train(cfg.align, cfg.seed, run, "align", run / "base_model", "sage_answers", dataset_dir)
+
+
 def stage_sft(cfg: DictConfig, run: Path) -> dict[str, Any]:
-    out = run / "sft_model"
+    return _llamafactory_train(cfg.sft, cfg.seed, run, "sft", run / "align_model", "sage_sft", run / "data" / "sft")
+
+
+def write_answer_set(sft_json: Path, out_dir: Path) -> Path:
+    """The SFT set's questions, each once, with the ANSWER stage alone as the reply (LLaMA-Factory format)."""
+    from medsage.data_gen.prompts import LVKC_FORMAT
+    from medsage.reward_fns.scaffold import parse
+
+    rows = {}
+    for row in json.loads(sft_json.read_text()):
+        question = row["messages"][0]["content"].removesuffix("\n" + LVKC_FORMAT)
+        answer = parse(row["messages"][1]["content"]).get("ANSWER")
+        if answer:
+            rows.setdefault((question, *row["images"]), {
+                "messages": [{"role": "user", "content": question}, {"role": "assistant", "content": answer}],
+                "images": row["images"]})
+    out_dir.mkdir(parents=True, exist_ok=True)
+    images = out_dir / "images"
+    if not images.exists():
+        images.symlink_to((sft_json.parent / "images").resolve(), target_is_directory=True)
+    (out_dir / "sage_answers.json").write_text(json.dumps(list(rows.values()), indent=1))
+    info = json.loads((sft_json.parent / "dataset_info.json").read_text())
+    (out_dir / "dataset_info.json").write_text(json.dumps({"sage_answers": {**info["sage_sft"], "file_name": "sage_answers.json"}}, indent=2))
+    return out_dir
+
+
+def _llamafactory_train(section: DictConfig, seed: int, run: Path, name: str, model: Path, dataset: str, dataset_dir: Path) -> dict[str, Any]:
+    """``llamafactory-cli train`` with the recipe section's own keys plus paths filled in here."""
+    out = run / f"{name}_model"
     args = {
-        **OmegaConf.to_container(cfg.sft),
-        "model_name_or_path": str(run / "base_model"),
+        **OmegaConf.to_container(section),
+        "model_name_or_path": str(model),
         "stage": "sft",
         "do_train": True,
-        "dataset": "sage_sft",
-        "dataset_dir": str(run / "data" / "sft"),
+        "dataset": dataset,
+        "dataset_dir": str(dataset_dir),
         "output_dir": str(out),
         "overwrite_output_dir": True,
         "save_strategy": "no",
@@ -81,16 +116,16 @@ def stage_sft(cfg: DictConfig, run: Path) -> dict[str, Any]:
         "report_to": "none",
         "preprocessing_num_workers": 1,
         "dataloader_num_workers": 0,
-        "seed": cfg.seed,
+        "seed": seed,
     }
-    recipe = run / "sft_recipe.yaml"
+    recipe = run / f"{name}_recipe.yaml"
     recipe.write_text(yaml.safe_dump(args, sort_keys=False))
-    progress = lambda: _sft_progress(out / "trainer_log.jsonl", cfg.sft.max_steps)  # noqa: E731
+    progress = lambda: _sft_progress(out / "trainer_log.jsonl", section.max_steps)  # noqa: E731
     cli = str(Path(sys.executable).parent / "llamafactory-cli")
-    _call([cli, "train", str(recipe)], run / "logs" / "sft.log", {"CUDA_VISIBLE_DEVICES": ""}, progress)
+    _call([cli, "train", str(recipe)], run / "logs" / f"{name}.log", {"CUDA_VISIBLE_DEVICES": ""}, progress)
     losses = _losses(out / "trainer_log.jsonl")
-    _plot_loss(losses, run / "report" / "sft_loss.png")
-    return {"sft_model": str(out), "recipe": str(recipe), "steps": losses[-1][0], "first_loss": losses[0][1], "final_loss": losses[-1][1]}
+    _plot_loss(losses, run / "report" / f"{name}_loss.png")
+    return {f"{name}_model": str(out), "recipe": str(recipe), "steps": losses[-1][0], "first_loss": losses[0][1], "final_loss": losses[-1][1]}
 
 
 def stage_rl(cfg: DictConfig, run: Path) -> dict[str, Any]:
@@ -249,7 +284,14 @@ def _report_markdown(cfg: DictConfig, done: dict[str, dict[str, Any]], run: Path
         "## Data (paper 3.1, A.3): stage text by the offline rule-based generator",
         f"Data card: [`{rel(done['data']['card'])}`](../{rel(done['data']['card'])}). Headline: `{json.dumps(done['data']['stats'].get('outputs', {}))}`",
         "",
-        "## SFT (paper 3.2) through llamafactory-cli",
+        "## Visual alignment through llamafactory-cli (quickstart only)",
+        "The paper starts from a pretrained Qwen2.5-VL; the tiny model's vision tower is random. This stage",
+        "stands in for that pretraining: every parameter trains on the SFT set's questions answered directly.",
+        f"{done['align']['steps']} steps; logged loss {done['align']['first_loss']:.3f} -> {done['align']['final_loss']:.3f}.",
+        "",
+        "![](align_loss.png)",
+        "",
+        "## SFT (paper 3.2) through llamafactory-cli, vision tower frozen as in the paper",
         f"{done['sft']['steps']} steps; logged loss {done['sft']['first_loss']:.3f} -> {done['sft']['final_loss']:.3f}.",
         "",
         "![](sft_loss.png)",
@@ -307,6 +349,7 @@ RUNNERS: dict[str, Callable[[DictConfig, Path], dict[str, Any]]] = {
     "model": stage_model,
     "data": stage_data,
     "benchmark": stage_benchmark,
+    "align": stage_align,
     "sft": stage_sft,
     "rl": stage_rl,
     "eval_base": stage_eval("base_model", "tiny Qwen2.5-VL, untrained"),

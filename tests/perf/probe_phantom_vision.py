@@ -9,6 +9,8 @@ as in the quickstart) is trained to answer one token, the organ that holds the l
 short prompt on phantom CT slices, and scored on held-out slices against the majority-class rate.
 It prints held-out accuracy per seed, side by side with the majority rate. An accuracy near the
 majority rate means the phantom lesion is not learnable at this budget, whatever the SFT data says.
+``--lr`` shows why the quickstart aligns the random vision tower at the ``align`` stage's 3e-4
+rather than the SFT stage's 2e-3: at 1e-3 and above held-out accuracy stays near the majority rate.
 """
 
 from __future__ import annotations
@@ -70,8 +72,8 @@ def train_and_score(model_dir: Path, train: list, test: list, steps: int, lr: fl
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--steps", type=int, default=400)
-    parser.add_argument("--lr", type=float, default=1e-3)
+    parser.add_argument("--steps", type=int, default=800)
+    parser.add_argument("--lr", type=float, default=3e-4)
     parser.add_argument("--train", type=int, default=1000)
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     args = parser.parse_args()
