@@ -117,7 +117,7 @@ def settings() -> dict[str, str]:
 
 def setting(label: str) -> str | None:
     """The tissue a finding sits in, without naming it (``templates/settings.yaml``)."""
-    return settings().get(normalize(label)) if label else None
+    return settings().get(normalize(label))
 
 
 def knowledge_text(sample: Sample, template: str) -> str:

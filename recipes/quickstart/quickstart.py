@@ -67,7 +67,7 @@ def stage_benchmark(cfg: DictConfig, run: Path) -> dict[str, Any]:
 def stage_align(cfg: DictConfig, run: Path) -> dict[str, Any]:
     """Stands in for the visual pretraining the paper's Qwen2.5-VL already has: the tiny model's vision
     tower is random, so it first learns to read the phantom from the SFT set's questions answered directly."""
-    dataset_dir = write_answer_set(run / "data" / "sft" / "sage_sft.json", run / "align_data")
+    dataset_dir = _write_answer_set(run / "data" / "sft" / "sage_sft.json", run / "align_data")
     return _llamafactory_train(cfg.align, cfg.seed, run, "align", run / "base_model", "sage_answers", dataset_dir)
 
 
@@ -75,7 +75,7 @@ def stage_sft(cfg: DictConfig, run: Path) -> dict[str, Any]:
     return _llamafactory_train(cfg.sft, cfg.seed, run, "sft", run / "align_model", "sage_sft", run / "data" / "sft")
 
 
-def write_answer_set(sft_json: Path, out_dir: Path) -> Path:
+def _write_answer_set(sft_json: Path, out_dir: Path) -> Path:
     """The SFT set's questions, each once, with the ANSWER stage alone as the reply (LLaMA-Factory format)."""
     from medsage.data_gen.prompts import LVKC_FORMAT
     from medsage.reward_fns.scaffold import parse
@@ -120,7 +120,7 @@ def _llamafactory_train(section: DictConfig, seed: int, run: Path, name: str, mo
     }
     recipe = run / f"{name}_recipe.yaml"
     recipe.write_text(yaml.safe_dump(args, sort_keys=False))
-    progress = lambda: _sft_progress(out / "trainer_log.jsonl", section.max_steps)  # noqa: E731
+    progress = lambda: _train_progress(out / "trainer_log.jsonl", section.max_steps)  # noqa: E731
     cli = str(Path(sys.executable).parent / "llamafactory-cli")
     _call([cli, "train", str(recipe)], run / "logs" / f"{name}.log", {"CUDA_VISIBLE_DEVICES": ""}, progress)
     losses = _losses(out / "trainer_log.jsonl")
@@ -198,7 +198,7 @@ def _losses(trainer_log: Path) -> list[tuple[int, float]]:
     return [(r["current_steps"], r["loss"]) for r in rows if "loss" in r]
 
 
-def _sft_progress(trainer_log: Path, max_steps: int) -> str:
+def _train_progress(trainer_log: Path, max_steps: int) -> str:
     losses = _losses(trainer_log)
     return f"step {losses[-1][0]}/{max_steps}, loss {losses[-1][1]:.3f}" if losses else "loading model and data"
 

@@ -80,20 +80,23 @@ def test_offline_stages_state_what_was_seen_and_yes_no_conclusions_compare_it(tm
     generator = OfflineGenerator(tmp_path, negatives_per_sample=0)
     checked = {"Yes": 0, "No": 0, "multiple_choice": 0}
     for s in _samples():
-        if s.task_type not in ("yes_no", "multiple_choice") or setting(s.finding) is None:
+        if s.task_type not in ("yes_no", "multiple_choice"):
             continue
-        roi = s.record.rois[0]
-        text = asyncio.run(generator.generate(s, [(roi, "anatomic")], random.Random(0)))[0].text
+        assert setting(s.finding) and setting(s.target), s  # every label of LABELS has a setting
+        text = asyncio.run(generator.generate(s, [(s.record.rois[0], "anatomic")], random.Random(0)))[0].text
         stages = parse(text)
         assert f"set within {setting(s.finding)}" in stages.get("VISUAL"), text
         assert rule_reasons(text, s) == [], (rule_reasons(text, s), text)
-        if s.task_type == "yes_no" and setting(s.target):
-            con = stages.get("CON")
-            assert con.startswith(f"The focus is set within {setting(s.finding)}; a {s.target} lesion would be set "
-                                  f"within {setting(s.target)}"), con
-            assert (setting(s.finding) == setting(s.target)) == (s.answer == "Yes")
+        restated = f"The question is whether a {s.target} finding is present."
+        if s.task_type == "yes_no":
+            assert restated in stages.preamble, text
+            assert stages.get("CON") == (f"The focus is set within {setting(s.finding)}; a {s.target} lesion would be set "
+                                         f"within {setting(s.target)}, so a {s.target} finding is "
+                                         f"{'present' if setting(s.finding) == setting(s.target) else 'not supported'}.")
+            assert (s.finding == s.target) == (s.answer == "Yes")
             checked[s.answer] += 1
         else:
+            assert "The question is whether" not in stages.preamble, text
             checked[s.task_type] += 1
     assert min(checked.values()) >= 3, checked
 
