@@ -8,7 +8,11 @@ out, images processed by the model's own processor. The CPU tests and the quicks
 self-check loop through it with a real (tiny) Qwen2.5-VL; a cluster uses verl's vLLM servers.
 
 Generation is serialised by a lock (a model keeps per-call rope state) and runs in a worker thread,
-so the event loop that schedules many agent-loop sessions is never blocked.
+so the event loop that schedules many agent-loop sessions is never blocked. As verl's vLLM server
+does, it never samples an image or video placeholder token (nor an id past the tokenizer's
+vocabulary): such a token has no image behind it and breaks every later consumer of the sequence.
+It also serves as the CPU backend's rollout server (``medsage.plugins.verl.cpu.rollout``), where
+:meth:`load_weights` receives the actor's weights after every update.
 """
 
 from __future__ import annotations
@@ -22,6 +26,7 @@ from typing import Any
 import torch
 from transformers import AutoModelForImageTextToText, AutoProcessor
 from verl.workers.rollout.replica import TokenOutput
+from verl.workers.rollout.utils import get_vision_placeholder_token_ids
 
 
 @dataclass(frozen=True)
@@ -45,6 +50,20 @@ class HFGenerationBackend:
         self.default_max_tokens = default_max_tokens
         self.calls: list[GenerateCall] = []
         self._lock = threading.Lock()
+        vocabulary = len(self.processor.tokenizer)
+        out_of_vocabulary = range(vocabulary, self.model.get_output_embeddings().weight.shape[0])
+        self.banned_token_ids = sorted({*get_vision_placeholder_token_ids(self.processor), *out_of_vocabulary})
+
+    def load_weights(self, weights: dict[str, torch.Tensor]) -> int:
+        """Copy the named tensors into the model (names as its ``state_dict``); returns how many."""
+        with self._lock, torch.no_grad():
+            own = self.model.state_dict()
+            unknown = sorted(set(weights) - set(own))
+            if unknown:
+                raise KeyError(f"weights not in {type(self.model).__name__}: {unknown[:5]} ({len(unknown)} in all)")
+            for name, tensor in weights.items():
+                own[name].copy_(tensor)
+        return len(weights)
 
     async def generate(
         self,
@@ -66,17 +85,21 @@ class HFGenerationBackend:
         self.calls.append(GenerateCall(request_id, tuple(prompt_ids), len(image_data or []), max_tokens))
         loop = asyncio.get_running_loop()
         return await loop.run_in_executor(
-            None, self._generate_locked, list(prompt_ids), dict(sampling_params), list(image_data or []), max_tokens
+            None, self._generate_locked, list(prompt_ids), dict(sampling_params), list(image_data or []), max_tokens,
+            dict(mm_processor_kwargs or {}),
         )
 
-    def _generate_locked(self, prompt_ids: list[int], sampling_params: dict, images: list, max_tokens: int) -> TokenOutput:
+    def _generate_locked(
+        self, prompt_ids: list[int], sampling_params: dict, images: list, max_tokens: int, mm_processor_kwargs: dict
+    ) -> TokenOutput:
         with self._lock, torch.no_grad():
-            inputs = self._model_inputs(prompt_ids, images)
+            inputs = self._model_inputs(prompt_ids, images, mm_processor_kwargs)
             out = self.model.generate(
                 **inputs,
                 max_new_tokens=max(1, int(max_tokens)),
                 return_dict_in_generate=True,
                 output_logits=bool(sampling_params.get("logprobs")),
+                suppress_tokens=self.banned_token_ids or None,
                 **self._sampling_kwargs(sampling_params),
             )
         token_ids = out.sequences[0, len(prompt_ids) :].tolist()
@@ -89,12 +112,13 @@ class HFGenerationBackend:
         steps = dict.fromkeys(("global_steps", "min_global_steps", "max_global_steps"), self.global_steps)
         return TokenOutput(token_ids=token_ids, log_probs=log_probs, stop_reason="completed", extra_fields=steps)
 
-    def _model_inputs(self, prompt_ids: list[int], images: list) -> dict[str, torch.Tensor]:
+    def _model_inputs(self, prompt_ids: list[int], images: list, mm_processor_kwargs: dict) -> dict[str, torch.Tensor]:
         input_ids = torch.tensor([prompt_ids], dtype=torch.long)
         inputs = {"input_ids": input_ids, "attention_mask": torch.ones_like(input_ids)}
         if not images:
             return inputs
-        vision = self.processor.image_processor(images=images, return_tensors="pt")
+        # As vLLM does, the request's processor settings (e.g. max_pixels) decide the image size.
+        vision = self.processor.image_processor(images=images, return_tensors="pt", **mm_processor_kwargs)
         merge = self.processor.image_processor.merge_size**2
         expected = int(vision["image_grid_thw"].prod(dim=-1).sum()) // merge
         found = int((input_ids == self.image_token_id).sum())

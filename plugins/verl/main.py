@@ -2,13 +2,16 @@
 
 It composes verl's ``ppo_trainer.yaml`` with ``config/rgrpo_trainer.yaml`` (or a recipe built on
 it, ``--config-path=$PWD/recipes/rl --config-name=...``), checks the R-GRPO settings with clear
-errors, makes file paths absolute (Ray workers may start elsewhere), asks every verl process to
-import ``medsage.plugins.verl.trainer`` (``VERL_USE_EXTERNAL_MODULES``, forwarded through Ray's
-runtime env) and then runs verl's own ``main_ppo`` unchanged.
+errors, makes file paths absolute (Ray workers may start elsewhere) and runs verl's own ``run_ppo``
+with :class:`~medsage.plugins.verl.trainer.RGRPOTaskRunner`, the task runner whose process registers
+the R-GRPO trainer. With ``trainer.device=cpu`` it selects the CPU backend
+(:mod:`medsage.plugins.verl.cpu`) in every Ray process: ``VERL_PLATFORM=cpu`` and the backend in
+``VERL_USE_EXTERNAL_MODULES``, forwarded through Ray's runtime env.
 """
 
 from __future__ import annotations
 
+import importlib
 import os
 from pathlib import Path
 
@@ -17,7 +20,8 @@ from omegaconf import DictConfig, OmegaConf, open_dict
 
 from .settings import SECTION, RGRPOSettings
 
-EXTERNAL_MODULE = "medsage.plugins.verl.trainer"
+CPU_BACKEND = "medsage.plugins.verl.cpu"
+CPU_ROLLOUT = "hf"
 
 
 class ConfigError(ValueError):
@@ -54,12 +58,13 @@ def prepare(config: DictConfig) -> DictConfig:
         if settings.self_check:
             for key in ("self_check_template", "retry_template"):
                 config[SECTION][key] = _existing(config[SECTION][key], f"{SECTION}.{key}")
-        ray_init = config.ray_kwargs.ray_init
-        runtime_env = OmegaConf.to_container(ray_init.get("runtime_env") or {}, resolve=True)
-        env_vars = runtime_env.setdefault("env_vars", {})
-        env_vars["VERL_USE_EXTERNAL_MODULES"] = _with_module(env_vars.get("VERL_USE_EXTERNAL_MODULES", ""))
-        ray_init.runtime_env = runtime_env
-    os.environ["VERL_USE_EXTERNAL_MODULES"] = _with_module(os.environ.get("VERL_USE_EXTERNAL_MODULES", ""))
+    if config.trainer.device == "cpu":
+        _select_cpu_backend(config)
+    else:
+        _require(
+            config.actor_rollout_ref.rollout.name != CPU_ROLLOUT,
+            f"actor_rollout_ref.rollout.name={CPU_ROLLOUT} is the CPU backend's rollout; it needs trainer.device=cpu",
+        )
     return config
 
 
@@ -75,18 +80,45 @@ def _existing(path: str, key: str) -> str:
     return str(resolved)
 
 
+def _select_cpu_backend(config: DictConfig) -> None:
+    """verl's platform and engines are chosen per process: set them for this one and every Ray worker."""
+    rollout, actor = config.actor_rollout_ref.rollout, config.actor_rollout_ref.actor
+    _require(
+        rollout.name == CPU_ROLLOUT,
+        f"trainer.device=cpu needs actor_rollout_ref.rollout.name={CPU_ROLLOUT} (got {rollout.name!r}): "
+        "vLLM, SGLang and TensorRT-LLM need an accelerator",
+    )
+    for key, role in (("actor", actor), ("ref", config.actor_rollout_ref.ref)):
+        _require(role.strategy == "fsdp2", f"actor_rollout_ref.{key}.strategy must be fsdp2 on the CPU backend (got {role.strategy!r})")
+    env = {"VERL_PLATFORM": "cpu", "VERL_USE_EXTERNAL_MODULES": _with_module(os.environ.get("VERL_USE_EXTERNAL_MODULES", ""))}
+    with open_dict(config):
+        ray_init = config.ray_kwargs.ray_init
+        runtime_env = OmegaConf.to_container(ray_init.get("runtime_env") or {}, resolve=True)
+        runtime_env.setdefault("env_vars", {}).update(env)
+        ray_init.runtime_env = runtime_env
+    os.environ.update(env)
+    importlib.import_module(CPU_BACKEND)  # registers the platform before verl resolves it here
+
+
 def _with_module(modules: str) -> str:
     names = [m for m in modules.split(",") if m]
-    return ",".join(names if EXTERNAL_MODULE in names else names + [EXTERNAL_MODULE])
+    return ",".join(names if CPU_BACKEND in names else names + [CPU_BACKEND])
 
 
 @hydra.main(config_path="config", config_name="rgrpo", version_base=None)
 def main(config: DictConfig) -> None:
-    from verl.trainer import main_ppo
+    config = prepare(config)
+    from verl.trainer.main_ppo import run_ppo
+    from verl.trainer.ppo.utils import need_critic, need_reference_policy
+    from verl.utils.config import validate_config
+    from verl.utils.device import auto_set_device
 
-    import medsage.plugins.verl.trainer  # noqa: F401  (registers the trainer in this process too)
+    from .trainer import RGRPOTaskRunner
 
-    main_ppo.main(prepare(config))
+    # What verl's main_ppo.main does before run_ppo, with the R-GRPO task runner instead of its own.
+    auto_set_device(config)
+    validate_config(config=config, use_reference_policy=need_reference_policy(config), use_critic=need_critic(config))
+    run_ppo(config, task_runner_class=RGRPOTaskRunner)
 
 
 if __name__ == "__main__":

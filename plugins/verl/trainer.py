@@ -5,11 +5,12 @@ verl's ``PPOTrainer._compute_advantage`` reads only ``uid``, ``response_mask``, 
 log-prob fields, so the self-check masks the agent loop writes into ``extra_fields`` would never
 reach the advantage. This subclass overrides that one step (same fields, same KL-in-reward and
 rollout-correction helpers from verl, then :func:`advantages_from_sessions` instead of verl's GRPO)
-and swaps the actor worker for one that freezes the vision tower. It registers itself in verl's
-``TRAINER_REGISTRY`` as ``rgrpo`` and then runs with the ``sync`` trainer's semantics.
+and hands verl the R-GRPO worker (frozen vision tower; gloo on the CPU backend). It registers itself
+in verl's ``TRAINER_REGISTRY`` as ``rgrpo`` and then runs with the ``sync`` trainer's semantics.
 
-Importing this module in every verl process is what ``VERL_USE_EXTERNAL_MODULES`` is for; the
-entry point (``medsage.plugins.verl.main``) sets it for the driver and all Ray workers.
+Only verl's task runner needs this module: :class:`RGRPOTaskRunner` imports it there, and Ray
+workers import the worker and agent-loop modules they are handed, so no process imports more
+than it uses.
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ from verl.protocol import DataProto
 from verl.trainer.ppo.ray_trainer import apply_kl_penalty
 from verl.trainer.ppo.rollout_corr_helper import compute_rollout_correction_and_add_to_batch
 from verl.trainer.ppo.utils import Role
+from verl.trainer.main_ppo import TaskRunnerV1
 from verl.trainer.ppo.v1 import PPOTrainerSync, register_trainer
 from verl.workers.utils.padding import response_to_nested
 
@@ -31,7 +33,7 @@ from . import agent_loop  # noqa: F401  (registers the agent loop wherever the t
 from .advantage import advantages_from_sessions
 from .metrics import self_check_metrics
 from .settings import RGRPOSettings
-from .vision import FrozenVisionActorRolloutRefWorker
+from .worker import RGRPOWorker
 
 TRAINER_MODE = "rgrpo"
 _ACTOR_ROLES = (Role.ActorRollout, Role.ActorRolloutRef, Role.Actor)
@@ -51,10 +53,9 @@ class RGRPOTrainer(PPOTrainerSync):
 
     def _init_resource_pool_mgr(self):
         super()._init_resource_pool_mgr()
-        if self.config.actor_rollout_ref.actor.freeze_vision_tower:
-            for role in _ACTOR_ROLES:
-                if role in self.role_worker_mapping:
-                    self.role_worker_mapping[role] = ray.remote(FrozenVisionActorRolloutRefWorker)
+        for role in _ACTOR_ROLES:
+            if role in self.role_worker_mapping:
+                self.role_worker_mapping[role] = ray.remote(RGRPOWorker)
 
     def _compute_advantage(self, batch: KVBatchMeta, metrics: dict) -> KVBatchMeta:
         data = tq.kv_batch_get(
@@ -110,3 +111,14 @@ class RGRPOTrainer(PPOTrainerSync):
         real = [i for i, tag in enumerate(batch.tags) if not tag.get("is_padding", False)]
         lengths = response_mask.sum(dim=-1).tolist()
         metrics.update(self_check_metrics([sessions[i] for i in real], [lengths[i] for i in real]))
+
+
+@ray.remote
+class RGRPOTaskRunner(TaskRunnerV1.__ray_actor_class__):
+    """verl's v1 task runner, with the ``rgrpo`` trainer registered in its process first."""
+
+    def run(self, config: DictConfig):
+        # Ray ships an actor class by value, so the import runs here, in the task runner's process.
+        import medsage.plugins.verl.trainer  # noqa: F401
+
+        return super().run(config)

@@ -3,8 +3,8 @@ language model while keeping the vision encoder frozen throughout RL training").
 
 verl 0.9.1 declares ``actor.freeze_vision_tower`` but nothing reads it. The actor's model is built
 inside ``ActorRolloutRefWorker.init_model`` by its ``actor_worker_cls`` (a ``TrainingWorker``), so the
-R-GRPO trainer hands verl a worker subclass whose training worker freezes the tower right after the
-engine is built. Under FSDP2 a parameter with ``requires_grad=False`` gets no gradient and no
+R-GRPO worker (``worker.py``) builds its actor with :class:`FrozenVisionTrainingWorker`, which freezes
+the tower right after the engine is built. Under FSDP2 a parameter with ``requires_grad=False`` gets no gradient and no
 reduce-scatter, and the optimizer skips parameters without gradients, so the tower stays bit-exact.
 (FSDP1 flattens parameters and cannot freeze part of a unit after wrapping, hence ``strategy: fsdp2``.)
 """
@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from torch import nn
 from verl.single_controller.base.decorator import Dispatch, register
-from verl.workers.engine_workers import ActorRolloutRefWorker, TrainingWorker
+from verl.workers.engine_workers import TrainingWorker
 
 # Attribute names of the vision encoder in the HF VLM classes (Qwen2/2.5/3-VL: ``visual``).
 VISION_TOWER_NAMES: tuple[str, ...] = ("visual", "vision_tower", "vision_model")
@@ -43,9 +43,3 @@ class FrozenVisionTrainingWorker(TrainingWorker):
         super().reset()
         frozen = freeze_vision_tower(self.engine.module)
         print(f"[medsage] vision tower frozen: {frozen} parameters")
-
-
-class FrozenVisionActorRolloutRefWorker(ActorRolloutRefWorker):
-    """verl's hybrid actor/rollout/ref worker, with the actor built by :class:`FrozenVisionTrainingWorker`."""
-
-    actor_worker_cls = FrozenVisionTrainingWorker
