@@ -21,9 +21,11 @@ def _packages() -> tuple[list[str], dict[str, str]]:
 
 PACKAGES, PACKAGE_DIR = _packages()
 
-# The stack that installs together is pinned in constraints.txt (see README, "Environment").
+# Exact pins live in constraints.txt (the locked CPU/SFT stack, see README "Environment") and in the
+# sft extra: LLaMA-Factory 0.9.5 needs transformers 5.5.x while verl[vllm] 0.9.1 pins 5.9.0, so
+# install_requires keeps ranges both environments satisfy.
 EXTRAS = {
-    "sft": ["llamafactory==0.9.5", "torchaudio==2.11.0"],
+    "sft": ["llamafactory==0.9.5", "torchaudio==2.11.0", "transformers==5.5.4"],
     "rl": ["verl[verl-core]==0.9.1", "ray"],
     "data": ["openai", "pandas", "pyarrow", "pyyaml", "matplotlib", "tqdm"],
     "dev": ["pytest", "pytest-timeout", "hypothesis", "wheel"],
@@ -40,12 +42,12 @@ setup(
     package_dir=PACKAGE_DIR,
     package_data={
         **{f"medsage.{f}": ["*.jinja", "*.json", "*.yaml", "templates/*"] for f in FOLDERS},
-        "medsage.plugins.verl": ["config/*.yaml"],
+        "medsage.plugins.verl.config": ["*.yaml"],
     },
     install_requires=[
-        "torch==2.11.0",
-        "torchvision==0.26.0",
-        "transformers==5.5.4",
+        "torch>=2.11,<3",
+        "torchvision>=0.26",
+        "transformers>=5.5.4,<6",
         "numpy",
         "pillow",
         "pyyaml",

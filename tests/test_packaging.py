@@ -1,12 +1,20 @@
-"""The distribution installs everything under ``medsage.*`` and nothing generic at the top level."""
+"""The distribution installs everything under ``medsage.*`` and nothing generic at the top level,
+its console scripts start from any directory, and the RL environment of README "GPU clusters"
+resolves."""
 
+import json
 import subprocess
 import sys
+import sysconfig
 import zipfile
+from importlib.metadata import distribution
 from pathlib import Path
+
+import pytest
 
 REPO = Path(__file__).resolve().parents[1]
 FOLDERS = ("reward_fns", "plugins", "data_gen", "eval")
+SCRIPTS = sorted(e.name for e in distribution("medsage").entry_points if e.group == "console_scripts")
 
 
 def test_wheel_holds_only_the_medsage_namespace(tmp_path):
@@ -22,6 +30,7 @@ def test_wheel_holds_only_the_medsage_namespace(tmp_path):
     for folder in FOLDERS:
         assert f"medsage/{folder}/__init__.py" in names
     assert "medsage/reward_fns/scaffold.py" in names
+    assert {"medsage/plugins/verl/config/__init__.py", "medsage/plugins/verl/config/rgrpo.yaml"} <= names
 
 
 def test_generic_names_are_not_importable_outside_the_repo(tmp_path):
@@ -31,3 +40,25 @@ def test_generic_names_are_not_importable_outside_the_repo(tmp_path):
     )
     out = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "[]"
+
+
+@pytest.mark.parametrize("script", SCRIPTS)
+def test_console_script_help_runs_outside_the_repo(script, tmp_path):
+    command = [str(Path(sysconfig.get_path("scripts")) / script), "--help"]
+    result = subprocess.run(command, cwd=tmp_path, capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert result.stdout.strip()
+
+
+@pytest.mark.timeout(1800)  # pip fetches every wheel of the vLLM stack to read its metadata
+def test_rl_environment_resolves_with_verl_vllm(tmp_path):
+    """setup.py must leave room for the transformers 5.9 that verl[vllm] pins (LLaMA-Factory's 5.5.x pin
+    belongs to the sft extra only); a dry run resolves without installing anything."""
+    report = tmp_path / "report.json"
+    command = [sys.executable, "-m", "pip", "install", "--dry-run", "--ignore-installed", "--quiet",
+               "--report", str(report), "-e", f"{REPO}[rl]", "verl[vllm]==0.9.1"]
+    result = subprocess.run(command, cwd=tmp_path, capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr[-4000:]
+    installs = json.loads(report.read_text())["install"]
+    versions = {item["metadata"]["name"].lower(): item["metadata"]["version"] for item in installs}
+    assert versions["transformers"].startswith("5.9."), versions["transformers"]

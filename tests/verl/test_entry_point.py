@@ -4,15 +4,18 @@ and bad overrides fail with messages that name the key."""
 import os
 import subprocess
 import sys
+import sysconfig
+from pathlib import Path
 
 import pytest
+import yaml
 from hydra import compose, initialize_config_dir
 from hydra.errors import ConfigCompositionException
 from verl.trainer.ppo.utils import need_critic, need_reference_policy
 from verl.utils.config import omega_conf_to_dataclass, validate_config
 
 from conftest import REPO
-from medsage.plugins.verl.main import EXTERNAL_MODULE, ConfigError, prepare
+from medsage.plugins.verl.main import CPU_BACKEND, ConfigError, prepare
 from medsage.plugins.verl.settings import RGRPOSettings
 
 RECIPES = REPO / "recipes" / "rl"
@@ -27,21 +30,23 @@ def _recipe(*overrides):
 @pytest.fixture(autouse=True)
 def _repo_cwd(monkeypatch):
     monkeypatch.chdir(REPO)
-    monkeypatch.delenv("VERL_USE_EXTERNAL_MODULES", raising=False)
+    for name in ("VERL_USE_EXTERNAL_MODULES", "VERL_PLATFORM"):
+        monkeypatch.delenv(name, raising=False)
 
 
 def test_recipe_has_the_paper_settings_and_passes_verl_validation():
     config = prepare(_recipe())
     rollout, actor = config.actor_rollout_ref.rollout, config.actor_rollout_ref.actor
-    assert (rollout.n, rollout.name, rollout.prompt_length, rollout.response_length) == (6, "vllm", 2048, 1024)
+    assert (rollout.n, rollout.name, rollout.prompt_length, rollout.response_length) == (6, "vllm", 2048, 2600)
     assert (actor.optim.lr, config.trainer.total_epochs, config.trainer.n_gpus_per_node) == (1e-5, 8, 4)
     assert actor.freeze_vision_tower and actor.strategy == "fsdp2"
     assert RGRPOSettings.from_config(config).alpha == 0.2
     assert config.actor_rollout_ref.rollout.agent.default_agent_loop == "medsage_self_check"
-    # Paths are absolute for Ray workers; every verl process will import the trainer module.
+    # Paths are absolute for Ray workers; on GPUs no verl process is asked to import anything of ours
+    # (the task runner imports the trainer itself; workers import the classes they are handed).
     assert os.path.isabs(config.medsage.self_check_template) and os.path.isabs(rollout.agent.agent_loop_config_path)
-    assert config.ray_kwargs.ray_init.runtime_env.env_vars.VERL_USE_EXTERNAL_MODULES == EXTERNAL_MODULE
-    assert os.environ["VERL_USE_EXTERNAL_MODULES"] == EXTERNAL_MODULE
+    assert "VERL_USE_EXTERNAL_MODULES" not in os.environ and "VERL_PLATFORM" not in os.environ
+    assert "VERL_USE_EXTERNAL_MODULES" not in str(config.ray_kwargs.ray_init.get("runtime_env"))
     # verl's own checks and dataclasses accept the composed config.
     validate_config(config, use_reference_policy=need_reference_policy(config), use_critic=need_critic(config))
     assert omega_conf_to_dataclass(actor).freeze_vision_tower
@@ -54,10 +59,45 @@ def test_ablation_switches_compose():
     assert (settings.alpha, settings.self_check) == (0.0, False)
 
 
-def test_existing_external_modules_are_kept():
-    os.environ["VERL_USE_EXTERNAL_MODULES"] = "my.plugin"
-    prepare(_recipe())
-    assert os.environ["VERL_USE_EXTERNAL_MODULES"] == f"my.plugin,{EXTERNAL_MODULE}"
+def _in_fresh_process(code: str, **env: str) -> list[str]:
+    """Run ``code`` in a new interpreter (verl resolves its platform once per process)."""
+    result = subprocess.run(
+        [sys.executable, "-c", code], cwd=REPO, env={**os.environ, **env}, capture_output=True, text=True, timeout=300
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    return result.stdout.split()
+
+
+def test_cpu_device_selects_the_cpu_backend_in_every_ray_process():
+    code = (
+        "import os\n"
+        "from hydra import compose, initialize_config_dir\n"
+        "from medsage.plugins.verl.main import prepare\n"
+        f"with initialize_config_dir(config_dir='{RECIPES}', version_base=None):\n"
+        "    config = prepare(compose('rgrpo_tiny_cpu'))\n"
+        "env = config.ray_kwargs.ray_init.runtime_env.env_vars\n"
+        "print(env.VERL_PLATFORM, env.VERL_USE_EXTERNAL_MODULES, os.environ['VERL_USE_EXTERNAL_MODULES'])\n"
+        "from verl.utils.device import get_device_name\n"
+        "print(get_device_name())\n"
+    )
+    out = _in_fresh_process(code, VERL_USE_EXTERNAL_MODULES="json")  # a user's own plugin stays first
+    assert out == ["cpu", f"json,{CPU_BACKEND}", f"json,{CPU_BACKEND}", "cpu"]
+
+
+def test_cpu_backend_hooks_into_verl_where_a_ray_worker_imports_verl():
+    """What a Ray worker of a CPU run sees after ``import verl``: every hook the backend relies on
+    (platform, engine, rollout replica, rollout adapter), so a verl upgrade that moves one fails here."""
+    code = (
+        "import verl\n"
+        "from verl.utils.device import get_device_name, get_nccl_backend\n"
+        "from verl.workers.engine import EngineRegistry\n"
+        "from verl.workers.rollout.base import get_rollout_class\n"
+        "from verl.workers.rollout.replica import get_rollout_replica_class\n"
+        "print(get_device_name(), get_nccl_backend(), EngineRegistry.get_engine_cls('language_model', 'fsdp2').__name__,\n"
+        "      get_rollout_replica_class('hf').__name__, get_rollout_class('hf', 'async').__name__)\n"
+    )
+    out = _in_fresh_process(code, VERL_PLATFORM="cpu", VERL_USE_EXTERNAL_MODULES=CPU_BACKEND)
+    assert out == ["cpu", "gloo", "CPUFSDPEngineWithLMHead", "HFReplica", "HFServerAdapter"]
 
 
 def test_unknown_key_is_rejected_by_hydra():
@@ -75,6 +115,8 @@ def test_unknown_key_is_rejected_by_hydra():
         ("trainer.v1.trainer_mode=sync", ConfigError, r"trainer_mode must be 'rgrpo'"),
         ("reward.reward_model.enable=true", ConfigError, r"enable_resource_pool"),
         ("medsage.retry_template=nowhere/retry.jinja", ConfigError, r"medsage.retry_template=nowhere/retry.jinja: no such file"),
+        ("trainer.device=cpu", ConfigError, r"trainer.device=cpu needs actor_rollout_ref.rollout.name=hf"),
+        ("actor_rollout_ref.rollout.name=hf", ConfigError, r"rollout.name=hf is the CPU backend's rollout"),
     ],
 )
 def test_bad_override_fails_with_a_clear_message(override, error, message):
@@ -90,13 +132,22 @@ def test_command_line_reports_a_bad_override():
     assert "medsage.alpha must be >= 0" in result.stderr
 
 
-def test_every_verl_process_finds_the_trainer_and_the_loop():
+@pytest.mark.parametrize("config", [[], [f"--config-path={RECIPES}", f"--config-name={RECIPE}"]], ids=["default", RECIPE])
+def test_installed_script_composes_from_any_directory(config, tmp_path):
+    """``--cfg job`` only prints the composed config; the packaged config must be found as
+    ``pkg://medsage.plugins.verl.config`` wherever the script starts."""
+    command = [str(Path(sysconfig.get_path("scripts")) / "medsage-rgrpo"), *config, "--cfg", "job"]
+    result = subprocess.run(command, cwd=tmp_path, capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert "is not available" not in result.stderr
+    assert yaml.safe_load(result.stdout)["trainer"]["v1"]["trainer_mode"] == "rgrpo"
+
+
+def test_the_task_runner_process_finds_the_trainer_and_the_loop():
     code = (
-        "import verl\n"
+        "import medsage.plugins.verl.trainer\n"
         "from verl.trainer.ppo.v1 import get_trainer_cls\n"
         "from verl.experimental.agent_loop.agent_loop import _agent_loop_registry\n"
         "print(get_trainer_cls('rgrpo').__name__, 'medsage_self_check' in _agent_loop_registry)\n"
     )
-    env = dict(os.environ, VERL_USE_EXTERNAL_MODULES=EXTERNAL_MODULE)
-    result = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=300)
-    assert result.stdout.split() == ["RGRPOTrainer", "True"], result.stderr[-2000:]
+    assert _in_fresh_process(code) == ["RGRPOTrainer", "True"]
