@@ -36,6 +36,7 @@ class BuildStats:
     failed_samples: int = 0
     outputs: dict[str, int] = field(default_factory=dict)
     usage: dict[str, dict] = field(default_factory=dict)
+    rl_prompts: dict = field(default_factory=dict)  # medsage.data_gen.exports.PromptBudget; empty: not measured
 
     @property
     def acceptance_rate(self) -> float:
@@ -68,6 +69,17 @@ def _multi_image(stats: BuildStats) -> str:
     n = sum(r["reasons"].get("multi_image", 0) for r in stats.read.values())
     return (f"{n} record(s) with several images were skipped (`multi_image`): every sample here has exactly one image.\n"
             if n else "")
+
+
+def _rl_prompts(stats: BuildStats) -> str:
+    budget = stats.rl_prompts
+    if not budget:
+        return ("Not measured. verl's `filter_overlong_prompts` drops RL prompts longer than `data.max_prompt_length` "
+                "tokens (image tokens included) when it loads the parquet, without a count; set `exports.rl_processor` "
+                "(e.g. the SFT checkpoint) to count them here.\n")
+    return (f"{budget['over']} of {budget['rows']} RL prompts exceed {budget['max_prompt_length']} tokens "
+            f"(`exports.rl_max_prompt_length`; image tokens included, counted with {budget['processor']}; longest "
+            f"{budget['longest']}). verl's `filter_overlong_prompts` drops them when it loads the parquet, without a count.\n")
 
 
 def write_card(stats: BuildStats, card_dir: Path) -> Path:
@@ -115,6 +127,8 @@ Stage text generator: **{stats.generator}**. Judge: **{stats.judge}**.
 {_table(stats.rejection_reasons, "rejection reason")}
 ## Outputs
 {_table(stats.outputs, "file")}
+## RL prompt budget
+{_rl_prompts(stats)}
 ## Tokens and cost
 | model | calls | cache hits | retries | prompt tokens | completion tokens | cost (USD) |
 | --- | --- | --- | --- | --- | --- | --- |

@@ -64,6 +64,14 @@ class ExportConfig:
     rl_size: int = 10_000
     val_fraction: float = 0.05
     rl_max_answer_words: int = 8
+    # The SFT recipe's image_max_pixels (recipes/sft: 768*768): RL images are written at the size
+    # LLaMA-Factory gives them in SFT, so rollout, training and SFT see the same image.
+    rl_image_max_pixels: int = 589_824
+    # A Hugging Face processor (hub id or path, e.g. the SFT checkpoint) to count each RL prompt's tokens,
+    # image included, as verl does; prompts over rl_max_prompt_length (the RL recipe's
+    # data.max_prompt_length) are dropped by verl without a count, so the card counts them. None: not counted.
+    rl_processor: str | None = None
+    rl_max_prompt_length: int = 2048
 
 
 @dataclass(frozen=True)

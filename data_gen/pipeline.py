@@ -20,7 +20,7 @@ from tqdm import tqdm
 from medsage.data_gen import phantom
 from medsage.data_gen.card import BuildStats, write_card
 from medsage.data_gen.config import BuildConfig, SourceConfig
-from medsage.data_gen.exports import Verified, rl_candidates, write_pairs, write_rl, write_sft
+from medsage.data_gen.exports import Verified, measure_rl_prompts, rl_candidates, write_pairs, write_rl, write_sft
 from medsage.data_gen.imputation import Imputer
 from medsage.data_gen.instructions import (
     Materialised,
@@ -235,7 +235,9 @@ class Builder:
         write_sft(items, self.sft_dir, cfg.sft_dataset_name, cfg.sft_max_per_sample)
         stats.outputs[f"sft/{cfg.sft_dataset_name}.json"] = sum(min(len(v.accepted), cfg.sft_max_per_sample) for v in items)
         sizes = write_rl(items, self.out / "rl", self.sft_dir, cfg.rl_size, cfg.val_fraction,
-                         cfg.rl_max_answer_words, self.config.seed)
+                         cfg.rl_max_answer_words, self.config.seed, cfg.rl_image_max_pixels)
+        if cfg.rl_processor:
+            stats.rl_prompts = asdict(measure_rl_prompts(self.out / "rl", cfg.rl_processor, cfg.rl_max_prompt_length))
         stats.outputs.update({f"rl/{k}.parquet": n for k, n in sizes.items()})
         stats.outputs["rl candidates"] = len(rl_candidates(items, cfg.rl_max_answer_words))
         stats.outputs["scorer/pairs.jsonl"] = write_pairs(items, self.out / "scorer" / "pairs.jsonl")

@@ -13,12 +13,26 @@ The loop hands the trainer ``reward_score`` = the weighted outcome reward of the
 ``outcome_mask`` (tau1 when accepted, tau2 when retried), first/final correctness,
 ``r_sc = 1[a1 wrong and a2 right]`` and every reward part (see :class:`SessionOutcome`).
 
-Budget: everything, injected turns included, fits in ``rollout.response_length``. Each generate
-call may use what is left (the self-check span at most ``medsage.self_check_max_tokens``). When an
-instruction no longer fits with room for at least one generated token, the session stops cleanly
-there and the last complete attempt is the final trajectory: tau1 stays the scored, outcome-masked
-trajectory, a self-check span already generated keeps mask 1 but earns nothing (``r_sc`` is 0),
-and ``stop_reason`` records where it stopped. A tau2 cut by the budget is scored as it stands.
+Budget: each attempt (tau1, tau2) has its own cap, ``medsage.attempt_max_tokens`` (the paper's
+"maximum generation length of 1024" is per generation), the self-check span has
+``medsage.self_check_max_tokens``, and the whole session, injected turns included, fits in
+``rollout.response_length`` (:func:`~medsage.plugins.verl.settings.check_budget` says what a full
+retry needs). A generate call gets its span's cap or what is left of the session, whichever is
+smaller; ``capped_spans`` names the spans cut there. When an instruction no longer fits with room
+for at least one generated token, the session stops cleanly there and the last complete attempt is
+the final trajectory: tau1 stays the scored, outcome-masked trajectory, a self-check span already
+generated keeps mask 1 but earns nothing (``r_sc`` is 0), and ``stop_reason`` records where it
+stopped. A tau2 cut by its cap is scored as it stands.
+
+Turns: the model ends a turn with ``<|im_end|>``, and verl's Qwen token builder adds only the
+newline after it when the next user turn is merged. A span cut at its cap has no ``<|im_end|>``, so
+the loop closes the turn itself (the token gets mask 0 and log-probability 0: the model did not
+generate it) before it injects an instruction; otherwise the instruction would run straight on
+from the cut text, a transcript the chat template never produces.
+
+Images: the processor settings of ``data.mm_processor_kwargs`` go with every generate call and into
+the output, as verl's own loops do, so vLLM processes the image as the prompt's placeholders and
+the trainer's image inputs expect.
 
 A policy early in training can emit an image or video placeholder token as text. The transcript
 then holds more placeholders than the session has images, which no server can fill (vLLM refuses
@@ -43,6 +57,8 @@ from medsage.reward_fns.rewards import compute_score
 from .settings import RGRPOSettings
 
 AGENT_NAME = "medsage_self_check"
+# ChatML's end of turn, rendered by Qwen's chat templates after every message.
+END_OF_TURN = "<|im_end|>"
 
 
 @dataclass
@@ -54,6 +70,7 @@ class Transcript:
     response_mask: list[int] = field(default_factory=list)
     logprobs: list[float] | None = None
     spans: dict[str, tuple[int, int]] = field(default_factory=dict)
+    capped: list[str] = field(default_factory=list)  # spans cut at their max_tokens, in order
 
     @property
     def response_ids(self) -> list[int]:
@@ -80,6 +97,7 @@ class SessionOutcome:
     reward_parts: dict[str, float]  # every part of the final trajectory's reward, e.g. accuracy, format
     first_reward_parts: dict[str, float]
     self_check_length: int
+    capped_spans: list[str]  # generated spans (tau1, check, tau2) cut at their cap or the session's budget
 
     @property
     def r_sc(self) -> float:
@@ -97,22 +115,32 @@ class SelfCheckAgentLoop(AgentLoopBase):
         self.response_length = self.rollout_config.response_length
         self.self_check_instruction, self.retry_instruction = self.settings.templates()
         self.placeholder_ids = _placeholder_ids(self.processor, self.tokenizer)
+        self.end_of_turn_id = _end_of_turn_id(self.tokenizer)
 
-    async def run(self, sampling_params: dict[str, Any], **kwargs: Any) -> AgentLoopOutput:
+    async def run(self, sampling_params: dict[str, Any], priority: int = 0, **kwargs: Any) -> AgentLoopOutput:
         messages = list(kwargs["raw_prompt"])
         _decode_images(messages)
         multi_modal_data = await self.process_multi_modal_info(messages)
-        images = multi_modal_data.get("images")
         self._assert_mm_supported(bool(multi_modal_data))
-        prompt_ids = await self.ct_build_initial_tokens(messages, images=images)
+        request = GenerateRequest(
+            sampling_params=sampling_params,
+            images=multi_modal_data.get("images"),
+            mm_processor_kwargs=self._get_mm_processor_kwargs(),
+            priority=int(priority),  # np.int64 when it comes from verl's batch
+        )
+        prompt_ids = await self.ct_build_initial_tokens(messages, images=request.images)
         logprobs = [] if sampling_params.get("logprobs") else None
-        session = _Session(self, Transcript(list(prompt_ids), len(prompt_ids), logprobs=logprobs), sampling_params, images)
+        session = _Session(self, Transcript(list(prompt_ids), len(prompt_ids), logprobs=logprobs), request)
 
-        first_text = await session.generate("tau1", self.response_length)
+        first_text = await session.generate("tau1", self.settings.attempt_max_tokens)
         stop = "accepted"
         if not _correct(await self._score(session, first_text, kwargs)):
             stop = await self._self_check(session, messages, first_text, kwargs)
-        return self._output(session, stop, multi_modal_data)
+        output = self._output(session, stop, multi_modal_data)
+        # What the session was asked, for the trainer's session records and reports.
+        output.extra_fields["question"] = (kwargs.get("extra_info") or {}).get("question")
+        output.extra_fields["ground_truth"] = (kwargs.get("reward_model") or {}).get("ground_truth")
+        return output
 
     async def _self_check(self, session: "_Session", messages: list[dict], first_text: str, kwargs: dict) -> str:
         """Steps 2-4 of the session (self-check, retry, score), or a clean stop; returns the stop reason."""
@@ -129,7 +157,7 @@ class SelfCheckAgentLoop(AgentLoopBase):
         messages.append({"role": "assistant", "content": check_text})
         if not await session.inject(messages, self.retry_instruction):
             return "budget_before_retry"
-        await self._score(session, await session.generate("tau2", self.response_length), kwargs)
+        await self._score(session, await session.generate("tau2", self.settings.attempt_max_tokens), kwargs)
         return "retried"
 
     async def _score(self, session: "_Session", text: str, kwargs: dict) -> dict[str, float]:
@@ -163,6 +191,7 @@ class SelfCheckAgentLoop(AgentLoopBase):
             reward_parts=_parts(final),
             first_reward_parts=_parts(first),
             self_check_length=sum(t.mask_of("check")),
+            capped_spans=list(t.capped),
         )
         extra = {
             **asdict(outcome),
@@ -179,6 +208,7 @@ class SelfCheckAgentLoop(AgentLoopBase):
             response_mask=t.response_mask,
             response_logprobs=t.logprobs or None,
             multi_modal_data=multi_modal_data,
+            mm_processor_kwargs=session.request.mm_processor_kwargs,
             reward_score=float(final["score"]),
             num_turns=2 * len(t.spans),
             metrics=session.metrics,
@@ -192,6 +222,17 @@ def _placeholder_ids(processor: Any, tokenizer: Any) -> frozenset[int]:
     return frozenset(tokenizer.convert_tokens_to_ids(t) for t in tokens if t)
 
 
+def _end_of_turn_id(tokenizer: Any) -> int:
+    """The id of :data:`END_OF_TURN`; the loop closes cut turns with it, so the model must know it."""
+    token_id = tokenizer.convert_tokens_to_ids(END_OF_TURN)
+    if token_id is None or token_id == tokenizer.unk_token_id:
+        raise ValueError(
+            f"the policy's tokenizer has no {END_OF_TURN!r} token: the self-check loop needs a ChatML "
+            "(Qwen) chat template; set actor_rollout_ref.model.path to a Qwen2/2.5-VL checkpoint"
+        )
+    return token_id
+
+
 def _parts(scores: dict[str, float]) -> dict[str, float]:
     return {k: float(v) for k, v in scores.items() if k != "score"}
 
@@ -200,11 +241,21 @@ def _correct(scores: dict[str, float]) -> bool:
     return float(scores.get("accuracy", 0.0)) >= 1.0
 
 
+@dataclass(frozen=True)
+class GenerateRequest:
+    """What every generate call of one session sends besides the token stream and ``max_tokens``."""
+
+    sampling_params: dict[str, Any]
+    images: list | None
+    mm_processor_kwargs: dict[str, Any]  # how the server processes the images (e.g. max_pixels)
+    priority: int  # verl's per-sample scheduling priority
+
+
 class _Session:
     """Generation and injection steps on one transcript, with the response-length budget."""
 
-    def __init__(self, loop: SelfCheckAgentLoop, transcript: Transcript, sampling_params: dict, images: list | None):
-        self.loop, self.transcript, self.sampling_params, self.images = loop, transcript, sampling_params, images
+    def __init__(self, loop: SelfCheckAgentLoop, transcript: Transcript, request: GenerateRequest):
+        self.loop, self.transcript, self.request = loop, transcript, request
         self.request_id = uuid4().hex  # one id per session: the server keeps its prefix cache warm
         self.metrics: dict[str, float] = {}
         self.attempts: list[dict[str, float]] = []
@@ -215,20 +266,25 @@ class _Session:
         self.metrics[name] = self.metrics.get(name, 0.0) + seconds
 
     async def generate(self, span: str, cap: int) -> str:
-        """Generate one assistant turn into ``span``; returns its decoded text."""
-        t, loop = self.transcript, self.loop
+        """Generate one assistant turn into ``span`` with at most ``cap`` tokens (fewer when less of
+        the session's budget is left); returns its decoded text."""
+        t, loop, request = self.transcript, self.loop, self.request
         budget = min(cap, loop.response_length - len(t.response_mask))
         timing: dict[str, float] = {}
         with simple_timer("generate_sequences", timing):
             output = await loop.server_manager.generate(
                 request_id=self.request_id,
                 prompt_ids=t.token_ids,
-                sampling_params={**self.sampling_params, "max_tokens": budget},
-                image_data=self.images,
+                sampling_params={**request.sampling_params, "max_tokens": budget},
+                image_data=request.images,
+                mm_processor_kwargs=request.mm_processor_kwargs,
+                priority=request.priority,
             )
         self.add_metric("generate_sequences", timing["generate_sequences"])
         self._track_steps(output.extra_fields)
         self.emitted_placeholder |= not loop.placeholder_ids.isdisjoint(output.token_ids)
+        if len(output.token_ids) >= budget and output.token_ids[-1:] != [loop.end_of_turn_id]:
+            t.capped.append(span)
         start = len(t.response_mask)
         merged, t.response_mask, logprobs = await loop.ct_merge_assistant_token(
             t.token_ids, output.token_ids, t.response_mask, t.logprobs, assistant_logprobs=output.log_probs or None
@@ -238,17 +294,28 @@ class _Session:
         return loop.tokenizer.decode(output.token_ids, skip_special_tokens=True)
 
     async def inject(self, messages: list[dict], instruction: str) -> bool:
-        """Append ``instruction`` as a user turn (mask 0) if it fits with room to generate; else leave
-        the transcript and ``messages`` unchanged and return False."""
+        """Close the open assistant turn and append ``instruction`` as a user turn (all mask 0) if
+        that fits with room to generate; else leave the transcript and ``messages`` unchanged and
+        return False."""
         t, loop = self.transcript, self.loop
+        token_ids, mask, logprobs = self._closed_turn()
         previous = list(messages)
         messages.append({"role": "user", "content": instruction})
-        merged, mask, logprobs = await loop.ct_merge_context_msg(previous, messages, t.token_ids, t.response_mask, t.logprobs)
+        merged, mask, logprobs = await loop.ct_merge_context_msg(previous, messages, token_ids, mask, logprobs)
         if len(mask) >= loop.response_length:
             messages.pop()
             return False
         t.token_ids, t.response_mask, t.logprobs = merged.token_ids, mask, logprobs
         return True
+
+    def _closed_turn(self) -> tuple[list[int], list[int], list[float] | None]:
+        """The transcript with the end-of-turn token appended (mask 0, log-probability 0) when the
+        last generated span was cut before it, as the chat template renders every finished turn."""
+        t, end = self.transcript, self.loop.end_of_turn_id
+        if t.token_ids[-1] == end:
+            return t.token_ids, t.response_mask, t.logprobs
+        logprobs = None if t.logprobs is None else t.logprobs + [0.0]
+        return t.token_ids + [end], t.response_mask + [0], logprobs
 
     def _track_steps(self, extra_fields: dict) -> None:
         """Weight versions the session was generated across, as verl's staleness tags expect."""

@@ -18,7 +18,7 @@ from pathlib import Path
 import hydra
 from omegaconf import DictConfig, OmegaConf, open_dict
 
-from .settings import SECTION, RGRPOSettings
+from .settings import SECTION, RGRPOSettings, check_budget
 
 CPU_BACKEND = "medsage.plugins.verl.cpu"
 CPU_ROLLOUT = "hf"
@@ -31,6 +31,7 @@ class ConfigError(ValueError):
 def prepare(config: DictConfig) -> DictConfig:
     """Validate ``config`` for R-GRPO and resolve its paths in place; returns it."""
     settings = RGRPOSettings.from_config(config)
+    check_budget(settings, config.actor_rollout_ref.rollout.response_length)
     _require(config.trainer.use_v1, "trainer.use_v1 must be true: R-GRPO runs on verl's v1 trainer")
     _require(
         config.trainer.v1.trainer_mode == "rgrpo",

@@ -9,6 +9,7 @@ from typing import Mapping, Sequence
 import numpy as np
 
 PREFIX = "medsage"
+CAPPED_SPANS = ("tau1", "check", "tau2")  # the self-check loop's generated spans
 
 
 def self_check_metrics(sessions: Sequence[Mapping], generated_lengths: Sequence[int]) -> dict[str, float]:
@@ -36,4 +37,17 @@ def self_check_metrics(sessions: Sequence[Mapping], generated_lengths: Sequence[
         metrics[f"{PREFIX}/reward/{part}/mean"] = float(np.mean(values))
     stops = Counter(s["stop_reason"] for s in sessions)
     metrics.update({f"{PREFIX}/stop/{reason}": count / len(sessions) for reason, count in sorted(stops.items())})
+    # Share of sessions whose span was cut at its cap: a high tau1 share means attempt_max_tokens
+    # (or response_length) truncates answers before the ANSWER stage.
+    capped = Counter(span for s in sessions for span in s["capped_spans"])
+    metrics.update({f"{PREFIX}/capped/{span}": capped[span] / len(sessions) for span in CAPPED_SPANS})
     return metrics
+
+
+def effective_group_rate(scores: Sequence[float], uids: Sequence[str]) -> float:
+    """Share of prompt groups whose sessions' rewards differ: the groups GRPO learns from (a group
+    of equal rewards has advantage 0 everywhere); the "effective samples" of paper Figure 3."""
+    groups: dict[str, set[float]] = {}
+    for score, uid in zip(scores, uids):
+        groups.setdefault(uid, set()).add(round(float(score), 6))
+    return float(np.mean([len(values) > 1 for values in groups.values()])) if groups else 0.0

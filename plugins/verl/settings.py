@@ -29,14 +29,17 @@ class RGRPOSettings:
     self_check: bool = True
     self_check_template: str = "recipes/rl/templates/self_check.jinja"
     retry_template: str = "recipes/rl/templates/retry.jinja"
+    attempt_max_tokens: int = 1024
     self_check_max_tokens: int = 256
     reward_kwargs: dict[str, Any] = field(default_factory=dict)
+    sessions_dir: str | None = None
 
     def __post_init__(self) -> None:
         if self.alpha < 0:
             raise ValueError(f"{SECTION}.alpha must be >= 0 (the paper uses 0.2), got {self.alpha}")
-        if self.self_check_max_tokens < 1:
-            raise ValueError(f"{SECTION}.self_check_max_tokens must be >= 1, got {self.self_check_max_tokens}")
+        for key in ("attempt_max_tokens", "self_check_max_tokens"):
+            if getattr(self, key) < 1:
+                raise ValueError(f"{SECTION}.{key} must be >= 1, got {getattr(self, key)}")
 
     @classmethod
     def from_config(cls, config: DictConfig | Mapping[str, Any]) -> "RGRPOSettings":
@@ -54,6 +57,32 @@ class RGRPOSettings:
     def templates(self) -> tuple[str, str]:
         """The rendered self-check and retry instructions (files must exist)."""
         return render_instruction(self.self_check_template), render_instruction(self.retry_template)
+
+
+def check_budget(settings: RGRPOSettings, response_length: int) -> None:
+    """Check that ``rollout.response_length``, the budget of a whole session, fits its spans.
+
+    It must hold one full attempt; with the self-check on it must also hold a full retry:
+    tau1 and tau2 at ``attempt_max_tokens`` each plus the self-check at ``self_check_max_tokens``.
+    The two injected instructions come on top (about 220 tokens with Qwen2.5-VL's tokenizer and the
+    templates in recipes/rl/templates); counting them needs the tokenizer and a session that runs
+    out of budget stops cleanly, so they are left to the recipe's margin rather than checked here.
+    Raises ValueError naming the keys; meant for the entry point, before anything starts.
+    """
+    key = "actor_rollout_ref.rollout.response_length (data.max_response_length)"
+    if response_length < settings.attempt_max_tokens:
+        raise ValueError(
+            f"{key}={response_length} cannot hold one attempt of {SECTION}.attempt_max_tokens="
+            f"{settings.attempt_max_tokens}; raise data.max_response_length or lower {SECTION}.attempt_max_tokens"
+        )
+    retry = 2 * settings.attempt_max_tokens + settings.self_check_max_tokens
+    if settings.self_check and response_length < retry:
+        raise ValueError(
+            f"{key}={response_length} cannot hold a full retry: 2 x {SECTION}.attempt_max_tokens + "
+            f"{SECTION}.self_check_max_tokens = {retry} tokens, plus room for the two injected instructions "
+            f"(~220 tokens with Qwen2.5-VL); raise data.max_response_length (the paper recipe holds "
+            f"2 x 1024 + 256 in 2600), lower the caps, or set {SECTION}.self_check=false"
+        )
 
 
 def render_instruction(path: str | Path) -> str:

@@ -15,6 +15,8 @@ than it uses.
 
 from __future__ import annotations
 
+from functools import partial
+
 import numpy as np
 import ray
 import transfer_queue as tq
@@ -30,14 +32,16 @@ from verl.trainer.ppo.v1 import PPOTrainerSync, register_trainer
 from verl.workers.utils.padding import response_to_nested
 
 from . import agent_loop  # noqa: F401  (registers the agent loop wherever the trainer is imported)
-from .advantage import advantages_from_sessions
-from .metrics import self_check_metrics
+from .advantage import advantages_from_sessions, session_masks
+from .metrics import PREFIX, effective_group_rate, self_check_metrics
+from .sessions import SessionRecord, session_spans, write_step
 from .settings import RGRPOSettings
 from .worker import RGRPOWorker
 
 TRAINER_MODE = "rgrpo"
 _ACTOR_ROLES = (Role.ActorRollout, Role.ActorRolloutRef, Role.Actor)
 _ADVANTAGE_FIELDS = ["uid", "response_mask", "rm_scores", "rollout_log_probs", "old_log_probs", "ref_log_prob"]
+_RECORD_FIELDS = ["responses"]
 
 
 @register_trainer(TRAINER_MODE)
@@ -58,11 +62,15 @@ class RGRPOTrainer(PPOTrainerSync):
                 self.role_worker_mapping[role] = ray.remote(RGRPOWorker)
 
     def _compute_advantage(self, batch: KVBatchMeta, metrics: dict) -> KVBatchMeta:
+        record = self.settings.sessions_dir is not None
         data = tq.kv_batch_get(
-            keys=batch.keys, partition_id=batch.partition_id, select_fields=_ADVANTAGE_FIELDS + ["extra_fields"]
+            keys=batch.keys,
+            partition_id=batch.partition_id,
+            select_fields=_ADVANTAGE_FIELDS + ["extra_fields"] + (_RECORD_FIELDS if record else []),
         )
         nested_response_mask = data["response_mask"]
         sessions = data.pop("extra_fields").tolist()
+        tokens = {f: [row.tolist() for row in data.pop(f).unbind()] for f in _RECORD_FIELDS} if record else {}
         data = DataProto(batch=data.to_padded_tensor())
         data.batch["token_level_scores"] = data.batch["rm_scores"]
         data.non_tensor_batch["uid"] = np.array(data.batch.pop("uid").tolist(), dtype=object)
@@ -84,7 +92,10 @@ class RGRPOTrainer(PPOTrainerSync):
             norm_adv_by_std=algorithm.get("norm_adv_by_std_in_grpo", True),
         )
         data.batch["advantages"] = data.batch["returns"] = advantages
-        self._log_sessions(batch, sessions, data.batch["response_mask"], metrics)
+        real = [i for i, tag in enumerate(batch.tags) if not tag.get("is_padding", False)]
+        self._log_metrics(real, sessions, data, metrics)
+        if record:
+            self._record_sessions(real, sessions, data, tokens)
 
         fields = ["advantages", "returns"]
         if algorithm.use_kl_in_reward:
@@ -107,10 +118,44 @@ class RGRPOTrainer(PPOTrainerSync):
         return data, True
 
     @staticmethod
-    def _log_sessions(batch: KVBatchMeta, sessions: list[dict], response_mask, metrics: dict) -> None:
-        real = [i for i, tag in enumerate(batch.tags) if not tag.get("is_padding", False)]
-        lengths = response_mask.sum(dim=-1).tolist()
+    def _log_metrics(real: list[int], sessions: list[dict], data: DataProto, metrics: dict) -> None:
+        lengths = data.batch["response_mask"].sum(dim=-1).tolist()
         metrics.update(self_check_metrics([sessions[i] for i in real], [lengths[i] for i in real]))
+        scores = data.batch["token_level_scores"].sum(dim=-1).tolist()
+        uids = data.non_tensor_batch["uid"]
+        metrics[f"{PREFIX}/effective_group_rate"] = effective_group_rate([scores[i] for i in real], [uids[i] for i in real])
+
+    def _record_sessions(self, real: list[int], sessions: list[dict], data: DataProto, tokens: dict) -> None:
+        outcome, check, _ = session_masks(sessions, data.batch["response_mask"])
+        decode = partial(self.tokenizer.decode, skip_special_tokens=False)
+        records = []
+        for i in real:
+            session, length = sessions[i], len(tokens["responses"][i])
+            spans = session_spans(
+                tokens["responses"][i],
+                data.batch["response_mask"][i, :length].tolist(),
+                outcome[i, :length].tolist(),
+                check[i, :length].tolist(),
+                data.batch["advantages"][i, :length].tolist(),
+                bool(session["retried"]),
+                decode,
+            )
+            records.append(
+                SessionRecord(
+                    step=self.global_steps,
+                    uid=str(data.non_tensor_batch["uid"][i]),
+                    question=session.get("question"),
+                    ground_truth=session.get("ground_truth"),
+                    reward=float(data.batch["token_level_scores"][i].sum()),
+                    r_sc=float(session["r_sc"]),
+                    first_correct=bool(session["first_correct"]),
+                    final_correct=bool(session["final_correct"]),
+                    stop_reason=str(session["stop_reason"]),
+                    reward_parts={k: float(v) for k, v in session["reward_parts"].items()},
+                    spans=spans,
+                )
+            )
+        write_step(self.settings.sessions_dir, self.global_steps, records)
 
 
 @ray.remote

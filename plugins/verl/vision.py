@@ -11,6 +11,12 @@ reduce-scatter, and the optimizer skips parameters without gradients, so the tow
 
 from __future__ import annotations
 
+import argparse
+import sys
+from pathlib import Path
+
+import torch
+from safetensors.torch import load_file
 from torch import nn
 from verl.single_controller.base.decorator import Dispatch, register
 from verl.workers.engine_workers import TrainingWorker
@@ -43,3 +49,38 @@ class FrozenVisionTrainingWorker(TrainingWorker):
         super().reset()
         frozen = freeze_vision_tower(self.engine.module)
         print(f"[medsage] vision tower frozen: {frozen} parameters")
+
+
+def changed_tensors(before: str | Path, after: str | Path) -> tuple[list[str], list[str]]:
+    """Names of the tensors that differ between two Hugging Face checkpoints, split into the vision
+    tower's and the rest; the check a cluster run makes that the tower stayed frozen."""
+    old, new = _safetensors(before), _safetensors(after)
+    if old.keys() != new.keys():
+        raise ValueError(f"{before} and {after} hold different tensors: {sorted(old.keys() ^ new.keys())[:5]}")
+    changed = [name for name in old if not torch.equal(old[name], new[name])]
+    in_tower = lambda name: any(part in VISION_TOWER_NAMES for part in name.split("."))  # noqa: E731
+    return [n for n in changed if in_tower(n)], [n for n in changed if not in_tower(n)]
+
+
+def _safetensors(folder: str | Path) -> dict[str, torch.Tensor]:
+    files = sorted(Path(folder).glob("*.safetensors"))
+    if not files:
+        raise FileNotFoundError(f"{folder}: no *.safetensors (merge a verl checkpoint with `python -m verl.model_merger merge`)")
+    return {name: tensor for f in files for name, tensor in load_file(f).items()}
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``python -m medsage.plugins.verl.vision BEFORE AFTER``: exit 1 if the vision tower changed."""
+    parser = argparse.ArgumentParser(description="Check that the vision tower did not change between two checkpoints.")
+    parser.add_argument("before", type=Path)
+    parser.add_argument("after", type=Path)
+    args = parser.parse_args(argv)
+    tower, rest = changed_tensors(args.before, args.after)
+    print(f"[medsage] changed tensors: {len(tower)} in the vision tower, {len(rest)} elsewhere")
+    if tower:
+        print(f"[medsage] the vision tower changed: {tower[:5]}", file=sys.stderr)
+    return 1 if tower else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -4,8 +4,8 @@
         [--from STAGE | --only STAGE]
 
 Each stage calls the same entry points a cluster user calls (the tiny-model builder,
-``medsage-data build``, ``llamafactory-cli train``, the R-GRPO self-check loop, the evaluation
-suite) and records what it produced in ``run_dir/stages/<stage>.json``; a finished stage is
+``medsage-data build``, ``llamafactory-cli train``, ``medsage-rgrpo`` (verl's own trainer loop on
+the CPU backend), the evaluation suite) and records what it produced in ``run_dir/stages/<stage>.json``; a finished stage is
 skipped on the next run, so a killed quickstart resumes where it stopped.
 """
 
@@ -30,7 +30,7 @@ import yaml  # noqa: E402
 from omegaconf import DictConfig, OmegaConf  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[2]
-STAGES = ("model", "data", "benchmark", "align", "sft", "rl", "eval_base", "eval_sft", "report")
+STAGES = ("model", "data", "benchmark", "align", "sft", "rl", "eval_base", "eval_sft", "eval_rl", "report")
 
 
 def log(stage: str, message: str) -> None:
@@ -129,47 +129,114 @@ def _llamafactory_train(section: DictConfig, seed: int, run: Path, name: str, mo
 
 
 def stage_rl(cfg: DictConfig, run: Path) -> dict[str, Any]:
-    from medsage.plugins.verl.local_rollout import compose_config, run_local_rollouts
+    return train_rl(cfg, run, run / "rl", run / "rl_model", [])
 
-    config = compose_config(run / "sft_model", REPO, list(cfg.rl.overrides))
-    result = run_local_rollouts(
-        config,
-        run / "data" / "rl" / "train.parquet",
-        prompts=cfg.rl.prompts,
-        sessions_per_prompt=cfg.rl.sessions_per_prompt,
-        temperature=cfg.rl.temperature,
-    )
-    sessions = run / "rl" / "sessions.jsonl"
-    sessions.parent.mkdir(parents=True, exist_ok=True)
-    sessions.write_text("".join(json.dumps(asdict(s)) + "\n" for s in result.sessions))
-    return {"sessions": str(sessions), "metrics": result.metrics}
+
+def train_rl(cfg: DictConfig, run: Path, out: Path, model_out: Path, arm: list[str]) -> dict[str, Any]:
+    """R-GRPO from the SFT model: ``medsage-rgrpo`` (verl's own ``fit()`` on the CPU backend); the last
+    checkpoint's Hugging Face export lands at ``model_out``.
+    ``arm`` holds hydra overrides applied last (the ablation's switches)."""
+    overrides = [
+        f"actor_rollout_ref.model.path={run / 'sft_model'}",
+        f"data.train_files={run / 'data' / 'rl' / 'train.parquet'}",
+        f"data.val_files={run / 'data' / 'rl' / 'val.parquet'}",
+        f"trainer.default_local_dir={out / 'checkpoints'}",
+        f"trainer.total_training_steps={cfg.rl.steps}",
+        f"trainer.save_freq={cfg.rl.steps}",
+        "trainer.logger=[console,file]",
+        f"medsage.sessions_dir={out / 'sessions'}",
+        f"data.seed={cfg.seed}",
+        *cfg.rl.overrides,
+        *arm,
+    ]
+    cli = str(Path(sys.executable).parent / "medsage-rgrpo")
+    command = [cli, f"--config-path={REPO / 'recipes' / 'rl'}", f"--config-name={cfg.rl.recipe}", *overrides]
+    metrics_file = out / "metrics.jsonl"
+    progress = lambda: _rl_progress(metrics_file, cfg.rl.steps)  # noqa: E731
+    _call(command, out / "rl.log", {"VERL_FILE_LOGGER_PATH": str(metrics_file)}, progress)
+    # verl's own Hugging Face export of the last checkpoint (recipe: checkpoint.save_contents has hf_model),
+    # float32 as trained; verl's model merger would cast to bf16 and blur the SFT vs R-GRPO comparison.
+    exported = out / "checkpoints" / f"global_step_{cfg.rl.steps}" / "actor" / "huggingface"
+    shutil.copytree(exported, model_out, dirs_exist_ok=True)
+    steps = _rl_metrics(metrics_file)
+    _plot_rl(steps, out / "rl_curves.png")
+    return {"rl_model": str(model_out), "sessions": str(out / "sessions"), "metrics_file": str(metrics_file),
+            "log": str(out / "rl.log"), "curves": str(out / "rl_curves.png"), "steps": len(steps), "metrics": steps}
+
+
+# Per-step curves of the report: what R-GRPO did at each step (verl's own metric names and medsage's).
+RL_CURVES = {
+    "reward": "critic/score/mean",
+    "first-attempt accuracy": "medsage/first_accuracy",
+    "final accuracy": "medsage/final_accuracy",
+    "format reward": "medsage/reward/format/mean",
+    "self-check rate": "medsage/self_check_rate",
+    "correction rate r_sc": "medsage/correction_rate",
+    "groups with advantage": "medsage/effective_group_rate",
+}
+
+
+def _rl_metrics(metrics_file: Path) -> list[dict[str, float]]:
+    """verl's file logger: one JSON line per step, ``{"step": k, "data": {metric: value}}``."""
+    if not metrics_file.exists():
+        return []
+    rows = [json.loads(line) for line in metrics_file.read_text().splitlines() if line.strip()]
+    return [{"step": r["step"], **{k: float(v) for k, v in r["data"].items() if isinstance(v, (int, float))}} for r in rows]
+
+
+def _rl_progress(metrics_file: Path, steps: int) -> str:
+    done = _rl_metrics(metrics_file)
+    if not done:
+        return "starting Ray, the actor, reference and rollout workers (about 2-3 minutes)"
+    last = done[-1]
+    return (f"step {last['step']}/{steps}: reward {last.get('critic/score/mean', 0):.3f}, first-attempt accuracy "
+            f"{last.get('medsage/first_accuracy', 0):.2f}, self-check rate {last.get('medsage/self_check_rate', 0):.2f}")
+
+
+def _plot_rl(steps: list[dict[str, float]], path: Path) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig, ax = plt.subplots(figsize=(7, 3.5))
+    for label, key in RL_CURVES.items():
+        ax.plot([s["step"] for s in steps], [s.get(key, float("nan")) for s in steps], marker=".", label=label)
+    ax.set(xlabel="R-GRPO step", ylabel="value (per step)", title="R-GRPO on CPU (verl fit)", ylim=(-0.05, 1.05))
+    ax.legend(fontsize=7, loc="center left", bbox_to_anchor=(1, 0.5))
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
 
 
 def stage_eval(model_dir: str, label: str) -> Callable[[DictConfig, Path], dict[str, Any]]:
-    def run_eval(cfg: DictConfig, run: Path) -> dict[str, Any]:
-        from medsage.eval.config import config_from_dict
-        from medsage.eval.evaluate import run_evaluation
+    return lambda cfg, run: evaluate(cfg, run, run / model_dir, run / f"eval_{model_dir}", label)
 
-        out = run / f"eval_{model_dir}"
-        recipe = {
-            "model": {"backend": "hf", "path": str(run / model_dir), "label": label, "device": "cpu",
-                      "batch_size": cfg.eval.batch_size},
-            "benchmarks": [{"name": "phantom", "path": str(run / "benchmark")}],
-            "output_dir": str(out),
-            "max_new_tokens": cfg.eval.max_new_tokens,
-            "bootstrap_resamples": cfg.eval.bootstrap_resamples,
-        }
-        result = run_evaluation(config_from_dict(recipe, "quickstart eval"))
-        return {"reports": str(out), **_eval_headline(result.summaries, out / "predictions" / "phantom.jsonl")}
 
-    return run_eval
+def evaluate(cfg: DictConfig, run: Path, model: Path, out: Path, label: str) -> dict[str, Any]:
+    """The evaluation suite on the held-out phantom benchmark, and each item's verdict."""
+    from medsage.eval.config import config_from_dict
+    from medsage.eval.evaluate import run_evaluation
+
+    recipe = {
+        "model": {"backend": "hf", "path": str(model), "label": label, "device": "cpu", "batch_size": cfg.eval.batch_size},
+        "benchmarks": [{"name": "phantom", "path": str(run / "benchmark")}],
+        "output_dir": str(out),
+        "max_new_tokens": cfg.eval.max_new_tokens,
+        "bootstrap_resamples": cfg.eval.bootstrap_resamples,
+    }
+    result = run_evaluation(config_from_dict(recipe, "quickstart eval"))
+    headline = _eval_headline(result.summaries, out / "predictions" / "phantom.jsonl")
+    return {"reports": str(out), **headline, "correct": _item_correctness(run / "benchmark", out)}
+
+
+# The evaluated models, in training order, as the report names them.
+EVALUATED = {"eval_base": "base (untrained)", "eval_sft": "after SFT", "eval_rl": "after SFT + R-GRPO"}
 
 
 def stage_report(cfg: DictConfig, run: Path) -> dict[str, Any]:
     done = {name: _read_marker(run, name) for name in STAGES if name != "report"}
     report = run / "report" / "README.md"
     report.parent.mkdir(parents=True, exist_ok=True)
-    _plot_learning(done["eval_base"], done["eval_sft"], run / "report" / "learning_signal.png")
+    _plot_learning(
+        {label: done[stage] for stage, label in EVALUATED.items()}, run / "report" / "learning_signal.png"
+    )
     report.write_text(_report_markdown(cfg, done, run))
     return {"report": str(report)}
 
@@ -178,14 +245,17 @@ def stage_report(cfg: DictConfig, run: Path) -> dict[str, Any]:
 
 
 def _call(cmd: list[str], log_file: Path, env: dict[str, str] | None = None, progress: Callable[[], str] | None = None) -> None:
-    """Run one framework command, its output in ``log_file``; a progress line every few seconds."""
+    """Run one framework command, its output in ``log_file``; its progress printed when it changes."""
     log_file.parent.mkdir(parents=True, exist_ok=True)
+    shown = None
     with log_file.open("w") as sink:
         proc = subprocess.Popen(cmd, stdout=sink, stderr=subprocess.STDOUT, env={**os.environ, **(env or {})}, cwd=REPO)
         while proc.poll() is None:
-            time.sleep(10)
-            if progress is not None:
-                print(f"    {progress()}", flush=True)
+            time.sleep(5)
+            line = progress() if progress is not None else None
+            if line != shown:
+                print(f"    {line}", flush=True)
+                shown = line
     if proc.returncode != 0:
         tail = "".join(log_file.read_text(errors="replace").splitlines(keepends=True)[-25:])
         raise RuntimeError(f"{' '.join(cmd)} failed with exit code {proc.returncode}; log {log_file}:\n{tail}")
@@ -206,6 +276,25 @@ def _train_progress(trainer_log: Path, max_steps: int) -> str:
 def _headline(stats: dict[str, Any]) -> dict[str, Any]:
     keep = ("accepted", "rejection_reasons", "outputs", "by_task", "by_source")
     return {k: stats[k] for k in keep if k in stats}
+
+
+def _item_correctness(benchmark: Path, eval_dir: Path) -> dict[str, bool]:
+    """Each item's verdict by the evaluation's own scorer, for paired comparisons between models."""
+    from medsage.eval.benchmarks import load_benchmark
+    from medsage.eval.scoring import score_item
+
+    items = {item.id: item for item in load_benchmark("phantom", benchmark)}
+    lines = (eval_dir / "predictions" / "phantom.jsonl").read_text().splitlines()
+    finals = {row["id"]: row["responses"][-1] for row in map(json.loads, filter(None, lines))}
+    return {i: score_item(items[i], response).correct for i, response in finals.items()}
+
+
+def _paired_difference(before: dict[str, bool], after: dict[str, bool], resamples: int) -> dict[str, float]:
+    """Accuracy of ``after`` minus ``before`` on the same items, with a bootstrap interval over items."""
+    from medsage.eval.scoring import bootstrap_ci
+
+    shared = sorted(set(before) & set(after))
+    return asdict(bootstrap_ci([float(after[i]) - float(before[i]) for i in shared], resamples))
 
 
 def _eval_headline(summaries: list, predictions: Path) -> dict[str, Any]:
@@ -237,17 +326,17 @@ def _plot_loss(losses: list[tuple[int, float]], path: Path) -> None:
     plt.close(fig)
 
 
-def _plot_learning(base: dict[str, Any], sft: dict[str, Any], path: Path) -> None:
+def _plot_learning(models: dict[str, dict[str, Any]], path: Path) -> None:
     names = ("valid scaffold", "yes/no accuracy", "overall accuracy")
     value = lambda d: (d["valid_scaffold_rate"], (d["yes_no_accuracy"] or {}).get("value", 0.0), d["accuracy"]["value"])  # noqa: E731
-    fig, ax = plt.subplots(figsize=(6, 3))
-    xs = range(len(names))
-    ax.bar([x - 0.2 for x in xs], value(base), width=0.4, label="base (untrained)")
-    ax.bar([x + 0.2 for x in xs], value(sft), width=0.4, label="after SFT")
+    fig, ax = plt.subplots(figsize=(6.5, 3))
+    width = 0.8 / len(models)
+    for k, (label, headline) in enumerate(models.items()):
+        ax.bar([x - 0.4 + (k + 0.5) * width for x in range(len(names))], value(headline), width=width, label=label)
     ax.axhline(0.5, color="grey", linestyle="--", linewidth=1, label="yes/no chance")
-    ax.set_xticks(list(xs), names)
+    ax.set_xticks(list(range(len(names))), names)
     ax.set_ylim(0, 1)
-    ax.legend(fontsize=8)
+    ax.legend(fontsize=7)
     fig.tight_layout()
     fig.savefig(path, dpi=100)
     plt.close(fig)
@@ -264,7 +353,8 @@ def _pct(estimate: dict[str, float] | None) -> str:
 
 
 def _report_markdown(cfg: DictConfig, done: dict[str, dict[str, Any]], run: Path) -> str:
-    base, sft, rl = done["eval_base"], done["eval_sft"], done["rl"]
+    sft, rl = done["eval_sft"], done["rl"]
+    rl_change = _paired_difference(sft["correct"], done["eval_rl"]["correct"], cfg.eval.bootstrap_resamples)
     goals = cfg.goals
     met = lambda ok: "met" if ok else "not met"  # noqa: E731
     yn = (sft["yes_no_accuracy"] or {}).get("value", 0.0)
@@ -296,23 +386,18 @@ def _report_markdown(cfg: DictConfig, done: dict[str, dict[str, Any]], run: Path
         "",
         "![](sft_loss.png)",
         "",
-        "## Self-check rollouts (paper 3.3) with the SFT model",
-        f"{cfg.rl.prompts} RL prompts x {cfg.rl.sessions_per_prompt} sessions through the R-GRPO agent loop;"
-        " rewards, r_sc and the masked advantage as the trainer would use them.",
-        "",
-        "| metric | value |",
-        "| --- | --- |",
-        *(f"| {k} | {v:.3f} |" for k, v in rl["metrics"].items()),
-        "",
+        *_rl_section(cfg, rl, run),
         "## Evaluation on held-out phantom patients (shared matcher)",
-        f"| model | valid scaffold | yes/no accuracy (n={sft['yes_no_n']}, 95% CI) | overall accuracy | open accuracy | parse failures |",
+        f"| model | valid scaffold | yes/no accuracy (n={sft['yes_no_n']}, 95% CI) | overall accuracy (n={sft['n']}) | open accuracy | parse failures |",
         "| --- | --- | --- | --- | --- | --- |",
         *(
-            f"| {name} | {_rate(d['valid_scaffold_rate'])} | {_pct(d['yes_no_accuracy'])} | {_pct(d['accuracy'])} |"
+            f"| {EVALUATED[stage]} | {_rate(d['valid_scaffold_rate'])} | {_pct(d['yes_no_accuracy'])} | {_pct(d['accuracy'])} |"
             f" {_rate(d['open_accuracy'])} | {_rate(d['parse_failure_rate'])} |"
-            for name, d in (("base (untrained)", base), ("after SFT", sft))
+            for stage, d in ((stage, done[stage]) for stage in EVALUATED)
         ),
         "| chance | | 50.0% | | | |",
+        "",
+        f"**What R-GRPO did to accuracy:** {_rl_verdict(rl_change, rl)}",
         "",
         "![](learning_signal.png)",
         "",
@@ -330,6 +415,76 @@ def _report_markdown(cfg: DictConfig, done: dict[str, dict[str, Any]], run: Path
         "",
     ]
     return "\n".join(lines)
+
+
+def _rl_section(cfg: DictConfig, rl: dict[str, Any], run: Path) -> list[str]:
+    """Per-step table and curves, what limited the learning signal, and three example sessions."""
+    from medsage.plugins.verl.sessions import read_sessions
+
+    steps = rl["metrics"]
+    columns = {**RL_CURVES, "tau1 cut at its cap": "medsage/capped/tau1", "policy loss": "actor/pg_loss"}
+    mean = lambda key: sum(s.get(key, 0.0) for s in steps) / max(len(steps), 1)  # noqa: E731
+    return [
+        "## R-GRPO (paper 3.3) with verl's own trainer loop on this CPU",
+        f"`medsage-rgrpo` with `recipes/rl/{cfg.rl.recipe}.yaml` from the SFT model: {rl['steps']} steps of verl's"
+        " `fit()` (self-check agent loop, R-GRPO advantage, FSDP2 actor and reference, KL loss, weight sync to the"
+        " rollout server); the last checkpoint exported as a Hugging Face folder by verl's checkpoint manager."
+        f" Sessions per step: `{Path(rl['sessions']).name}/`; every verl metric per step: `rl/metrics.jsonl`.",
+        "",
+        "| step | " + " | ".join(columns) + " |",
+        "| --- | " + " | ".join("---" for _ in columns) + " |",
+        *(f"| {s['step']} | " + " | ".join(f"{s.get(k, float('nan')):.3f}" for k in columns.values()) + " |" for s in steps),
+        "",
+        f"![]({os.path.relpath(rl['curves'], run / 'report')})",
+        "",
+        "**Where the learning signal went.** "
+        f"{100 * mean('medsage/effective_group_rate'):.0f}% of prompt groups had sessions with different rewards"
+        " (GRPO learns only from those: a group of equal rewards gets advantage 0);"
+        f" the first attempt was wrong in {100 * mean('medsage/self_check_rate'):.0f}% of sessions, and"
+        f" {100 * mean('medsage/correction_rate'):.0f}% of sessions were corrected by the retry (r_sc = 1);"
+        f" {100 * mean('medsage/capped/tau1'):.0f}% of first attempts hit their token cap.",
+        "",
+        "### Three sessions of the last step",
+        "Spans as the update saw them, with the advantage per token each received (paper eqs. 10-12).",
+        "",
+        *(line for record in _example_sessions(read_sessions(rl["sessions"])) for line in _session_lines(record)),
+    ]
+
+
+def _example_sessions(records: list) -> list:
+    """A corrected retry, a retry that stayed wrong and an accepted first attempt, from the last step."""
+    last = [r for r in records if r.step == max((r.step for r in records), default=0)]
+    wanted = (lambda r: r.r_sc == 1.0, lambda r: r.stop_reason == "retried" and not r.final_correct,
+              lambda r: r.stop_reason == "accepted")
+    chosen: list = []
+    for want in wanted:
+        match = next((r for r in last if want(r) and r not in chosen), None)
+        if match is not None:
+            chosen.append(match)
+    return chosen + [r for r in last if r not in chosen][: 3 - len(chosen)]
+
+
+def _session_lines(record) -> list[str]:
+    lines = [
+        f"**{record.stop_reason}**: reference `{record.ground_truth}`, reward {record.reward:.2f}, r_sc {record.r_sc:.0f}."
+        f" Question: {(record.question or '')[:300]}",
+        "",
+    ]
+    for span in record.spans:
+        lines += [f"- *{span.kind.replace('_', ' ')}* ({span.tokens} tokens, advantage {span.advantage:+.3f} per token)",
+                  "", "  ```", *("  " + t for t in span.text[:700].splitlines()), "  ```", ""]
+    return lines
+
+
+def _rl_verdict(change: dict[str, float], rl: dict[str, Any]) -> str:
+    """The paired change from SFT to SFT + R-GRPO, said as the interval allows."""
+    points = f"{100 * change['value']:+.1f} points [{100 * change['low']:+.1f}, {100 * change['high']:+.1f}]"
+    if change["low"] > 0:
+        return f"accuracy rose by {points} (paired over the same items, 95% interval)."
+    if change["high"] < 0:
+        return f"accuracy fell by {points} (paired over the same items, 95% interval)."
+    return (f"a change of {points} (paired over the same items, 95% interval), not distinguishable from no change"
+            f" after {rl['steps']} steps; the table above shows how much signal each step carried.")
 
 
 def _marker(run: Path, name: str) -> Path:
@@ -354,12 +509,18 @@ RUNNERS: dict[str, Callable[[DictConfig, Path], dict[str, Any]]] = {
     "rl": stage_rl,
     "eval_base": stage_eval("base_model", "tiny Qwen2.5-VL, untrained"),
     "eval_sft": stage_eval("sft_model", "tiny Qwen2.5-VL after SFT"),
+    "eval_rl": stage_eval("rl_model", "tiny Qwen2.5-VL after SFT + R-GRPO"),
     "report": stage_report,
 }
 
 
 # What a redone stage clears first; an interrupted stage (no marker yet) keeps its partial work.
-STAGE_OUTPUTS = {"rl": "rl", "eval_base": "eval_base_model", "eval_sft": "eval_sft_model"}
+STAGE_OUTPUTS = {
+    "rl": ("rl", "rl_model"),
+    "eval_base": ("eval_base_model",),
+    "eval_sft": ("eval_sft_model",),
+    "eval_rl": ("eval_rl_model",),
+}
 
 
 def load_config(path: Path, overrides: list[str]) -> DictConfig:
@@ -393,7 +554,8 @@ def main(argv: list[str] | None = None) -> int:
             log(name, f"done earlier, skipped ({marker})")
             continue
         if marker.exists() and name in STAGE_OUTPUTS:
-            shutil.rmtree(run / STAGE_OUTPUTS[name], ignore_errors=True)
+            for output in STAGE_OUTPUTS[name]:
+                shutil.rmtree(run / output, ignore_errors=True)
         log(name, "running")
         start = time.time()
         summary = {**RUNNERS[name](cfg, run), "seconds": time.time() - start}

@@ -147,17 +147,17 @@ def test_session_masks_pad_cut_and_drop_padding_rows():
 def test_self_check_metrics():
     from medsage.plugins.verl.metrics import self_check_metrics
 
-    def session(first, final, checked, retried, r_sc, length, stop, acc):
+    def session(first, final, checked, retried, r_sc, length, stop, acc, capped=()):
         return {"first_correct": first, "final_correct": final, "self_checked": checked, "retried": retried,
                 "r_sc": r_sc, "self_check_length": length, "stop_reason": stop,
-                "reward_parts": {"accuracy": acc, "format": 1.0}}
+                "reward_parts": {"accuracy": acc, "format": 1.0}, "capped_spans": list(capped)}
 
     metrics = self_check_metrics(
         [
             session(True, True, False, False, 0.0, 0, "accepted", 1.0),
-            session(False, True, True, True, 1.0, 30, "retried", 1.0),
-            session(False, False, True, True, 0.0, 10, "retried", 0.0),
-            session(False, False, True, False, 0.0, 20, "budget_before_retry", 0.0),
+            session(False, True, True, True, 1.0, 30, "retried", 1.0, ["check"]),
+            session(False, False, True, True, 0.0, 10, "retried", 0.0, ["tau1", "check", "tau2"]),
+            session(False, False, True, False, 0.0, 20, "budget_before_retry", 0.0, ["tau1"]),
         ],
         [100, 300, 280, 200],
     )
@@ -174,4 +174,7 @@ def test_self_check_metrics():
         "medsage/stop/accepted": 0.25,
         "medsage/stop/budget_before_retry": 0.25,
         "medsage/stop/retried": 0.5,
+        "medsage/capped/tau1": 0.5,
+        "medsage/capped/check": 0.5,
+        "medsage/capped/tau2": 0.25,
     }

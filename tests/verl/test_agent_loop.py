@@ -220,3 +220,84 @@ def test_shared_lazy_images_are_decoded_before_sessions_use_threads():
     with ThreadPoolExecutor(16) as pool:
         converted = list(pool.map(lambda _: shared.convert("RGB").tobytes(), range(64)))
     assert len(set(converted)) == 1
+
+
+def _span(mask):
+    """(start, end) of the 1-run in a span mask."""
+    ones = [i for i, m in enumerate(mask) if m]
+    return ones[0], ones[-1] + 1
+
+
+def test_a_self_check_cut_at_its_cap_ends_its_turn(make_config, policy_dir, rl_parquet, backend):
+    """verl's Qwen builder adds only the newline after <|im_end|>; a cut span must get <|im_end|> first."""
+    # attempt_max_tokens=60 holds the taught tau1 (44 tokens) and keeps an off-path tau2 short.
+    config = make_config(policy_dir, "medsage.self_check_max_tokens=4", "medsage.attempt_max_tokens=60")
+    calls_before = len(backend.calls)
+    out = _run(config, backend, _rows(config, rl_parquet)[1])
+    tok = backend_tokenizer(config)
+    extra, ids, mask = out.extra_fields, out.response_ids, out.response_mask
+    start, end = _span(extra["self_check_mask"])
+
+    assert backend.calls[calls_before + 1].max_tokens == 4
+    # tau2 after a cut review is off the taught path and may run to its own cap; tau1 is whole.
+    assert extra["capped_spans"][0] == "check" and "tau1" not in extra["capped_spans"]
+    assert extra["stop_reason"] == "retried"
+    assert ids[start:end] == tok.encode(CHECK, add_special_tokens=False)[:4] and extra["self_check_length"] == 4
+    # The cut turn is closed as the chat template closes every turn, by a token the model did not generate.
+    assert tok.decode(ids[end : end + 3]) == "<|im_end|>\n<|im_start|>"
+    assert mask[end : end + 3] == [0, 0, 0] and out.response_logprobs[end] == 0.0
+    assert all(mask[start:end]) and _span(extra["outcome_mask"])[0] > end + 3
+    # The turn that ended on its own (tau1) is not closed twice.
+    tau1_end = ids.index(tok.convert_tokens_to_ids("<|im_end|>"))
+    assert mask[tau1_end] == 1 and tok.decode(ids[tau1_end : tau1_end + 3]) == "<|im_end|>\n<|im_start|>"
+
+
+def test_each_attempt_has_its_own_cap(make_config, policy_dir, rl_parquet, backend):
+    """The paper's 1024-token limit is per generation: tau1 and tau2 get medsage.attempt_max_tokens each."""
+    config = make_config(policy_dir, "medsage.attempt_max_tokens=6")
+    calls_before = len(backend.calls)
+    out = _run(config, backend, _rows(config, rl_parquet)[1])
+    extra, ids, mask = out.extra_fields, out.response_ids, out.response_mask
+    calls = backend.calls[calls_before:]
+    tok = backend_tokenizer(config)
+
+    assert [c.max_tokens for c in calls] == [6, 256, 6]  # the session budget (512) leaves room for each cap
+    assert extra["capped_spans"] == ["tau1", "tau2"] and extra["stop_reason"] == "retried"
+    assert ids[:6] == tok.encode(TAU1, add_special_tokens=False)[:6] and mask[:7] == [1] * 6 + [0]
+    assert tok.decode(ids[6:9]) == "<|im_end|>\n<|im_start|>"
+    assert sum(extra["outcome_mask"]) == 6 and ids[-6:] == [i for i, o in zip(ids, extra["outcome_mask"]) if o]
+
+
+def test_the_session_budget_caps_a_span_it_cannot_hold(make_config, policy_dir, rl_parquet, backend):
+    """rollout.response_length still bounds the whole session: tau1 gets what is left of it."""
+    config = make_config(policy_dir, "actor_rollout_ref.rollout.response_length=8")
+    calls_before = len(backend.calls)
+    out = _run(config, backend, _rows(config, rl_parquet)[1])
+    assert backend.calls[calls_before].max_tokens == 8 and len(out.response_ids) == 8
+    assert out.extra_fields["capped_spans"] == ["tau1"] and out.extra_fields["stop_reason"] == "budget_before_check"
+
+
+class _Recording:
+    """The real backend, recording every keyword argument each generate call carried."""
+
+    def __init__(self, backend):
+        self.backend, self.kwargs = backend, []
+
+    async def generate(self, request_id, **kwargs):
+        self.kwargs.append(kwargs)
+        return await self.backend.generate(request_id, **kwargs)
+
+
+def test_image_processor_settings_reach_every_generate_call_and_the_output(make_config, policy_dir, rl_parquet, backend):
+    """As verl's own loops do: vLLM rebuilds the image from mm_processor_kwargs, the trainer from the output's."""
+    small = {"max_pixels": 56 * 56, "min_pixels": 56 * 56}  # the 84x84 test image at 4 image tokens instead of 9
+    overrides = [f"+data.mm_processor_kwargs.{key}={value}" for key, value in small.items()]
+    config = make_config(policy_dir, *overrides, "medsage.attempt_max_tokens=8", "medsage.self_check_max_tokens=8")
+    row = dict(_rows(config, rl_parquet)[1], reward_model={"style": "rule", "ground_truth": "maybe"}, priority=7)
+    recording = _Recording(backend)
+    out = _run(config, recording, row)  # never right: every attempt is made
+
+    assert len(recording.kwargs) == 3
+    assert all(k["mm_processor_kwargs"] == small and k["priority"] == 7 for k in recording.kwargs)
+    assert out.mm_processor_kwargs == small
+    assert out.prompt_ids.count(backend.image_token_id) == 4  # the prompt was built with the same settings

@@ -26,8 +26,9 @@ from verl.trainer.ppo.padding_utils import upsample_batch_to_divisible_size
 from verl.utils.tensordict_utils import list_of_dict_to_tensordict
 
 from medsage.plugins.verl.advantage import advantages_from_sessions
-from medsage.plugins.verl.agent_loop import SelfCheckAgentLoop, Transcript, _Session
+from medsage.plugins.verl.agent_loop import GenerateRequest, SelfCheckAgentLoop, Transcript, _Session
 from medsage.plugins.verl.metrics import self_check_metrics
+from medsage.plugins.verl.sessions import FIRST_ATTEMPT, INJECTED, RETRY, SELF_CHECK, read_sessions
 from medsage.plugins.verl.settings import RGRPOSettings
 from medsage.plugins.verl.trainer import RGRPOTrainer
 
@@ -89,7 +90,7 @@ def _loop_output(uid: str, session_id: int, spans, attempts, stop_reason):
         t.logprobs += [-0.1 * (k + 1) if generated else 0.0 for k in range(length)]
         if generated:
             t.spans[name] = (start, start + length)
-    session = _Session(None, t, {}, None)
+    session = _Session(None, t, GenerateRequest(sampling_params={}, images=None, mm_processor_kwargs={}, priority=0))
     session.attempts = list(attempts)
     session.global_steps = {"min_global_steps": 1, "max_global_steps": 1}
     # _output reads only its session argument; calling it unbound keeps the test off a model server.
@@ -143,11 +144,20 @@ def batch(tq_store):
     tq.kv_clear(keys=meta.keys, partition_id=partition)
 
 
+class _IdText:
+    """Decodes token ids to their numbers, so a span's text names exactly the tokens it holds."""
+
+    @staticmethod
+    def decode(ids, skip_special_tokens=False):
+        return " ".join(map(str, ids))
+
+
 def _trainer(config) -> RGRPOTrainer:
     """The trainer without its heavy __init__ (workers, servers, dataloader): only what the step reads."""
     trainer = object.__new__(RGRPOTrainer)
     trainer.config = config
     trainer.settings = RGRPOSettings.from_config(config)
+    trainer.tokenizer, trainer.global_steps = _IdText(), 1
     if config.algorithm.use_kl_in_reward:
         trainer.kl_ctrl_in_reward = core_algos.get_kl_controller(config.algorithm.kl_ctrl)
     return trainer
@@ -182,7 +192,7 @@ def _group_g(norm_by_std: bool) -> dict[tuple[str, int], float]:
 
 
 def test_advantage_step_reads_and_writes_transfer_queue(batch, make_config, tmp_path):
-    config = make_config(tmp_path, f"medsage.alpha={ALPHA}")
+    config = make_config(tmp_path, f"medsage.alpha={ALPHA}", f"medsage.sessions_dir={tmp_path / 'sessions'}")
     metrics: dict = {}
     out = _trainer(config)._compute_advantage(batch, metrics)
 
@@ -240,6 +250,8 @@ def test_advantage_step_reads_and_writes_transfer_queue(batch, make_config, tmp_
     assert any(k.startswith("rollout_corr/") for k in metrics)
     real = [i for i, r in enumerate(rows) if r is not None]
     mine = {k: v for k, v in metrics.items() if k.startswith("medsage/")}
+    # Both groups hold rewards 1.0, 1.0 and 0.1 (p1's last session stops at tau1 with 0.1): both learn.
+    assert mine.pop("medsage/effective_group_rate") == 1.0
     assert mine == self_check_metrics([sessions[i] for i in real], [int(response_mask[i].sum()) for i in real])
     # By hand over the 6 real sessions (the padding row is a copy of a corrected retry: counting it
     # would give self_check_rate 5/7 and correction_rate 3/7).
@@ -252,6 +264,27 @@ def test_advantage_step_reads_and_writes_transfer_queue(batch, make_config, tmp_
     assert mine["medsage/response_length/mean"] == pytest.approx((11 + 6 + 8 + 5 + 9 + 7) / 6)
     assert mine["medsage/stop/budget_before_retry"] == pytest.approx(1 / 6)
     assert mine["medsage/reward/accuracy/mean"] == pytest.approx(4 / 6)
+    _check_session_records(tmp_path / "sessions", rows, g)
+
+
+def _check_session_records(sessions_dir, rows, g) -> None:
+    """One record per real session, its spans cut and valued exactly as the update used them."""
+    records = {r.uid + "/" + r.spans[0].text.split()[0]: r for r in read_sessions(sessions_dir)}
+    assert len(records) == 6 and {r.step for r in records.values()} == {1}
+    kinds = {"tau1": FIRST_ATTEMPT, "inject": INJECTED, "check": SELF_CHECK, "tau2": RETRY}
+    for uid, session_id, (spans, attempts, stop_reason) in filter(None, rows):
+        record = records[f"{uid}/{1000 + session_id * 50}"]
+        retried = any(name == "tau2" for name, _, _ in spans)
+        r_sc = float(retried and attempts[0]["accuracy"] < 1 and attempts[-1]["accuracy"] >= 1)
+        assert (record.stop_reason, record.r_sc) == (stop_reason, r_sc)
+        assert record.reward == pytest.approx(attempts[-1]["score"], abs=1e-6)
+        assert [(s.kind, s.tokens) for s in record.spans] == [
+            (FIRST_ATTEMPT if name == "tau1" else kinds[name], length) for name, length, _ in spans
+        ]
+        outcome = "tau2" if retried else "tau1"
+        for (name, _, _), span in zip(spans, record.spans):
+            want = g[(uid, session_id)] if name == outcome else ALPHA * r_sc if name == "check" else 0.0
+            assert span.advantage == pytest.approx(want, abs=1e-5), f"{uid}/{session_id}/{name}"
 
 
 def test_kl_in_reward_and_rollout_is_weights_are_written_back(batch, make_config, tmp_path):
