@@ -6,16 +6,25 @@ import sys
 from pathlib import Path
 
 import pytest
+import yaml
 from transformers import AutoModelForImageTextToText
+
+from medsage.plugins.verl.sessions import read_sessions
 
 REPO = Path(__file__).resolve().parents[1]
 SCRIPT = REPO / "recipes" / "quickstart" / "quickstart.py"
 RECIPE = REPO / "recipes" / "quickstart" / "quickstart.yaml"
-STAGES = ("model", "data", "benchmark", "align", "sft", "rl", "eval_base", "eval_sft", "report")
+STAGES = ("model", "data", "benchmark", "align", "sft", "rl", "eval_base", "eval_sft", "eval_rl", "report")
 CI_SIZE = {
     "model.text_hidden": 64, "model.text_layers": 2, "model.text_heads": 2, "model.text_kv_heads": 1,
     "model.text_intermediate": 128, "benchmark.items": 6, "align.max_steps": 2, "align.logging_steps": 1, "sft.max_steps": 3, "sft.logging_steps": 1,
-    "rl.prompts": 1, "rl.sessions_per_prompt": 2, "eval.max_new_tokens": 32, "eval.bootstrap_resamples": 50,
+    "rl.steps": 2, "eval.max_new_tokens": 32, "eval.bootstrap_resamples": 50,
+    # R-GRPO at CI size: 2 prompts x 2 sessions, short attempts (the recipe's keys are verl's and medsage's).
+    "rl.overrides": "[data.max_response_length=160,medsage.attempt_max_tokens=64,medsage.self_check_max_tokens=16,"
+                    "actor_rollout_ref.rollout.n=2,data.train_batch_size=2,actor_rollout_ref.actor.ppo_mini_batch_size=2,"
+                    "actor_rollout_ref.actor.ppo_micro_batch_size_per_gpu=4,"
+                    "actor_rollout_ref.rollout.log_prob_micro_batch_size_per_gpu=4,"
+                    "actor_rollout_ref.ref.log_prob_micro_batch_size_per_gpu=4]",
 }
 
 
@@ -38,6 +47,8 @@ def test_every_stage_runs_and_reports_progress(finished_run):
         assert f"[quickstart:{stage}] finished" in stdout
         assert "seconds" in json.loads((run / "stages" / f"{stage}.json").read_text())
     assert "step 3/3" in stdout and "step 2/2" in stdout  # the SFT and alignment progress lines
+    assert "step 2/2: reward" in stdout  # the R-GRPO progress line, printed once per step
+    assert stdout.count("step 1/2: reward") == 1
 
 
 def _changed(after: Path, before: Path) -> list[str]:
@@ -62,15 +73,26 @@ def test_report_holds_numbers_for_every_stage(finished_run):
     report = (run / "report" / "README.md").read_text()
     for stage in STAGES[:-1]:
         assert f"| {stage} | " in report
-    assert "medsage/self_check_rate" in report and "medsage/first_accuracy" in report
-    assert "| base (untrained) |" in report and "| after SFT |" in report
+    assert "## R-GRPO (paper 3.3) with verl's own trainer loop" in report and "What R-GRPO did to accuracy" in report
+    assert "| base (untrained) |" in report and "| after SFT |" in report and "| after SFT + R-GRPO |" in report
     assert (run / "report" / "sft_loss.png").stat().st_size > 0 and (run / "report" / "align_loss.png").stat().st_size > 0
     assert (run / "report" / "learning_signal.png").stat().st_size > 0
     sft = json.loads((run / "stages" / "eval_sft.json").read_text())
     assert sft["n"] == 6 and 0.0 <= sft["valid_scaffold_rate"] <= 1.0
     rl = json.loads((run / "stages" / "rl.json").read_text())
-    sessions = [json.loads(line) for line in Path(rl["sessions"]).read_text().splitlines()]
-    assert len(sessions) == 2 and all(s["r_sc"] in (0.0, 1.0) for s in sessions)
+    assert rl["steps"] == 2 and [m["step"] for m in rl["metrics"]] == [1, 2]
+    assert all("medsage/self_check_rate" in m and "medsage/effective_group_rate" in m for m in rl["metrics"])
+    records = read_sessions(rl["sessions"])
+    assert len(records) == 2 * 2 * 2 and all(r.r_sc in (0.0, 1.0) and r.spans for r in records)  # steps x prompts x n
+    assert all(r.question and r.ground_truth is not None for r in records)
+    assert json.loads((run / "stages" / "eval_rl.json").read_text())["n"] == 6
+
+
+def test_rl_updates_the_language_model_and_keeps_the_vision_tower(finished_run):
+    run, _ = finished_run
+    tuned = _changed(run / "rl_model", run / "sft_model")
+    assert any(n.startswith("lm_head") or ".language_model.layers." in n for n in tuned)
+    assert not any(".visual." in n for n in tuned)
 
 
 def test_a_second_run_resumes_by_skipping_finished_stages(finished_run):
@@ -103,3 +125,25 @@ def test_unknown_setting_is_rejected_up_front(tmp_path):
     bad = quickstart(tmp_path, "--set", "sft.max_stepz=3")
     assert bad.returncode != 0 and "max_stepz" in (bad.stderr + bad.stdout)
     assert not (tmp_path / "stages").exists()
+
+
+def test_the_ablation_command_prints_the_papers_tables(finished_run):
+    """CI-sized: the Table 5 pair and two alphas, 2 steps each, from the finished quickstart's SFT model."""
+    run, _ = finished_run
+    recipe = run / "ablation_ci.yaml"
+    recipe.write_text(yaml.safe_dump({
+        "quickstart": str(RECIPE),
+        "quickstart_overrides": [f"{k}={v}" for k, v in {**CI_SIZE, "run_dir": run}.items()],
+        "steps": 2,
+        "arms": {"grpo": ["medsage.self_check=false"], "alpha_0": ["medsage.alpha=0"], "alpha_0.2": ["medsage.alpha=0.2"]},
+    }))
+    command = [sys.executable, str(REPO / "recipes" / "quickstart" / "ablation.py"), str(recipe)]
+    done = subprocess.run(command, capture_output=True, text=True, cwd=REPO)
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    table = (run / "ablation" / "README.md").read_text()
+    for row in ("| SFT |", "| SFT + RL |", "| SFT + RL + Self |", "| Base only (alpha = 0) |", "| Base + SC (alpha = 0.2) |"):
+        assert row in table
+    assert "published RAD" in table and "| 67.3 | 77.4 | 64.7 | 69.8 |" in table  # the paper's SFT row, labelled
+    assert (run / "ablation" / "figure5.png").stat().st_size > 0
+    grpo = json.loads((run / "ablation" / "grpo" / "arm.json").read_text())
+    assert grpo["self_check_rate"] == 0.0 and grpo["steps"] == 2  # plain GRPO never self-checks

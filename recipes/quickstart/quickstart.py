@@ -419,9 +419,15 @@ def _report_markdown(cfg: DictConfig, done: dict[str, dict[str, Any]], run: Path
 
 def _rl_section(cfg: DictConfig, rl: dict[str, Any], run: Path) -> list[str]:
     """Per-step table and curves, what limited the learning signal, and three example sessions."""
-    from medsage.plugins.verl.sessions import read_sessions
+    from medsage.plugins.verl.sessions import RETRY, SELF_CHECK, read_sessions
+
+    from medsage.reward_fns.scaffold import parse
 
     steps = rl["metrics"]
+    records = read_sessions(rl["sessions"])
+    retries = [s.text for r in records for s in r.spans if s.kind == RETRY]
+    checks = [s.tokens for r in records for s in r.spans if s.kind == SELF_CHECK]
+    valid_retries = sum(parse(text).valid for text in retries) / max(len(retries), 1)
     columns = {**RL_CURVES, "tau1 cut at its cap": "medsage/capped/tau1", "policy loss": "actor/pg_loss"}
     mean = lambda key: sum(s.get(key, 0.0) for s in steps) / max(len(steps), 1)  # noqa: E731
     return [
@@ -442,12 +448,16 @@ def _rl_section(cfg: DictConfig, rl: dict[str, Any], run: Path) -> list[str]:
         " (GRPO learns only from those: a group of equal rewards gets advantage 0);"
         f" the first attempt was wrong in {100 * mean('medsage/self_check_rate'):.0f}% of sessions, and"
         f" {100 * mean('medsage/correction_rate'):.0f}% of sessions were corrected by the retry (r_sc = 1);"
-        f" {100 * mean('medsage/capped/tau1'):.0f}% of first attempts hit their token cap.",
+        f" {100 * mean('medsage/capped/tau1'):.0f}% of first attempts hit their token cap."
+        f" Of {len(retries)} retries, {100 * valid_retries:.0f}% were a valid five-stage response (self-checks averaged"
+        f" {sum(checks) / max(len(checks), 1):.0f} tokens). R-GRPO gives a rejected first attempt advantage 0 (eqs."
+        " 10-12): a wrong first answer is only ever corrected through the retry, so a model that cannot yet write a"
+        " self-check and a retry learns about its first answers only from the sessions that got them right.",
         "",
         "### Three sessions of the last step",
         "Spans as the update saw them, with the advantage per token each received (paper eqs. 10-12).",
         "",
-        *(line for record in _example_sessions(read_sessions(rl["sessions"])) for line in _session_lines(record)),
+        *(line for record in _example_sessions(records) for line in _session_lines(record)),
     ]
 
 
