@@ -158,10 +158,29 @@ def train_rl(cfg: DictConfig, run: Path, out: Path, model_out: Path, arm: list[s
     # float32 as trained; verl's model merger would cast to bf16 and blur the SFT vs R-GRPO comparison.
     exported = out / "checkpoints" / f"global_step_{cfg.rl.steps}" / "actor" / "huggingface"
     shutil.copytree(exported, model_out, dirs_exist_ok=True)
+    _declare_stored_dtype(model_out)
     steps = _rl_metrics(metrics_file)
     _plot_rl(steps, out / "rl_curves.png")
     return {"rl_model": str(model_out), "sessions": str(out / "sessions"), "metrics_file": str(metrics_file),
             "log": str(out / "rl.log"), "curves": str(out / "rl_curves.png"), "steps": len(steps), "metrics": steps}
+
+
+def _declare_stored_dtype(model_dir: Path) -> None:
+    """verl's export writes float32 weights under a config that says bfloat16 (the dtype its empty model
+    was built with); loaded as the config says, the R-GRPO model would be evaluated in bfloat16 and
+    the SFT model in float32. The config is made to say what the weights are."""
+    from safetensors import safe_open
+
+    with safe_open(str(next(model_dir.glob("*.safetensors"))), "pt") as weights:
+        stored = str(weights.get_tensor(next(iter(weights.keys()))).dtype).removeprefix("torch.")
+
+    def fix(node: Any) -> Any:
+        if isinstance(node, dict):
+            return {k: stored if k in ("dtype", "torch_dtype") and isinstance(v, str) else fix(v) for k, v in node.items()}
+        return node
+
+    config_file = model_dir / "config.json"
+    config_file.write_text(json.dumps(fix(json.loads(config_file.read_text())), indent=2))
 
 
 # Per-step curves of the report: what R-GRPO did at each step (verl's own metric names and medsage's).
