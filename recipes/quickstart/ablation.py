@@ -73,7 +73,7 @@ def tables(sft: dict[str, Any], arms: dict[str, dict[str, Any]], resamples: int)
 
     head = "| ours: phantom accuracy, 95% CI | ours: change from SFT (paired) | " + " | ".join(
         f"published {c}" for c in PUBLISHED_COLUMNS) + " |"
-    rule = "| --- " * (3 + len(PUBLISHED_COLUMNS)) + "|"
+    rule = "| --- " * (2 + len(PUBLISHED_COLUMNS)) + "|"
     lines = [f"Phantom benchmark: {sft['n']} held-out items; every arm {next(iter(arms.values()))['steps']} R-GRPO steps"
              " from the same SFT model, seed and data. Published columns are the paper's numbers (Qwen2.5-VL-7B,"
              " real benchmarks), not re-measured.", "", "### Table 5: SFT, SFT + RL, SFT + RL + self-check", "",
