@@ -30,6 +30,13 @@ the loop closes the turn itself (the token gets mask 0 and log-probability 0: th
 generate it) before it injects an instruction; otherwise the instruction would run straight on
 from the cut text, a transcript the chat template never produces.
 
+CPU: verl builds a new loop for every session and runs a batch's sessions on one event loop, so
+the CPU work around one session's generate calls delays every other session's calls. The costly
+part is verl's processor-backed token builder (~6 ms a render), so the loop renders as little as
+it can: a prompt's images and initial tokens are built once for the ``rollout.n`` sessions of that
+prompt (:class:`_SharedBuilds`), and each instruction is rendered once per process
+(:meth:`SelfCheckAgentLoop._instruction_edit`), not once per injection.
+
 Images: the processor settings of ``data.mm_processor_kwargs`` go with every generate call and into
 the output, as verl's own loops do, so vLLM processes the image as the prompt's placeholders and
 the trainer's image inputs expect.
@@ -43,14 +50,16 @@ failing the whole rollout batch.
 from __future__ import annotations
 
 import asyncio
+import weakref
 from dataclasses import asdict, dataclass, field
 from functools import partial
-from typing import Any
+from typing import Any, Awaitable, Callable
 from uuid import uuid4
 
 from PIL import Image
 from verl.experimental.agent_loop.agent_loop import AgentLoopBase, AgentLoopOutput, register
 from verl.utils.profiler import simple_timer
+from verl.utils.tokenizer.continuous_token import MergeResult
 
 from medsage.reward_fns.rewards import compute_score
 
@@ -113,49 +122,72 @@ class SelfCheckAgentLoop(AgentLoopBase):
         super().__init__(*args, **kwargs)
         self.settings = RGRPOSettings.from_config(self.config)
         self.response_length = self.rollout_config.response_length
-        self.self_check_instruction, self.retry_instruction = self.settings.templates()
         self.placeholder_ids = _placeholder_ids(self.processor, self.tokenizer)
         self.end_of_turn_id = _end_of_turn_id(self.tokenizer)
+        self.self_check_edit, self.retry_edit = (self._instruction_edit(text) for text in self.settings.templates())
 
     async def run(self, sampling_params: dict[str, Any], priority: int = 0, **kwargs: Any) -> AgentLoopOutput:
-        messages = list(kwargs["raw_prompt"])
-        _decode_images(messages)
-        multi_modal_data = await self.process_multi_modal_info(messages)
-        self._assert_mm_supported(bool(multi_modal_data))
+        raw_prompt = kwargs["raw_prompt"]
+        built_from = (asyncio.get_running_loop(), raw_prompt, self.config, self.processor, self.tokenizer)
+        multi_modal_data, prompt_ids = await _PROMPTS.get(built_from, partial(self._build_prompt, list(raw_prompt)))
         request = GenerateRequest(
             sampling_params=sampling_params,
             images=multi_modal_data.get("images"),
             mm_processor_kwargs=self._get_mm_processor_kwargs(),
             priority=int(priority),  # np.int64 when it comes from verl's batch
         )
-        prompt_ids = await self.ct_build_initial_tokens(messages, images=request.images)
         logprobs = [] if sampling_params.get("logprobs") else None
         session = _Session(self, Transcript(list(prompt_ids), len(prompt_ids), logprobs=logprobs), request)
 
         first_text = await session.generate("tau1", self.settings.attempt_max_tokens)
         stop = "accepted"
         if not _correct(await self._score(session, first_text, kwargs)):
-            stop = await self._self_check(session, messages, first_text, kwargs)
+            stop = await self._self_check(session, kwargs)
         output = self._output(session, stop, multi_modal_data)
         # What the session was asked, for the trainer's session records and reports.
         output.extra_fields["question"] = (kwargs.get("extra_info") or {}).get("question")
         output.extra_fields["ground_truth"] = (kwargs.get("reward_model") or {}).get("ground_truth")
         return output
 
-    async def _self_check(self, session: "_Session", messages: list[dict], first_text: str, kwargs: dict) -> str:
+    async def _build_prompt(self, messages: list[dict]) -> tuple[dict, list[int]]:
+        """The prompt's images, prepared by verl's dataset class, and its initial token stream."""
+        _decode_images(messages)
+        multi_modal_data = await self.process_multi_modal_info(messages)
+        self._assert_mm_supported(bool(multi_modal_data))
+        prompt_ids = await self.ct_build_initial_tokens(messages, images=multi_modal_data.get("images"))
+        return multi_modal_data, prompt_ids
+
+    def _instruction_edit(self, instruction: str) -> MergeResult:
+        """How verl's builder merges ``instruction`` as a user turn after a closed assistant turn.
+
+        verl's builders for ChatML models (Qwen's, the generic ones) render an appended user turn
+        against a fixed synthetic prefix, never the transcript, and edit the junction by the
+        transcript's last token alone, which is always ``<|im_end|>`` when the loop injects
+        (:meth:`_Session._closed_turn`). So the merge onto the one-token transcript ``[<|im_end|>]``
+        is the merge onto every session's transcript. It renders through the processor twice
+        (~8 ms), so it is done once per process, not at every injection.
+        """
+        renderer = self.processor if self.processor is not None else self.tokenizer
+        builder = self.continuous_token_builder
+        key = (type(builder), repr(self.apply_chat_template_kwargs), repr(self.mm_processor_kwargs), instruction)
+        edits = _INSTRUCTION_EDITS.setdefault(renderer, {})
+        if key not in edits:
+            user_turn = [{"role": "user", "content": instruction}]
+            edits[key] = builder.merge_context_tokens([], user_turn, [self.end_of_turn_id])
+        return edits[key]
+
+    async def _self_check(self, session: "_Session", kwargs: dict) -> str:
         """Steps 2-4 of the session (self-check, retry, score), or a clean stop; returns the stop reason."""
         if not self.settings.self_check:
             return "no_self_check"
         if session.emitted_placeholder:
             return "placeholder_in_response"
-        messages.append({"role": "assistant", "content": first_text})
-        if not await session.inject(messages, self.self_check_instruction):
+        if not session.inject(self.self_check_edit):
             return "budget_before_check"
-        check_text = await session.generate("check", self.settings.self_check_max_tokens)
+        await session.generate("check", self.settings.self_check_max_tokens)
         if session.emitted_placeholder:
             return "placeholder_in_response"
-        messages.append({"role": "assistant", "content": check_text})
-        if not await session.inject(messages, self.retry_instruction):
+        if not session.inject(self.retry_edit):
             return "budget_before_retry"
         await self._score(session, await session.generate("tau2", self.settings.attempt_max_tokens), kwargs)
         return "retried"
@@ -293,19 +325,17 @@ class _Session:
         t.spans[span] = (start, len(t.response_mask))
         return loop.tokenizer.decode(output.token_ids, skip_special_tokens=True)
 
-    async def inject(self, messages: list[dict], instruction: str) -> bool:
-        """Close the open assistant turn and append ``instruction`` as a user turn (all mask 0) if
-        that fits with room to generate; else leave the transcript and ``messages`` unchanged and
-        return False."""
+    def inject(self, instruction: MergeResult) -> bool:
+        """Close the open assistant turn and append an instruction as a user turn (all mask 0), as
+        ``instruction`` (:meth:`SelfCheckAgentLoop._instruction_edit`) merges it, if that fits with
+        room to generate; else leave the transcript unchanged and return False."""
         t, loop = self.transcript, self.loop
         token_ids, mask, logprobs = self._closed_turn()
-        previous = list(messages)
-        messages.append({"role": "user", "content": instruction})
-        merged, mask, logprobs = await loop.ct_merge_context_msg(previous, messages, token_ids, mask, logprobs)
+        mask, logprobs = loop.continuous_token_builder.align_response_metadata(instruction, mask, logprobs)
         if len(mask) >= loop.response_length:
-            messages.pop()
             return False
-        t.token_ids, t.response_mask, t.logprobs = merged.token_ids, mask, logprobs
+        # instruction.token_ids starts with the <|im_end|> that token_ids ends with.
+        t.token_ids, t.response_mask, t.logprobs = token_ids[:-1] + instruction.token_ids, mask, logprobs
         return True
 
     def _closed_turn(self) -> tuple[list[int], list[int], list[float] | None]:
@@ -322,6 +352,39 @@ class _Session:
         if "min_global_steps" not in self.global_steps:
             self.global_steps["min_global_steps"] = extra_fields.get("min_global_steps")
         self.global_steps["max_global_steps"] = extra_fields.get("max_global_steps")
+
+
+class _SharedBuilds:
+    """Builds that sessions starting together share: while one runs, a session asking for the same
+    build awaits it instead of repeating it.
+
+    verl hands the ``rollout.n`` sessions of a prompt the same row object (``DataProto.repeat``
+    repeats rows by reference; the TransferQueue worker starts the n sessions from one prompt dict)
+    and starts them together, so they ask for its build before the first ask finishes. A key is
+    the identities (``id``) of the objects the build depends on; the entry holds those objects, so
+    no other object can take one of their ids while it is kept, and it is dropped when the build
+    ends, so nothing is kept past it.
+    """
+
+    def __init__(self) -> None:
+        self._running: dict[tuple[int, ...], tuple[tuple, asyncio.Future]] = {}
+
+    def get(self, depends_on: tuple, build: Callable[[], Awaitable[Any]]) -> Awaitable[Any]:
+        key = tuple(map(id, depends_on))
+        if key not in self._running:
+            task = asyncio.ensure_future(build())
+            self._running[key] = (depends_on, task)
+            task.add_done_callback(lambda _: self._running.pop(key))
+        # A cancelled session must not cancel the build the other sessions of its prompt await.
+        return asyncio.shield(self._running[key][1])
+
+
+# Prompt builds (images and initial tokens) in flight, keyed by event loop, prompt row and the
+# loop's config, processor and tokenizer.
+_PROMPTS = _SharedBuilds()
+# Instruction merges (:meth:`SelfCheckAgentLoop._instruction_edit`) by the processor or tokenizer
+# that rendered them, kept as long as it lives.
+_INSTRUCTION_EDITS: weakref.WeakKeyDictionary[Any, dict[tuple, MergeResult]] = weakref.WeakKeyDictionary()
 
 
 def _decode_images(messages: list[dict]) -> None:

