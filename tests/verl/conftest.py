@@ -16,8 +16,11 @@ from hydra import compose, initialize_config_dir
 from omegaconf import DictConfig
 from PIL import Image
 from transformers import AutoModelForImageTextToText, AutoProcessor
+from verl.experimental.agent_loop.agent_loop import DictConfigWrap
+from verl.utils.dataset.rl_dataset import RLHFDataset
 from verl.utils.tokenizer.continuous_token_wiring import create_continuous_token_builder
 
+from medsage.plugins.verl.agent_loop import SelfCheckAgentLoop
 from medsage.plugins.verl.settings import render_instruction
 
 REPO = Path(__file__).resolve().parents[2]
@@ -161,3 +164,16 @@ def policy_dir(tiny_model_dir, tmp_path_factory) -> Path:
     model.eval()
     model.save_pretrained(out)
     return out
+
+
+def self_check_loop(config: DictConfig, server_manager, processor) -> SelfCheckAgentLoop:
+    """The loop as verl's ``AgentLoopWorker`` builds it; call inside the running event loop."""
+    return SelfCheckAgentLoop(
+        trainer_config=DictConfigWrap(config),
+        server_manager=server_manager,
+        tokenizer=processor.tokenizer,
+        processor=processor,
+        dataset_cls=RLHFDataset,
+        data_config=DictConfigWrap(config.data),
+        hf_model_type="qwen2_5_vl",
+    )

@@ -11,9 +11,8 @@ from verl.experimental.agent_loop.agent_loop import AgentLoopWorker
 from verl.protocol import DataProto
 from verl.utils.dataset.rl_dataset import RLHFDataset, collate_fn
 
-from conftest import CHECK, TAU1, TAU2, TEMPLATES
+from conftest import CHECK, TAU1, TAU2, TEMPLATES, self_check_loop
 from medsage.plugins.verl.hf_backend import HFGenerationBackend
-from medsage.plugins.verl.local_rollout import self_check_loop
 from medsage.plugins.verl.settings import render_instruction
 from medsage.reward_fns.rewards import compute_score
 
