@@ -6,12 +6,17 @@ appendix A.3), so the client is built for long, interruptible runs:
 * bounded concurrency (a semaphore around the HTTP call only; back-off sleeps hold no slot);
 * retries with exponential back-off and jitter on 429, 5xx, timeouts, connection errors and
   malformed replies (including a caller's ``validate`` rejecting the text), honouring
-  ``Retry-After``; other 4xx fail at once with the server's message;
+  ``Retry-After``; other 4xx fail at once with the server's message; 401/403 raise
+  :class:`LLMAuthError`, which a build treats as fatal (every further call would fail the same way);
+* a reply cut by the token limit (``finish_reason == "length"``) is malformed: retried, counted as
+  ``truncated``, never returned, so a cut stage can never pass as a finished one;
 * a persistent SQLite cache keyed by the request (model, messages, sampling parameters), so a
   killed run resumes without paying twice, and identical requests in flight are sent once;
-* token and cost accounting per model;
+* token and cost accounting per model, persisted with each billed reply in the cache's ``ledger``
+  table, so a build's cost is exact across kills (:meth:`LLMClient.totals`);
 * the API key is read from the environment variable named in the config and lives only in the
-  HTTP client object: it is never part of the cache key, a file, or a log line.
+  HTTP client object: it is never part of the cache key, a file, or a log line, and error texts
+  (a server may echo the key it was sent) pass through :func:`redact` before anyone sees them.
 """
 
 from __future__ import annotations
@@ -24,6 +29,7 @@ import json
 import mimetypes
 import os
 import random
+import re
 import sqlite3
 import time
 from dataclasses import dataclass
@@ -34,6 +40,8 @@ import openai
 from openai import AsyncOpenAI
 
 _RETRY_STATUS = frozenset({408, 409, 429})
+_AUTH_STATUS = frozenset({401, 403})
+_KEY_LIKE = re.compile(r"\b(?:sk|key|api)[-_][A-Za-z0-9_*.\-]{6,}", re.IGNORECASE)
 
 
 @dataclass(frozen=True)
@@ -75,6 +83,7 @@ class ModelUsage:
     prompt_tokens: int = 0
     completion_tokens: int = 0
     cost_usd: float = 0.0
+    truncated: int = 0  # replies cut by the token limit (billed, never returned)
 
 
 @dataclass(frozen=True)
@@ -87,6 +96,18 @@ class _Request:
 
 class LLMError(RuntimeError):
     """A request that could not be completed: retries exhausted, or a non-retryable 4xx."""
+
+
+class LLMAuthError(LLMError):
+    """401/403: the key is missing, wrong or not allowed this model; no later call can succeed."""
+
+
+def redact(text: str, key_env: str = "OPENAI_API_KEY") -> str:
+    """``text`` without the key from ``key_env`` or anything shaped like a key (servers echo part of it)."""
+    key = os.environ.get(key_env)
+    if key and len(key) >= 4:
+        text = text.replace(key, "[key]")
+    return _KEY_LIKE.sub("[key]", text)
 
 
 class MalformedReply(ValueError):
@@ -106,6 +127,11 @@ class ResponseCache:
         self._db.execute(
             "CREATE TABLE IF NOT EXISTS replies (key TEXT PRIMARY KEY, text TEXT, prompt_tokens INT, completion_tokens INT)"
         )
+        # One row per billed reply (cached, truncated or refused by a validator alike), written before
+        # the reply is used: a kill can lose at most the replies whose bytes were still in flight.
+        self._db.execute(
+            "CREATE TABLE IF NOT EXISTS ledger (model TEXT, prompt_tokens INT, completion_tokens INT, cost_usd REAL, truncated INT)"
+        )
 
     def get(self, key: str) -> ChatResult | None:
         row = self._db.execute("SELECT text, prompt_tokens, completion_tokens FROM replies WHERE key = ?", (key,)).fetchone()
@@ -116,6 +142,17 @@ class ResponseCache:
             "INSERT OR REPLACE INTO replies VALUES (?, ?, ?, ?)",
             (key, result.text, result.prompt_tokens, result.completion_tokens),
         )
+
+    def bill(self, model: str, prompt_tokens: int, completion_tokens: int, cost_usd: float, truncated: bool) -> None:
+        self._db.execute("INSERT INTO ledger VALUES (?, ?, ?, ?, ?)",
+                         (model, prompt_tokens, completion_tokens, cost_usd, int(truncated)))
+
+    def billed(self) -> dict[str, ModelUsage]:
+        """Per model, every reply billed through this cache, over all runs that used it."""
+        rows = self._db.execute("SELECT model, COUNT(*), SUM(prompt_tokens), SUM(completion_tokens), SUM(cost_usd), "
+                                "SUM(truncated) FROM ledger GROUP BY model")
+        return {m: ModelUsage(calls=n, prompt_tokens=p, completion_tokens=c, cost_usd=cost, truncated=t)
+                for m, n, p, c, cost, t in rows}
 
     def __len__(self) -> int:
         return self._db.execute("SELECT COUNT(*) FROM replies").fetchone()[0]
@@ -200,6 +237,17 @@ class LLMClient:
         if self._cache is not None:
             self._cache.close()
 
+    def totals(self) -> dict[str, ModelUsage]:
+        """Usage to report: billed calls, tokens and cost from the ledger (all runs, exact across kills)
+        when there is a cache, cache hits and retries of this run; this run's counters otherwise."""
+        if self._cache is None:
+            return dict(self.usage)
+        billed = self._cache.billed()
+        for model, usage in self.usage.items():
+            total = billed.setdefault(model, ModelUsage())
+            total.cache_hits, total.retries = usage.cache_hits, usage.retries
+        return billed
+
     async def chat(
         self,
         messages: list[dict[str, Any]],
@@ -244,8 +292,13 @@ class LLMClient:
             try:
                 return await self._call_once(request, usage)
             except openai.APIStatusError as exc:
+                if exc.status_code in _AUTH_STATUS:
+                    raise LLMAuthError(
+                        f"{self.config.model} at {self.config.base_url}: HTTP {exc.status_code}: the server refused the "
+                        f"credentials; check the key in ${self.config.api_key_env} and that it may use this model") from None
                 if exc.status_code < 500 and exc.status_code not in _RETRY_STATUS:
-                    raise LLMError(f"{self.config.model} at {self.config.base_url}: HTTP {exc.status_code}: {exc.message}") from exc
+                    raise LLMError(self._redact(f"{self.config.model} at {self.config.base_url}: HTTP {exc.status_code}: "
+                                                f"{exc.message}")) from None
                 last_error, delay = exc, _retry_after(exc.response.headers)
             except (openai.APIConnectionError, openai.APIResponseValidationError, MalformedReply) as exc:
                 last_error, delay = exc, None
@@ -255,9 +308,12 @@ class LLMClient:
                 break
             usage.retries += 1
             await self._sleep(delay if delay is not None else self._backoff(attempt))
-        raise LLMError(
+        raise LLMError(self._redact(
             f"{self.config.model} at {self.config.base_url}: gave up after {self.config.max_retries + 1} attempts: {last_error}"
-        ) from last_error
+        )) from None
+
+    def _redact(self, text: str) -> str:
+        return redact(text, self.config.api_key_env)
 
     async def _call_once(self, request: _Request, usage: ModelUsage) -> ChatResult:
         # The client's generic ``post`` sends the plain JSON body: ``chat.completions.create``
@@ -268,25 +324,38 @@ class LLMClient:
         body = {"model": self.config.model, "messages": request.messages, **request.params}
         async with self._slots:
             reply = await self._http.post("/chat/completions", body=body, cast_to=object)
-        usage.calls += 1
         if not isinstance(reply, dict):
+            usage.calls += 1
             raise MalformedReply(f"reply is not a JSON object: {str(reply)[:200]!r}")
+        prompt_tokens, completion_tokens, truncated = self._bill(reply, usage)
         text = reply["choices"][0]["message"].get("content")
         if text is None and request.allow_empty:
             text = ""
         if not isinstance(text, str) or (not text.strip() and not request.allow_empty):
             raise MalformedReply("reply has no text")
-        counts = reply.get("usage") if isinstance(reply.get("usage"), dict) else {}
-        prompt_tokens = int(counts.get("prompt_tokens") or 0)
-        completion_tokens = int(counts.get("completion_tokens") or 0)
-        usage.prompt_tokens += prompt_tokens
-        usage.completion_tokens += completion_tokens
-        usage.cost_usd += (
-            prompt_tokens * self.config.price_input_per_m + completion_tokens * self.config.price_output_per_m
-        ) / 1e6
+        if truncated:
+            raise MalformedReply("reply cut by the token limit (finish_reason=length)")
         if request.validate is not None and not request.validate(text):
             raise MalformedReply("reply rejected by validator")
         return ChatResult(text, prompt_tokens, completion_tokens, cached=False)
+
+    def _bill(self, reply: dict, usage: ModelUsage) -> tuple[int, int, bool]:
+        """Account a 200 reply (billed whatever its content) in memory and in the ledger; its token
+        counts and whether the token limit cut it."""
+        counts = reply.get("usage") if isinstance(reply.get("usage"), dict) else {}
+        prompt_tokens = int(counts.get("prompt_tokens") or 0)
+        completion_tokens = int(counts.get("completion_tokens") or 0)
+        cost = (prompt_tokens * self.config.price_input_per_m + completion_tokens * self.config.price_output_per_m) / 1e6
+        choices = reply.get("choices")
+        truncated = bool(choices) and isinstance(choices[0], dict) and choices[0].get("finish_reason") == "length"
+        usage.calls += 1
+        usage.prompt_tokens += prompt_tokens
+        usage.completion_tokens += completion_tokens
+        usage.cost_usd += cost
+        usage.truncated += truncated
+        if self._cache is not None:
+            self._cache.bill(self.config.model, prompt_tokens, completion_tokens, cost, truncated)
+        return prompt_tokens, completion_tokens, truncated
 
     def _backoff(self, attempt: int) -> float:
         ceiling = min(self.config.backoff_max_s, self.config.backoff_base_s * 2**attempt)

@@ -6,7 +6,7 @@ region (Eq. 2, Figure 9). Per (r, t): Know(r, t) from the visual summary, the la
 guidance and the interpretation template t (Eq. 4, Figure 10); the conclusion from all prior
 stages and the answer (Eq. 5). The grounding object and the ANSWER stage are written by rule, so
 coordinates are exact and the answer is explicit; assembly is the scaffold renderer (Figure 11).
-Every reply must carry its stage tag; a reply without it is retried by the client.
+Every reply must carry its stage tag, opened and closed once; any other reply is retried by the client.
 """
 
 from __future__ import annotations
@@ -27,8 +27,10 @@ from medsage.reward_fns.scaffold import Scaffold, parse_tags, pixels_to_box_2d
 
 
 def stage_text(reply: str, tag: str) -> str | None:
-    """The content of ``<tag>`` in a reply, or None when the reply lacks it."""
-    return parse_tags(reply, (tag,)).get(tag) or None
+    """The content of ``<tag>`` in a reply; None when the reply lacks it or does not close it properly
+    (an unclosed stage is a cut reply, which must be asked again, not assembled into a trajectory)."""
+    parsed = parse_tags(reply, (tag,))
+    return None if parsed.problems else parsed.get(tag) or None
 
 
 class LLMGenerator:

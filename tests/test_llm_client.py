@@ -7,7 +7,7 @@ import threading
 import pytest
 from openai_stub import StubReply, StubServer, last_user_text
 
-from medsage.data_gen.llm_client import LLMClient, LLMConfig, LLMError, image_content
+from medsage.data_gen.llm_client import LLMAuthError, LLMClient, LLMConfig, LLMError, image_content
 
 
 def ask(text):
@@ -95,11 +95,59 @@ def test_validator_rejection_is_retried():
 
 
 def test_client_errors_fail_fast_with_the_server_message():
-    reply = StubReply(status=401, raw='{"error": {"message": "invalid api key"}}')
+    reply = StubReply(status=400, raw='{"error": {"message": "bad image"}}')
     with StubServer(scripted(reply, reply)) as srv:
-        with pytest.raises(LLMError, match="HTTP 401.*invalid api key"):
+        with pytest.raises(LLMError, match="HTTP 400.*bad image"):
             run(chat_once(config(srv)))
         assert len(srv.calls) == 1
+
+
+@pytest.mark.parametrize("status", [401, 403])
+def test_auth_failure_is_its_own_error_and_never_repeats_the_servers_text(monkeypatch, status):
+    """OpenAI's 401 echoes part of the key it got; the error names the variable, not the server's text."""
+    monkeypatch.setenv("MEDSAGE_TEST_KEY", "sk-proj-abcdef123456")
+    reply = StubReply(status=status, raw='{"error": {"message": "Incorrect API key provided: sk-proj-abc***3456"}}')
+    with StubServer(scripted(reply, reply)) as srv:
+        with pytest.raises(LLMAuthError, match=rf"HTTP {status}.*MEDSAGE_TEST_KEY") as err:
+            run(chat_once(config(srv, api_key_env="MEDSAGE_TEST_KEY")))
+        assert len(srv.calls) == 1
+    assert "sk-" not in str(err.value) and err.value.__cause__ is None
+
+
+def test_other_error_texts_are_redacted(monkeypatch):
+    monkeypatch.setenv("MEDSAGE_TEST_KEY", "sk-proj-abcdef123456")
+    reply = StubReply(status=400, raw='{"error": {"message": "bad request from sk-proj-abcdef123456"}}')
+    with StubServer(scripted(reply)) as srv:
+        with pytest.raises(LLMError) as err:
+            run(chat_once(config(srv, api_key_env="MEDSAGE_TEST_KEY")))
+    assert "abcdef123456" not in str(err.value) and "[key]" in str(err.value)
+
+
+def test_reply_cut_by_the_token_limit_is_retried_billed_and_never_returned(tmp_path):
+    cut = StubReply(raw='{"choices": [{"finish_reason": "length", "message": {"content": "<LOC>half a sent"}}], '
+                        '"usage": {"prompt_tokens": 10, "completion_tokens": 4}}')
+    with StubServer(scripted(cut, cut)) as srv:
+        result, usage = run(chat_once(config(srv, cache_path=tmp_path / "c.sqlite"), "x"))
+    assert result.text == "echo: x" and usage.truncated == 2 and usage.calls == 3
+    with StubServer(lambda request: cut) as srv:
+        with pytest.raises(LLMError, match="token limit"):
+            run(chat_once(config(srv, max_retries=1)))
+
+
+def test_the_ledger_keeps_every_billed_reply_across_clients(tmp_path):
+    cache = tmp_path / "c.sqlite"
+    with StubServer(scripted()) as srv:
+        cfg = config(srv, cache_path=cache, price_input_per_m=1.0, price_output_per_m=1.0)
+        run(chat_once(cfg, "one"))
+
+        async def again():
+            async with LLMClient(cfg) as llm:
+                await llm.chat(ask("one"))
+                await llm.chat(ask("two"))
+                return llm.totals()["stub-model"]
+
+        totals = run(again())
+    assert totals.calls == 2 and totals.cache_hits == 1 and totals.completion_tokens == 4
 
 
 def test_gives_up_after_max_retries_naming_model_and_endpoint():
