@@ -7,6 +7,9 @@
   self-contained, each with the size SFT trains on (see :func:`sft_image_size`); ``extra_info``
   carries what the reward and the self-check loop need.
 * ``scorer/pairs.jsonl``: each accepted trajectory paired with a rejected one of the same sample.
+* ``samples.jsonl``: one line per sample of the build (image, size, source, modality, task type, question,
+  options, answer, annotated ROIs on the 0-1000 grid), the key to ``work/trajectories.jsonl`` that
+  ``medsage-explore`` reads; the other exports keep only what their trainer needs.
 """
 
 from __future__ import annotations
@@ -26,7 +29,7 @@ from medsage.data_gen.instructions import Sample, balance
 from medsage.data_gen.prompts import lvkc_instruction
 from medsage.data_gen.trajectories import Trajectory
 from medsage.reward_fns.answers import LETTERS
-from medsage.reward_fns.scaffold import STAGES, parse
+from medsage.reward_fns.scaffold import STAGES, parse, pixels_to_box_2d
 
 AGENT_NAME = "medsage_self_check"
 # Validation rollouts must not self-check: the loop would consult the reference answer to decide
@@ -200,3 +203,19 @@ def write_pairs(items: list[Verified], path: Path) -> int:
                                     "negative_reason": "; ".join(negative.reasons)}, ensure_ascii=False) + "\n")
                 n += 1
     return n
+
+
+def write_samples(items: list[Verified], path: Path) -> int:
+    """``samples.jsonl``: what each sample was asked about, so its trajectories can be shown with it."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with path.open("w", encoding="utf-8") as f:
+        for v in items:
+            s = v.sample
+            rois = [{"label": r.label, "kind": r.kind, "text": r.text,
+                     "box_2d": list(pixels_to_box_2d(r.box, s.width, s.height)) if r.strong else None}
+                    for r in s.record.rois]
+            f.write(json.dumps({"sample_id": s.sample_id, "image": s.image, "width": s.width, "height": s.height,
+                                "source": s.record.source, "modality": s.record.modality, "task_type": s.task_type,
+                                "question": s.question, "options": s.options, "answer": s.answer,
+                                "answer_text": s.answer_text, "rois": rois}, ensure_ascii=False) + "\n")
+    return len(items)

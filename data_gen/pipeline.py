@@ -20,7 +20,8 @@ from tqdm import tqdm
 from medsage.data_gen import phantom
 from medsage.data_gen.card import BuildStats, write_card
 from medsage.data_gen.config import BuildConfig, SourceConfig
-from medsage.data_gen.exports import Verified, measure_rl_prompts, rl_candidates, write_pairs, write_rl, write_sft
+from medsage.data_gen.exports import (Verified, measure_rl_prompts, rl_candidates, write_pairs, write_rl, write_samples,
+                                      write_sft)
 from medsage.data_gen.imputation import Imputer
 from medsage.data_gen.instructions import (
     Materialised,
@@ -241,6 +242,7 @@ class Builder:
         stats.outputs.update({f"rl/{k}.parquet": n for k, n in sizes.items()})
         stats.outputs["rl candidates"] = len(rl_candidates(items, cfg.rl_max_answer_words))
         stats.outputs["scorer/pairs.jsonl"] = write_pairs(items, self.out / "scorer" / "pairs.jsonl")
+        stats.outputs["samples.jsonl"] = write_samples(items, self.out / "samples.jsonl")
         write_card(stats, self.out / "card")
 
 

@@ -137,6 +137,10 @@ def run_evaluation(config: EvalConfig, backend: Backend | None = None) -> EvalRe
     summaries = summarize(scored, config.bootstrap_resamples, config.seed)
     summary = {
         "run_key": setup.run_key,
+        # what was asked and how answers were read: enough to show each prediction beside its question
+        "label": config.model.label,
+        "prompt_style": config.prompt_style,
+        "benchmarks": [asdict(b) for b in config.benchmarks],
         "summaries": [asdict(s) for s in summaries],
         "reasoning": reasoning,
         "first_attempt_accuracy": first_attempt,
