@@ -7,7 +7,7 @@ installed names live under one namespace, so nothing generic such as ``eval`` or
 
 from setuptools import find_packages, setup
 
-FOLDERS = ("reward_fns", "plugins", "data_gen", "eval")
+FOLDERS = ("reward_fns", "plugins", "data_gen", "eval", "config")
 
 
 def _packages() -> tuple[list[str], dict[str, str]]:
@@ -43,6 +43,8 @@ setup(
     package_data={
         **{f"medsage.{f}": ["*.jinja", "*.json", "*.yaml", "templates/*"] for f in FOLDERS},
         "medsage.plugins.verl.config": ["*.yaml"],
+        # The self-check loop's instructions and verl's agent-loop registry: recipes name them pkg://...
+        "medsage.plugins.verl": ["agent_loops.yaml", "templates/*.jinja"],
     },
     install_requires=[
         "torch>=2.11,<3",

@@ -18,6 +18,8 @@ from pathlib import Path
 import hydra
 from omegaconf import DictConfig, OmegaConf, open_dict
 
+from medsage.config import package_file
+
 from .settings import SECTION, RGRPOSettings, check_budget
 
 CPU_BACKEND = "medsage.plugins.verl.cpu"
@@ -75,7 +77,7 @@ def _require(condition: bool, message: str) -> None:
 
 
 def _existing(path: str, key: str) -> str:
-    resolved = Path(path).expanduser().resolve()
+    resolved = package_file(path).resolve()
     if not resolved.is_file():
         raise ConfigError(f"{key}={path}: no such file (relative paths resolve against {Path.cwd()})")
     return str(resolved)

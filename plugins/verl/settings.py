@@ -9,50 +9,44 @@ GRPO on the first attempt). Defaults follow the paper (section 3.3, appendix B.1
 from __future__ import annotations
 
 import functools
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Mapping
 
 import jinja2
 from omegaconf import DictConfig, OmegaConf
 
+from medsage.config import bounded, build, package_file
 from medsage.reward_fns.scaffold import SELF_CHECK_DIMENSIONS, SELF_CHECK_TAG, STAGE_TITLES, STAGES
 
 SECTION = "medsage"
+# Shipped inside the package, so any launch directory finds them; a recipe may name its own files.
+SELF_CHECK_TEMPLATE = "pkg://medsage.plugins.verl/templates/self_check.jinja"
+RETRY_TEMPLATE = "pkg://medsage.plugins.verl/templates/retry.jinja"
 
 
 @dataclass(frozen=True)
 class RGRPOSettings:
     """R-GRPO settings; see recipes/rl/README.md for each field."""
 
-    alpha: float = 0.2
+    alpha: float = bounded(0.2, ge=0)
     self_check: bool = True
-    self_check_template: str = "recipes/rl/templates/self_check.jinja"
-    retry_template: str = "recipes/rl/templates/retry.jinja"
-    attempt_max_tokens: int = 1024
-    self_check_max_tokens: int = 256
+    self_check_template: str = SELF_CHECK_TEMPLATE
+    retry_template: str = RETRY_TEMPLATE
+    attempt_max_tokens: int = bounded(1024, ge=1)
+    self_check_max_tokens: int = bounded(256, ge=1)
     reward_kwargs: dict[str, Any] = field(default_factory=dict)
     sessions_dir: str | None = None
 
-    def __post_init__(self) -> None:
-        if self.alpha < 0:
-            raise ValueError(f"{SECTION}.alpha must be >= 0 (the paper uses 0.2), got {self.alpha}")
-        for key in ("attempt_max_tokens", "self_check_max_tokens"):
-            if getattr(self, key) < 1:
-                raise ValueError(f"{SECTION}.{key} must be >= 1, got {getattr(self, key)}")
-
     @classmethod
     def from_config(cls, config: DictConfig | Mapping[str, Any]) -> "RGRPOSettings":
-        """Read the ``medsage`` section of a full trainer config; unknown keys are an error."""
+        """Read the ``medsage`` section of a full trainer config with the one recipe loader
+        (:mod:`medsage.config`): types, ranges and unknown keys are errors naming ``medsage.<key>``."""
         section = config.get(SECTION) if config is not None else None
         if section is None:
             raise ValueError(f"the trainer config has no '{SECTION}' section; compose it from rgrpo_trainer.yaml")
         values = OmegaConf.to_container(section, resolve=True) if isinstance(section, DictConfig) else dict(section)
-        known = {f.name for f in fields(cls)}
-        unknown = sorted(set(values) - known)
-        if unknown:
-            raise ValueError(f"unknown key(s) {unknown} in '{SECTION}'; expected some of {sorted(known)}")
-        return cls(**values)
+        return build(cls, values, "the verl config", SECTION)
 
     def templates(self) -> tuple[str, str]:
         """The rendered self-check and retry instructions (files must exist)."""
@@ -65,7 +59,7 @@ def check_budget(settings: RGRPOSettings, response_length: int) -> None:
     It must hold one full attempt; with the self-check on it must also hold a full retry:
     tau1 and tau2 at ``attempt_max_tokens`` each plus the self-check at ``self_check_max_tokens``.
     The two injected instructions come on top (about 220 tokens with Qwen2.5-VL's tokenizer and the
-    templates in recipes/rl/templates); counting them needs the tokenizer and a session that runs
+    shipped templates); counting them needs the tokenizer and a session that runs
     out of budget stops cleanly, so they are left to the recipe's margin rather than checked here.
     Raises ValueError naming the keys; meant for the entry point, before anything starts.
     """
@@ -88,7 +82,7 @@ def check_budget(settings: RGRPOSettings, response_length: int) -> None:
 def render_instruction(path: str | Path) -> str:
     """Render an instruction template. Its only variables are the scaffold's tags, so an instruction
     can never carry the reference answer (the loop passes none)."""
-    path = Path(path)
+    path = package_file(path)
     if not path.is_file():
         raise FileNotFoundError(f"{SECTION}: instruction template {path} does not exist (cwd {Path.cwd()})")
     return _render(path.resolve(), path.stat().st_mtime_ns)

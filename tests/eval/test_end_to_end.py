@@ -123,7 +123,7 @@ def test_self_check_always_feeds_each_turn_back_with_the_image(phantom_dir, back
 
 
 def test_self_check_always_uses_the_rgrpo_instruction_templates(phantom_dir, tiny_model_dir, tmp_path):
-    templates = Path(__file__).resolve().parents[2] / "recipes" / "rl" / "templates"
+    templates = Path(__file__).resolve().parents[2] / "plugins" / "verl" / "templates"
     config = _config(phantom_dir, tmp_path, tiny_model_dir, self_check="always",
                      self_check_template=str(templates / "self_check.jinja"), retry_template=str(templates / "retry.jinja"))
     check, retry = predict_setup(config).self_check_turns

@@ -114,7 +114,7 @@ def test_parse_reasoning_scores(reply, valid):
 
 
 def test_self_check_always_reports_first_attempt_beside_final_accuracy(slake_dir, tmp_path):
-    templates = Path(__file__).resolve().parents[2] / "recipes" / "rl" / "templates"
+    templates = Path(__file__).resolve().parents[2] / "plugins" / "verl" / "templates"
     answers = {q: (ref, a) for q, ref, _, a in QUESTIONS}
 
     def responder(request):

@@ -60,8 +60,8 @@ class FixedLatencyBackend:
 def _config(model_dir: Path):
     overrides = [
         f"actor_rollout_ref.model.path={model_dir}",
-        f"medsage.self_check_template={REPO / 'recipes/rl/templates/self_check.jinja'}",
-        f"medsage.retry_template={REPO / 'recipes/rl/templates/retry.jinja'}",
+        f"medsage.self_check_template={REPO / 'plugins/verl/templates/self_check.jinja'}",
+        f"medsage.retry_template={REPO / 'plugins/verl/templates/retry.jinja'}",
     ]
     with initialize_config_dir(config_dir=str(REPO / "plugins/verl/config"), version_base=None):
         config = compose("rgrpo", overrides=overrides)

@@ -25,7 +25,7 @@ from medsage.plugins.verl.settings import render_instruction
 
 REPO = Path(__file__).resolve().parents[2]
 CONFIG_DIR = REPO / "plugins" / "verl" / "config"
-TEMPLATES = REPO / "recipes" / "rl" / "templates"
+TEMPLATES = REPO / "plugins" / "verl" / "templates"
 QUESTION = "Is there a nodule in the left lung? Answer yes or no."
 TAU1 = (
     "<LOC>left upper lung</LOC><VISUAL>The left lung is clear.</VISUAL>"
@@ -89,7 +89,7 @@ def make_config(tmp_path):
             f"actor_rollout_ref.model.path={model_dir}",
             f"medsage.self_check_template={TEMPLATES / 'self_check.jinja'}",
             f"medsage.retry_template={TEMPLATES / 'retry.jinja'}",
-            f"actor_rollout_ref.rollout.agent.agent_loop_config_path={REPO / 'recipes/rl/agent_loops.yaml'}",
+            f"actor_rollout_ref.rollout.agent.agent_loop_config_path={REPO / 'plugins/verl/agent_loops.yaml'}",
             "actor_rollout_ref.rollout.prompt_length=256",
             "actor_rollout_ref.rollout.response_length=512",
             "actor_rollout_ref.rollout.temperature=0",

@@ -39,8 +39,8 @@ def test_one_attempt_is_enough_without_the_self_check():
 
 
 def test_a_cap_below_one_token_is_rejected():
-    with pytest.raises(ValueError, match="medsage.attempt_max_tokens must be >= 1"):
-        RGRPOSettings(attempt_max_tokens=0)
+    with pytest.raises(ValueError, match=r"medsage.attempt_max_tokens: expected >= 1, got 0"):
+        RGRPOSettings.from_config({"medsage": {"attempt_max_tokens": 0}})
 
 
 class _NeverEnds:

@@ -108,8 +108,9 @@ def test_unknown_key_is_rejected_by_hydra():
 @pytest.mark.parametrize(
     "override, error, message",
     [
-        ("medsage.alpha=-0.1", ValueError, r"medsage.alpha must be >= 0"),
-        ("medsage.self_check_max_tokens=0", ValueError, r"medsage.self_check_max_tokens must be >= 1"),
+        ("medsage.alpha=-0.1", ValueError, r"medsage.alpha: expected >= 0, got -0.1"),
+        ("medsage.self_check_max_tokens=0", ValueError, r"medsage.self_check_max_tokens: expected >= 1"),
+        ("medsage.self_check=maybe", ValueError, r"medsage.self_check: expected bool, got 'maybe'"),
         ("actor_rollout_ref.actor.strategy=fsdp", ConfigError, r"freeze_vision_tower needs .*strategy=fsdp2"),
         ("algorithm.adv_estimator=gae", ConfigError, r"algorithm.adv_estimator must be 'grpo'"),
         ("trainer.v1.trainer_mode=sync", ConfigError, r"trainer_mode must be 'rgrpo'"),
@@ -129,7 +130,7 @@ def test_command_line_reports_a_bad_override():
            "medsage.alpha=-1"]
     result = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, timeout=300)
     assert result.returncode != 0
-    assert "medsage.alpha must be >= 0" in result.stderr
+    assert "medsage.alpha: expected >= 0, got -1" in result.stderr
 
 
 @pytest.mark.parametrize("config", [[], [f"--config-path={RECIPES}", f"--config-name={RECIPE}"]], ids=["default", RECIPE])
