@@ -34,6 +34,8 @@ class BuildStats:
     accepted: int = 0
     rejection_reasons: Counter = field(default_factory=Counter)
     failed_samples: int = 0
+    samples: int = 0  # questions built from this build's records (committed now or in an earlier run)
+    filter_examples: list[str] = field(default_factory=list)  # where a filtered record's file is, and why
     outputs: dict[str, int] = field(default_factory=dict)
     usage: dict[str, dict] = field(default_factory=dict)
     rl_prompts: dict = field(default_factory=dict)  # medsage.data_gen.exports.PromptBudget; empty: not measured
@@ -71,6 +73,12 @@ def _multi_image(stats: BuildStats) -> str:
             if n else "")
 
 
+def _examples(stats: BuildStats) -> str:
+    """Where skipped rows and filtered images are (file, row, image path), a few per source."""
+    lines = [e for r in stats.read.values() for e in r["examples"][:10]] + stats.filter_examples[:20]
+    return "Examples of skipped rows and filtered images:\n\n" + "".join(f"- {e}\n" for e in lines) if lines else ""
+
+
 def _rl_prompts(stats: BuildStats) -> str:
     budget = stats.rl_prompts
     if not budget:
@@ -91,8 +99,8 @@ def write_card(stats: BuildStats, card_dir: Path) -> Path:
             _bar(getattr(stats, key), title, card_dir / f"{key}.png")
     _bar(Counter({"accepted": stats.accepted, "rejected": stats.trajectories - stats.accepted}),
          f"Trajectories (acceptance {stats.acceptance_rate:.1%})", card_dir / "acceptance.png")
-    usage = "\n".join(f"| {m} | {u['calls']} | {u['cache_hits']} | {u['retries']} | {u['prompt_tokens']} | "
-                      f"{u['completion_tokens']} | {u['cost_usd']:.4f} |" for m, u in stats.usage.items())
+    usage = "\n".join(f"| {m} | {u['calls']} | {u['cache_hits']} | {u['retries']} | {u.get('truncated', 0)} | "
+                      f"{u['prompt_tokens']} | {u['completion_tokens']} | {u['cost_usd']:.4f} |" for m, u in stats.usage.items())
     read = "\n".join(f"| {name} | {r['seen']} | {r['kept']} | {dict(r['reasons'])} | {dict(r['dropped'])} |"
                      for name, r in stats.read.items())
     text = f"""# Dataset card
@@ -106,6 +114,7 @@ Stage text generator: **{stats.generator}**. Judge: **{stats.judge}**.
 {read}
 
 {_multi_image(stats)}
+{_examples(stats)}
 ## Label imputation (A.3.1)
 {_imputation(stats)}
 ## Filtering (A.3.1)
@@ -120,7 +129,7 @@ Stage text generator: **{stats.generator}**. Judge: **{stats.judge}**.
 {_table(stats.by_modality, "modality")}
 {_table(stats.by_task, "task type")}
 ## Verification (A.3.5)
-{stats.accepted} of {stats.trajectories} trajectories accepted ({stats.acceptance_rate:.1%}); {stats.failed_samples} sample(s) failed generation.
+{stats.accepted} of {stats.trajectories} trajectories accepted ({stats.acceptance_rate:.1%}) over {stats.samples} sample(s); {stats.failed_samples} sample(s) failed generation (`work/failures.jsonl` says why; a rerun asks them again).
 
 ![](acceptance.png) ![](rejection_reasons.png)
 
@@ -130,8 +139,12 @@ Stage text generator: **{stats.generator}**. Judge: **{stats.judge}**.
 ## RL prompt budget
 {_rl_prompts(stats)}
 ## Tokens and cost
-| model | calls | cache hits | retries | prompt tokens | completion tokens | cost (USD) |
-| --- | --- | --- | --- | --- | --- | --- |
+Billed calls, tokens and cost cover every run that wrote this output directory (each billed reply is
+recorded as it arrives, so killed runs count too); cache hits and retries are this run's. `truncated`
+replies were cut by the token limit: billed, asked again, never used.
+
+| model | billed calls | cache hits | retries | truncated | prompt tokens | completion tokens | cost (USD) |
+| --- | --- | --- | --- | --- | --- | --- | --- |
 {usage}
 """
     (card_dir / "README.md").write_text(text, encoding="utf-8")

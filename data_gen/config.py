@@ -34,6 +34,9 @@ class SourceConfig:
     window: str = "dicom"
     n: int = 0
     seed: int = 0
+    # At most this many of the source's records, sampled by the build's seed and each record's id
+    # (stable under edits of other rows); None: all. BuildConfig.max_records caps all sources together.
+    max_records: int | None = None
 
 
 @dataclass(frozen=True)
@@ -44,6 +47,7 @@ class GenerationConfig:
     temperature: float = 0.7
     max_tokens: int = 512
     prompt_dir: str | None = None
+    records_in_flight: int = 32  # records read, decoded and generated at once: bounds memory
     # An OpenAI-compatible endpoint (GPT-4o, or ``vllm serve``); the key comes from ``api_key_env``.
     endpoint: LLMConfig = field(default_factory=lambda: LLMConfig(base_url="http://127.0.0.1:8000/v1", model="gpt-4o"))
 

@@ -7,9 +7,6 @@
   self-contained, each with the size SFT trains on (see :func:`sft_image_size`); ``extra_info``
   carries what the reward and the self-check loop need.
 * ``scorer/pairs.jsonl``: each accepted trajectory paired with a rejected one of the same sample.
-* ``samples.jsonl``: one line per sample of the build (image, size, source, modality, task type, question,
-  options, answer, annotated ROIs on the 0-1000 grid), the key to ``work/trajectories.jsonl`` that
-  ``medsage-explore`` reads; the other exports keep only what their trainer needs.
 """
 
 from __future__ import annotations
@@ -22,7 +19,8 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
-import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
 from PIL import Image
 
 from medsage.data_gen.instructions import Sample, balance
@@ -58,14 +56,46 @@ def user_turn(sample: Sample) -> str:
     return "<image>\n" + lvkc_instruction(sample.question, sample.options or None)
 
 
-def write_sft(items: list[Verified], sft_dir: Path, name: str, max_per_sample: int) -> Path:
-    rows = [
-        {"messages": [{"role": "user", "content": user_turn(v.sample)}, {"role": "assistant", "content": t.text}],
-         "images": [v.sample.image]}
-        for v in items for t in v.accepted[:max_per_sample]
-    ]
-    sft_dir.mkdir(parents=True, exist_ok=True)
-    (sft_dir / f"{name}.json").write_text(json.dumps(rows, ensure_ascii=False, indent=1), encoding="utf-8")
+class StreamedFile:
+    """A text file written piece by piece to ``<name>.part`` and renamed into place by :meth:`close`."""
+
+    def __init__(self, path: Path):
+        self.path, self._part = path, path.with_name(path.name + ".part")
+        path.parent.mkdir(parents=True, exist_ok=True)
+        self._file = self._part.open("w", encoding="utf-8")
+
+    def write(self, text: str) -> None:
+        self._file.write(text)
+
+    def close(self) -> None:
+        self._file.close()
+        self._part.replace(self.path)
+
+
+class SftWriter:
+    """The LLaMA-Factory sharegpt json, one sample at a time (a JSON array, as LLaMA-Factory reads it)."""
+
+    def __init__(self, sft_dir: Path, name: str, max_per_sample: int):
+        self.sft_dir, self.name, self.max_per_sample = sft_dir, name, max_per_sample
+        self.rows = 0
+        self._file = StreamedFile(sft_dir / f"{name}.json")
+        self._file.write("[")
+
+    def add(self, v: Verified) -> None:
+        for t in v.accepted[: self.max_per_sample]:
+            row = {"messages": [{"role": "user", "content": user_turn(v.sample)}, {"role": "assistant", "content": t.text}],
+                   "images": [v.sample.image]}
+            self._file.write(("," if self.rows else "") + "\n" + json.dumps(row, ensure_ascii=False))
+            self.rows += 1
+
+    def close(self) -> Path:
+        self._file.write("\n]\n")
+        self._file.close()
+        write_dataset_info(self.sft_dir, self.name)
+        return self._file.path
+
+
+def write_dataset_info(sft_dir: Path, name: str) -> None:
     info = {name: {
         "file_name": f"{name}.json",
         "formatting": "sharegpt",
@@ -73,12 +103,22 @@ def write_sft(items: list[Verified], sft_dir: Path, name: str, max_per_sample: i
         "tags": {"role_tag": "role", "content_tag": "content", "user_tag": "user", "assistant_tag": "assistant"},
     }}
     (sft_dir / "dataset_info.json").write_text(json.dumps(info, indent=2), encoding="utf-8")
-    return sft_dir / f"{name}.json"
 
 
-def rl_candidates(items: list[Verified], max_answer_words: int) -> list[Verified]:
-    """Samples fit for an answer reward: a verified trajectory and a short reference answer."""
-    return [v for v in items if v.accepted and len(v.sample.answer.split()) <= max_answer_words]
+@dataclass(frozen=True)
+class Candidate:
+    """What choosing the RL rows needs of a sample (the rows themselves are built from the store)."""
+
+    sample_id: str
+    task_type: str
+    group: str
+
+
+def rl_candidate(v: Verified, max_answer_words: int) -> Candidate | None:
+    """A sample fit for an answer reward (a verified trajectory, a short reference answer), or None."""
+    if not v.accepted or len(v.sample.answer.split()) > max_answer_words:
+        return None
+    return Candidate(v.sample.sample_id, v.sample.task_type, v.sample.record.group or v.sample.record.record_id)
 
 
 def _val_groups(groups: list[str], fraction: float) -> set[str]:
@@ -130,26 +170,41 @@ def _rl_row(v: Verified, index: int, sft_dir: Path, agent_name: str, image_max_p
     }
 
 
-def write_rl(items: list[Verified], rl_dir: Path, sft_dir: Path, size: int, val_fraction: float,
-             max_answer_words: int, seed: int, image_max_pixels: int) -> dict[str, int]:
+RL_BATCH = 256
+_STR = pa.string()
+RL_SCHEMA = pa.schema([
+    ("data_source", _STR),
+    ("prompt", pa.list_(pa.struct([("role", _STR), ("content", _STR)]))),
+    ("images", pa.list_(pa.struct([("bytes", pa.binary()), ("path", _STR), ("resized_width", pa.int64()),
+                                   ("resized_height", pa.int64())]))),
+    ("ability", _STR),
+    ("reward_model", pa.struct([("style", _STR), ("ground_truth", _STR)])),
+    ("extra_info", pa.struct([("index", pa.int64()), ("sample_id", _STR), ("answer_type", _STR),
+                              ("options", pa.list_(_STR)), ("question", _STR), ("task_type", _STR), ("modality", _STR),
+                              ("stages", pa.struct([(tag, _STR) for tag in STAGES]))])),
+    ("agent_name", _STR),
+])
+
+
+def write_rl(candidates: list[Candidate], fetch, rl_dir: Path, sft_dir: Path, size: int, val_fraction: float,
+             seed: int, image_max_pixels: int) -> dict[str, int]:
     """Balanced by task type to ``size`` rows, split by group (no image group in both files); images
-    at their SFT size for ``image_max_pixels`` (the SFT recipe's)."""
-    by_id = {v.sample.sample_id: v for v in items}
-    chosen = balance([v.sample for v in rl_candidates(items, max_answer_words)], size, seed)
-    chosen.sort(key=lambda s: s.sample_id)
-    val = _val_groups([s.record.group or s.record.record_id for s in chosen], val_fraction)
-    rows: dict[str, list[dict]] = {"train": [], "val": []}
-    for i, s in enumerate(chosen):
-        split = "val" if (s.record.group or s.record.record_id) in val else "train"
-        agent_name = VAL_AGENT_NAME if split == "val" else AGENT_NAME
-        rows[split].append(_rl_row(by_id[s.sample_id], i, sft_dir, agent_name, image_max_pixels))
+    at their SFT size for ``image_max_pixels`` (the SFT recipe's). ``fetch(sample_id)`` gives the
+    :class:`Verified` sample; rows are built and written :data:`RL_BATCH` at a time."""
+    chosen = sorted(balance(candidates, size, seed), key=lambda c: c.sample_id)
+    val = _val_groups([c.group for c in chosen], val_fraction)
     rl_dir.mkdir(parents=True, exist_ok=True)
-    for split, split_rows in rows.items():
-        pd.DataFrame(split_rows, columns=list(_COLUMNS)).to_parquet(rl_dir / f"{split}.parquet", index=False)
-    return {split: len(r) for split, r in rows.items()}
-
-
-_COLUMNS = ("data_source", "prompt", "images", "ability", "reward_model", "extra_info", "agent_name")
+    counts = {}
+    for split in ("train", "val"):
+        agent_name = VAL_AGENT_NAME if split == "val" else AGENT_NAME
+        members = [(i, c) for i, c in enumerate(chosen) if (c.group in val) == (split == "val")]
+        with pq.ParquetWriter(rl_dir / f"{split}.parquet", RL_SCHEMA) as writer:
+            for start in range(0, len(members), RL_BATCH):
+                rows = [_rl_row(fetch(c.sample_id), i, sft_dir, agent_name, image_max_pixels)
+                        for i, c in members[start:start + RL_BATCH]]
+                writer.write_table(pa.Table.from_pylist(rows, schema=RL_SCHEMA))
+        counts[split] = len(members)
+    return counts
 
 
 @dataclass(frozen=True)
@@ -170,9 +225,10 @@ def measure_rl_prompts(rl_dir: Path, processor_path: str, max_prompt_length: int
 
     processor = AutoProcessor.from_pretrained(processor_path)
     lengths = [
-        _prompt_tokens(processor, row.prompt, row.images)
+        _prompt_tokens(processor, row["prompt"], row["images"])
         for split in ("train", "val")
-        for row in pd.read_parquet(rl_dir / f"{split}.parquet", columns=["prompt", "images"]).itertuples()
+        for batch in pq.ParquetFile(rl_dir / f"{split}.parquet").iter_batches(RL_BATCH, columns=["prompt", "images"])
+        for row in batch.to_pylist()
     ]
     return PromptBudget(processor=processor_path, max_prompt_length=max_prompt_length, rows=len(lengths),
                         over=sum(n > max_prompt_length for n in lengths), longest=max(lengths, default=0))
@@ -189,33 +245,43 @@ def _prompt_tokens(processor, prompt, images) -> int:
     return len(processor(text=[text], images=pictures or None)["input_ids"][0])
 
 
-def write_pairs(items: list[Verified], path: Path) -> int:
+class PairsWriter:
     """``pairs.jsonl``: each accepted trajectory with a rejected one of the same sample (cycled)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    n = 0
-    with path.open("w", encoding="utf-8") as f:
-        for v in items:
-            negatives = v.rejected
-            for i, positive in enumerate(v.accepted if negatives else []):
-                negative = negatives[i % len(negatives)]
-                f.write(json.dumps({"sample_id": v.sample.sample_id, "question": v.sample.question,
-                                    "positive": positive.text, "negative": negative.text,
-                                    "negative_reason": "; ".join(negative.reasons)}, ensure_ascii=False) + "\n")
-                n += 1
-    return n
+
+    def __init__(self, path: Path):
+        self.rows = 0
+        self._file = StreamedFile(path)
+
+    def add(self, v: Verified) -> None:
+        negatives = v.rejected
+        for i, positive in enumerate(v.accepted if negatives else []):
+            negative = negatives[i % len(negatives)]
+            self._file.write(json.dumps({"sample_id": v.sample.sample_id, "question": v.sample.question,
+                                         "positive": positive.text, "negative": negative.text,
+                                         "negative_reason": "; ".join(negative.reasons)}, ensure_ascii=False) + "\n")
+            self.rows += 1
+
+    def close(self) -> None:
+        self._file.close()
 
 
-def write_samples(items: list[Verified], path: Path) -> int:
+class SamplesWriter:
     """``samples.jsonl``: what each sample was asked about, so its trajectories can be shown with it."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with path.open("w", encoding="utf-8") as f:
-        for v in items:
-            s = v.sample
-            rois = [{"label": r.label, "kind": r.kind, "text": r.text,
-                     "box_2d": list(pixels_to_box_2d(r.box, s.width, s.height)) if r.strong else None}
-                    for r in s.record.rois]
-            f.write(json.dumps({"sample_id": s.sample_id, "image": s.image, "width": s.width, "height": s.height,
-                                "source": s.record.source, "modality": s.record.modality, "task_type": s.task_type,
-                                "question": s.question, "options": s.options, "answer": s.answer,
-                                "answer_text": s.answer_text, "rois": rois}, ensure_ascii=False) + "\n")
-    return len(items)
+
+    def __init__(self, path: Path):
+        self.rows = 0
+        self._file = StreamedFile(path)
+
+    def add(self, v: Verified) -> None:
+        s = v.sample
+        rois = [{"label": r.label, "kind": r.kind, "text": r.text,
+                 "box_2d": list(pixels_to_box_2d(r.box, s.width, s.height)) if r.strong else None}
+                for r in s.record.rois]
+        self._file.write(json.dumps({"sample_id": s.sample_id, "image": s.image, "width": s.width, "height": s.height,
+                                     "source": s.record.source, "modality": s.record.modality, "task_type": s.task_type,
+                                     "question": s.question, "options": s.options, "answer": s.answer,
+                                     "answer_text": s.answer_text, "rois": rois}, ensure_ascii=False) + "\n")
+        self.rows += 1
+
+    def close(self) -> None:
+        self._file.close()

@@ -4,12 +4,21 @@ Records pass image-quality checks (readable, large enough, not blank) and label 
 flagged noisy, a usable label or question) with every rejection counted by reason. Each kept
 record then yields questions of several task types from templates: multiple choice with
 distractors drawn from the source's label space, yes/no balanced between yes and no,
-open-ended, and localization. Task types are assigned round-robin so the set stays balanced.
+open-ended, and localization.
+
+Everything about a sample derives from its record's content (:func:`content_digest`): its id, the
+task types it gets and its random choices. So the same input row always yields the same samples
+wherever it sits in the input, and editing one row changes only that row's samples (a resumed or
+edited build re-asks nothing else). Task types are dealt from the configured list at a
+content-chosen offset, ``per_record`` consecutive entries, so each record gets distinct types and
+the list's proportions hold on average (a list naming yes_no every other entry gives every record
+exactly one yes/no question).
 """
 
 from __future__ import annotations
 
 import hashlib
+import json
 import random
 from collections import Counter
 from dataclasses import dataclass, field
@@ -19,6 +28,7 @@ import numpy as np
 import yaml
 from PIL import Image, UnidentifiedImageError
 
+from medsage.data_gen.leakage import dhash
 from medsage.data_gen.prompts import TEMPLATE_DIR
 from medsage.data_gen.records import Record
 from medsage.data_gen.readers.deeplesion import window_hu
@@ -61,6 +71,14 @@ class Sample:
     leak_terms: tuple[str, ...] = ()  # must not appear in the preamble, LOC, VISUAL or KNOWLEDGE
     finding: str = ""  # the annotated label the question was built from (a "No" question asks about another)
 
+    def to_json(self) -> dict:
+        return {**{k: v for k, v in self.__dict__.items() if k != "record"}, "record": self.record.to_json(),
+                "leak_terms": list(self.leak_terms)}
+
+    @classmethod
+    def from_json(cls, data: dict) -> "Sample":
+        return cls(**{**data, "record": Record.from_json(data["record"]), "leak_terms": tuple(data["leak_terms"])})
+
     @property
     def answer_type(self) -> str:
         if self.options:
@@ -68,32 +86,47 @@ class Sample:
         return "yes_no" if normalize(self.answer) in ("yes", "no") else "open"
 
 
-@dataclass
+@dataclass(frozen=True)
 class Materialised:
-    """An image written as 8-bit PNG under the dataset's images folder."""
+    """An image written as PNG under the dataset's images folder; its pixels are not kept (a build
+    holds only the images of the records in flight). ``fingerprint`` is its perceptual hash when
+    the leakage check asked for one."""
 
     path: str
     width: int
     height: int
-    pixels: np.ndarray
+    fingerprint: bytes | None = None
 
 
-def materialise(record: Record, dataset_dir: Path, config: FilterConfig) -> Materialised | str:
-    """Write the record's image as 8-bit PNG (DeepLesion is windowed); a reason string if unusable.
+_HIGH_BIT = ("I;16", "I;16B", "I", "I;16L")
 
-    Unreadable, too small and blank images are the image-quality filter of A.3.1.
+
+def _pixels(record: Record, im: Image.Image) -> np.ndarray:
+    """8-bit pixels: windowed grayscale for 16-bit CT, colour kept for colour sources (microscopy,
+    endoscopy, fundus photographs are read by their colour), grayscale otherwise."""
+    if record.window is not None and im.mode in _HIGH_BIT:
+        return window_hu(np.asarray(im), record.window)
+    if im.mode in ("RGB", "RGBA", "P", "CMYK", "YCbCr", "LAB", "HSV"):
+        rgb = np.asarray(im.convert("RGB"))
+        if np.ptp(rgb.astype(np.int16), axis=2).max(initial=0) > 0:  # a grey image stored as RGB stays grey
+            return rgb
+    return np.asarray(im.convert("L"))
+
+
+def materialise(record: Record, dataset_dir: Path, config: FilterConfig, fingerprint: bool = False) -> Materialised | str:
+    """Write the record's image as an 8-bit PNG (DeepLesion windowed, colour kept); a reason string if unusable.
+
+    Unreadable, too small and blank images are the image-quality filter of A.3.1. The pixels are
+    released on return.
     """
     try:
         key = hashlib.sha1(record.image.read_bytes() + f"|{record.window}".encode()).hexdigest()[:16]
         with Image.open(record.image) as im:
             im.load()
-            if record.window is not None and im.mode in ("I;16", "I;16B", "I", "I;16L"):
-                pixels = window_hu(np.asarray(im), record.window)
-            else:
-                pixels = np.asarray(im.convert("L"))
+            pixels = _pixels(record, im)
     except (OSError, UnidentifiedImageError, ValueError):
         return "unreadable_image"
-    height, width = pixels.shape
+    height, width = pixels.shape[:2]
     rel = f"images/{record.source}/{key}.png"  # content-addressed: the same across machines and reruns
     if min(width, height) < config.min_side_px:
         return "image_too_small"
@@ -103,7 +136,7 @@ def materialise(record: Record, dataset_dir: Path, config: FilterConfig) -> Mate
     if not out.is_file():
         out.parent.mkdir(parents=True, exist_ok=True)
         Image.fromarray(pixels).save(out)
-    return Materialised(rel, width, height, pixels)
+    return Materialised(rel, width, height, dhash(pixels) if fingerprint else None)
 
 
 def label_problem(record: Record, config: FilterConfig) -> str | None:
@@ -122,12 +155,22 @@ def load_question_templates(path: Path | None = None) -> dict[str, dict[str, lis
     return data
 
 
-def label_spaces(records: list[Record]) -> dict[str, list[str]]:
-    """Per source, the sorted set of labels seen: the pool distractors are drawn from."""
+def label_spaces(records) -> dict[str, list[str]]:
+    """Per source, the sorted set of labels seen: the pool distractors are drawn from (one pass, any iterable)."""
     spaces: dict[str, set[str]] = {}
     for r in records:
         spaces.setdefault(r.source, set()).update(r.labels)
     return {source: sorted(labels) for source, labels in spaces.items()}
+
+
+def content_digest(record: Record) -> str:
+    """SHA-1 of what a record says (source, image, annotations, question, answer, split, window): the
+    root of its samples' ids and choices, independent of where the record sits in its input."""
+    content = {"id": record.record_id, "source": record.source, "image": record.image.name,
+               "rois": [[r.label, r.box, r.text, r.kind] for r in record.rois], "labels": record.labels,
+               "question": record.question, "answer": record.answer, "split": record.split,
+               "window": record.window, "modality": record.modality, "body_part": record.body_part}
+    return hashlib.sha1(json.dumps(content, sort_keys=True, default=str).encode("utf-8")).hexdigest()
 
 
 def region_phrase(box: tuple[float, float, float, float], width: int, height: int) -> str:
@@ -148,44 +191,49 @@ class QuestionBuilder:
         if unknown:
             raise ValueError(f"unknown task types {sorted(unknown)}; choose from {TASK_TYPES}")
         self.config, self.spaces, self.templates, self.seed = config, spaces, templates, seed
-        self.turn = 0  # round-robin position over task types, shared by all records
         self.skipped: Counter = Counter()
 
     def samples(self, record: Record, image: Materialised) -> list[Sample]:
-        rng = random.Random(f"{self.seed}|{record.record_id}")
+        digest = content_digest(record)
+        rng = random.Random(f"{self.seed}|{digest}")
         out = []
         if record.question and record.answer and self.config.keep_source_qa:
-            out.append(self._source_qa(record, image))
+            out.append(self._source_qa(record, image, digest))
         if record.labels:
-            for _ in range(self.config.per_record):
-                task = self.config.task_types[self.turn % len(self.config.task_types)]
-                self.turn += 1
-                sample = self._make(task, record, image, rng, len(out))
+            for task in self.tasks(digest):
+                sample = self._make(task, record, image, rng, len(out), digest)
                 if isinstance(sample, str):
                     self.skipped[sample] += 1
                 else:
                     out.append(sample)
         return out
 
+    def tasks(self, digest: str) -> list[str]:
+        """``per_record`` consecutive entries of the task list from a content-chosen offset."""
+        types = self.config.task_types
+        start = int(hashlib.sha1(f"{self.seed}|tasks|{digest}".encode()).hexdigest(), 16) % len(types)
+        return [types[(start + j) % len(types)] for j in range(self.config.per_record)]
+
     def _template(self, record: Record, task: str, rng: random.Random, **fields: str) -> str:
         space = self.templates.get(record.source, self.templates["default"])
         options = space.get(task) or self.templates["default"][task]
         return rng.choice(options).format(modality=record.modality, **fields)
 
-    def _base(self, record: Record, image: Materialised, task: str, n: int) -> dict:
-        return dict(sample_id=f"{record.record_id}::{task}:{n}", record=record, image=image.path,
+    def _base(self, record: Record, image: Materialised, task: str, n: int, digest: str) -> dict:
+        return dict(sample_id=f"{record.record_id}::{task}:{n}@{digest[:12]}", record=record, image=image.path,
                     width=image.width, height=image.height, task_type=task)
 
-    def _source_qa(self, record: Record, image: Materialised) -> Sample:
+    def _source_qa(self, record: Record, image: Materialised, digest: str) -> Sample:
         answer = record.answer.strip()
         short = len(answer.split()) <= 6 and normalize(answer) not in ("yes", "no")
-        return Sample(**self._base(record, image, SOURCE_QA, 0), question=record.question, answer=answer,
+        return Sample(**self._base(record, image, SOURCE_QA, 0, digest), question=record.question, answer=answer,
                       answer_text=answer, target=answer, leak_terms=(answer,) if short else ())
 
-    def _make(self, task: str, record: Record, image: Materialised, rng: random.Random, n: int) -> Sample | str:
+    def _make(self, task: str, record: Record, image: Materialised, rng: random.Random, n: int,
+              digest: str) -> Sample | str:
         label = record.labels[rng.randrange(len(record.labels))]
         others = [x for x in self.spaces.get(record.source, []) if x not in record.labels]
-        base = {**self._base(record, image, task, n), "finding": label}
+        base = {**self._base(record, image, task, n, digest), "finding": label}
         if task == "multiple_choice":
             if not others:
                 return "no_distractors"

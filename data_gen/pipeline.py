@@ -1,18 +1,37 @@
-"""The build: sources -> records -> filter -> label imputation -> leakage -> questions -> ROI sets -> trajectories -> verification -> exports.
+"""The build, as a stream: sources -> records -> filter -> label imputation -> leakage -> questions -> ROI sets -> trajectories -> verification -> exports.
 
-Paper section 3.1 and appendix A.3 end to end. Long runs write incrementally: every finished
-sample (its trajectories and verdicts) is appended to ``work/trajectories.jsonl``, and every LLM
-reply is in the client's request cache, so a killed build rerun with the same recipe skips
-finished samples, replays cached calls, and produces the same outputs.
+Paper section 3.1 and appendix A.3 end to end, in memory that does not grow with the input.
+
+* A first pass reads every source's annotations, no pixels: the read log, each source's label
+  space (the distractor pool, the imputer's hints) and, when the recipe caps records
+  (``max_records`` per source and in total), a seeded selection that depends on each record's id
+  only, so adding or editing a row never reshuffles the others.
+* A second pass streams the selected records through a bounded pool of workers
+  (``generation.records_in_flight``): each decodes one record's image (written as PNG, pixels
+  released), imputes a label when enabled, checks leakage, builds questions and generates and
+  verifies every sample not already committed. A finished sample is committed at once to
+  ``work/trajectories.jsonl`` (appended, fsync'd): a killed build loses at most the samples in
+  flight, and a rerun skips committed samples without a cache lookup.
+* The exports then stream this build's committed samples, in sample-id order, into the SFT json,
+  the scorer pairs and the RL parquet, and the card is written.
+
+Sample ids derive from content (:func:`medsage.data_gen.instructions.content_digest`), every LLM
+reply is in a request cache and every billed reply in its ledger, so a resumed or edited build
+asks only what is new and its card's cost covers every run. A lock file stops a second build from
+writing the same output directory.
 """
 
 from __future__ import annotations
 
 import asyncio
+import fcntl
+import hashlib
+import heapq
 import json
+import os
 import random
 from contextlib import AsyncExitStack
-from dataclasses import asdict, replace
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
 from tqdm import tqdm
@@ -20,20 +39,25 @@ from tqdm import tqdm
 from medsage.data_gen import phantom
 from medsage.data_gen.card import BuildStats, write_card
 from medsage.data_gen.config import BuildConfig, SourceConfig
-from medsage.data_gen.exports import (Verified, measure_rl_prompts, rl_candidates, write_pairs, write_rl, write_samples,
-                                      write_sft)
+from medsage.data_gen.exports import (
+    PairsWriter,
+    SamplesWriter,
+    SftWriter,
+    Verified,
+    measure_rl_prompts,
+    rl_candidate,
+    write_rl,
+)
 from medsage.data_gen.imputation import Imputer
 from medsage.data_gen.instructions import (
-    Materialised,
     QuestionBuilder,
     Sample,
     label_problem,
-    label_spaces,
     load_question_templates,
     materialise,
 )
-from medsage.data_gen.leakage import dhash, find_leaks, hash_folders
-from medsage.data_gen.llm_client import LLMClient, LLMConfig, LLMError
+from medsage.data_gen.leakage import find_leaks, hash_folders
+from medsage.data_gen.llm_client import LLMAuthError, LLMClient, LLMConfig, LLMError
 from medsage.data_gen.llm_generator import LLMGenerator
 from medsage.data_gen.prompts import StagePrompts
 from medsage.data_gen.readers import read_coco, read_deeplesion, read_llava, read_pubmedvision, read_voc, read_yolo
@@ -42,17 +66,29 @@ from medsage.data_gen.rois import roi_set
 from medsage.data_gen.trajectories import OFFLINE, OfflineGenerator, Trajectory, plan, sample_rois
 from medsage.data_gen.verify import Verifier
 
+_PHANTOMS = {"phantom_deeplesion": ("deeplesion", phantom.write_deeplesion),
+             "phantom_coco": ("roboflow_coco", phantom.write_coco),
+             "phantom_pubmedvision": ("pubmedvision", phantom.write_pubmedvision)}
+
+
+def _phantom(source: SourceConfig, raw_dir: Path) -> Path:
+    """Write a phantom source once per (n, seed); both passes of a build, and reruns, read the same files."""
+    folder, write = _PHANTOMS[source.kind]
+    root, marker = raw_dir / folder, raw_dir / folder / f".written-{source.n}-{source.seed}"
+    if not marker.is_file():
+        written = write(root, source.n, source.seed)
+        marker.write_text(str(written), encoding="utf-8")
+    return Path(marker.read_text(encoding="utf-8"))
+
 
 def read_source(source: SourceConfig, raw_dir: Path, skips: SkipLog):
     """Records of one configured source; phantom kinds first write their files under ``raw_dir``."""
     kind = source.kind
-    if kind == "phantom_deeplesion":
-        return read_deeplesion(phantom.write_deeplesion(raw_dir / "deeplesion", source.n, source.seed), skips)
-    if kind == "phantom_coco":
-        return read_coco(phantom.write_coco(raw_dir / "roboflow_coco", source.n, source.seed), skips)
-    if kind == "phantom_pubmedvision":
-        path = phantom.write_pubmedvision(raw_dir / "pubmedvision", source.n, source.seed)
-        return read_pubmedvision(path, path.parent, skips)
+    if kind in _PHANTOMS:
+        path = _phantom(source, raw_dir)
+        if kind == "phantom_pubmedvision":
+            return read_pubmedvision(path, path.parent, skips)
+        return (read_deeplesion if kind == "phantom_deeplesion" else read_coco)(path, skips)
     needs = {"deeplesion": "root", "coco": "root", "yolo": "root", "voc": "root", "pubmedvision": "json", "llava": "json"}
     if not getattr(source, needs[kind]):
         raise ValueError(f"source of kind {kind!r} needs '{needs[kind]}'")
@@ -67,41 +103,111 @@ def read_source(source: SourceConfig, raw_dir: Path, skips: SkipLog):
     return read_llava(Path(source.json), image_root, skips, modality=source.modality)
 
 
+class BuildLocked(RuntimeError):
+    """Another build holds the output directory."""
+
+
+class BuildLock:
+    """``work/build.lock``, held (flock) for the whole build; the kernel releases it if the build is killed."""
+
+    def __init__(self, work: Path):
+        work.mkdir(parents=True, exist_ok=True)
+        self._file = (work / "build.lock").open("a+", encoding="utf-8")
+        try:
+            fcntl.flock(self._file, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            self._file.seek(0)
+            holder = self._file.read().strip() or "unknown"
+            self._file.close()
+            raise BuildLocked(f"{work.parent} is being written by another build (pid {holder}); "
+                              "wait for it to finish or choose another output_dir") from None
+        self._file.truncate(0)
+        self._file.write(str(os.getpid()))
+        self._file.flush()
+
+    def __enter__(self) -> "BuildLock":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        fcntl.flock(self._file, fcntl.LOCK_UN)
+        self._file.close()
+
+
 class TrajectoryStore:
-    """``trajectories.jsonl``: one line per finished sample; a torn last line (a kill) is ignored."""
+    """``trajectories.jsonl``: one line per finished sample (the sample and its verified trajectories).
+
+    Appended and fsync'd sample by sample; only ids and byte offsets stay in memory. A torn last
+    line (a kill mid-write) is cut off when the store is opened, so the next append starts clean.
+    """
 
     def __init__(self, path: Path):
         self.path = path
-        self.done: dict[str, list[Trajectory]] = {}
-        if path.is_file():
-            for line in path.read_text(encoding="utf-8").splitlines():
-                try:
-                    data = json.loads(line)
-                except ValueError:
-                    continue
-                self.done[data["sample_id"]] = [Trajectory.from_json(t) for t in data["trajectories"]]
+        self.index: dict[str, int] = {}
         path.parent.mkdir(parents=True, exist_ok=True)
-        self._file = path.open("a", encoding="utf-8")
-        if path.stat().st_size and not path.read_bytes().endswith(b"\n"):
-            self._file.write("\n")
+        path.touch()
+        end = 0
+        with path.open("rb") as f:
+            for line in f:
+                if not line.endswith(b"\n"):
+                    break
+                data = json.loads(line)
+                if "sample" in data:  # lines of older builds carry no sample: those samples are made again
+                    self.index[data["sample_id"]] = end
+                end += len(line)
+        if path.stat().st_size > end:
+            os.truncate(path, end)
+        self._append, self._read = path.open("ab"), path.open("rb")
 
-    def add(self, sample_id: str, trajectories: list[Trajectory]) -> None:
-        self.done[sample_id] = trajectories
-        self._file.write(json.dumps({"sample_id": sample_id, "trajectories": [t.to_json() for t in trajectories]}) + "\n")
-        self._file.flush()
+    def __contains__(self, sample_id: str) -> bool:
+        return sample_id in self.index
+
+    def add(self, verified: Verified) -> None:
+        sample = verified.sample
+        line = json.dumps({"sample_id": sample.sample_id, "sample": sample.to_json(),
+                           "trajectories": [t.to_json() for t in verified.trajectories]}, ensure_ascii=False)
+        offset = self._append.seek(0, os.SEEK_END)
+        self._append.write(line.encode("utf-8") + b"\n")
+        self._append.flush()
+        os.fsync(self._append.fileno())
+        self.index[sample.sample_id] = offset
+
+    def get(self, sample_id: str) -> Verified:
+        self._read.seek(self.index[sample_id])
+        data = json.loads(self._read.readline())
+        return Verified(Sample.from_json(data["sample"]), tuple(Trajectory.from_json(t) for t in data["trajectories"]))
 
     def close(self) -> None:
-        self._file.close()
+        self._append.close()
+        self._read.close()
 
 
 def _client(endpoint: LLMConfig, cache: Path) -> LLMClient:
     return LLMClient(replace(endpoint, cache_path=cache))
 
 
-async def _ticking(awaitable, bar):
-    result = await awaitable
-    bar.update(1)
-    return result
+def _rank(seed: int, record_id: str) -> int:
+    return int(hashlib.sha1(f"{seed}|{record_id}".encode("utf-8")).hexdigest(), 16)
+
+
+def _keep_lowest(heap: list[tuple[int, str]], cap: int, rank: int, record_id: str) -> None:
+    """Keep in ``heap`` (a max-heap of negated ranks) the ``cap`` records of lowest rank seen so far."""
+    if len(heap) < cap:
+        heapq.heappush(heap, (-rank, record_id))
+    elif rank < -heap[0][0]:
+        heapq.heapreplace(heap, (-rank, record_id))
+
+
+@dataclass
+class _Stage:
+    """What the workers of one build share."""
+
+    store: TrajectoryStore
+    questions: QuestionBuilder
+    generator: object
+    verifier: Verifier
+    imputer: Imputer | None
+    evaluation: dict[str, bytes]
+    bar: tqdm
 
 
 class Builder:
@@ -116,89 +222,109 @@ class Builder:
         self.stats = BuildStats(generator=OFFLINE if gen.backend == "offline" else f"{gen.endpoint.model} via {gen.endpoint.base_url}",
                                 judge=f"{ver.endpoint.model} via {ver.endpoint.base_url}" if ver.judge else "rules only",
                                 imputer=f"{imp.endpoint.model} via {imp.endpoint.base_url}" if imp.enabled else "off")
+        self.sample_ids: list[str] = []  # this build's samples, in stream order
 
-    def records(self) -> list[tuple[Record, Materialised]]:
-        """Read, filter (label and image checks), materialise and, when enabled, label every source's records."""
-        kept = []
-        imputing = self.config.imputation.enabled
+    def survey(self) -> tuple[dict[str, list[str]], list[set[str] | None]]:
+        """First pass (annotations only): the read log, label spaces and, per source, the ids of the
+        records a cap selects (None: every record). Seeded by record id: a row's edit never moves others."""
+        spaces: dict[str, set[str]] = {}
+        heaps: list[list | None] = []
+        total = self.config.max_records
         for i, source in enumerate(self.config.sources):
-            skips = SkipLog()
+            skips, heap = SkipLog(), []
+            caps = [c for c in (source.max_records, total) if c is not None]
             for record in read_source(source, self.out / "raw", skips):
-                if self.config.max_records is not None and len(kept) >= self.config.max_records:
-                    break
-                reason = label_problem(record, self.config.filter)
-                if reason == "unlabeled" and imputing:
-                    reason = None  # the image checks come first; the imputer may then name a label
-                image = materialise(record, self.sft_dir, self.config.filter) if reason is None else reason
-                if isinstance(image, str):
-                    self.stats.filtered[image] += 1
-                else:
-                    kept.append((record, image))
+                spaces.setdefault(record.source, set()).update(record.labels)
+                if caps:
+                    _keep_lowest(heap, min(caps), _rank(self.config.seed, record.record_id), record.record_id)
             self.stats.read[f"{i}:{source.kind}"] = {"seen": skips.seen, "kept": skips.kept, "reasons": skips.reasons,
                                                      "dropped": skips.dropped, "examples": skips.examples}
-        return asyncio.run(self.impute(kept)) if imputing else kept
+            heaps.append(heap if caps else None)
+        if total is not None:  # every source has a heap: keep the lowest ranks over all of them
+            lowest = heapq.nsmallest(total, ((-neg, i, rid) for i, h in enumerate(heaps) for neg, rid in h))
+            heaps = [[(0, rid) for _, j, rid in lowest if j == i] for i in range(len(heaps))]
+        selected = [None if h is None else {rid for _, rid in h} for h in heaps]
+        return {s: sorted(labels) for s, labels in spaces.items()}, selected
 
-    async def impute(self, kept: list[tuple[Record, Materialised]]) -> list[tuple[Record, Materialised]]:
-        """Imputed labels for the records without one (A.3.1); those left with neither label nor question are dropped."""
-        cfg = self.config.imputation
-        todo = [i for i, (record, _) in enumerate(kept) if not record.labels]
-        async with _client(cfg.endpoint, self.work / "imputation_cache.sqlite") as client:
-            imputer = Imputer(client, cfg, self.sft_dir, label_spaces([r for r, _ in kept]))
-            with tqdm(total=len(todo), desc="label imputation", disable=not self.progress) as bar:
-                results = await asyncio.gather(*(_ticking(imputer.impute(*kept[i]), bar) for i in todo))
-            self._account(client)
-        labelled = list(kept)
-        for i, (record, outcome) in zip(todo, results):
-            self.stats.imputation[outcome] += 1
-            labelled[i] = (record, kept[i][1])
-        usable = [(r, m) for r, m in labelled if r.labels or (r.question and r.answer)]
-        self.stats.filtered["unlabeled"] += len(labelled) - len(usable)
-        return usable
+    def records(self, selected: list[set[str] | None]):
+        """Second pass: the selected records, source by source, in reading order."""
+        for source, chosen in zip(self.config.sources, selected):
+            for record in read_source(source, self.out / "raw", SkipLog()):
+                if chosen is None or record.record_id in chosen:
+                    yield record
+                else:
+                    self.stats.filtered["not_sampled:max_records"] += 1
 
-    def _account(self, client: LLMClient) -> None:
-        """Add a client's usage to the build's, per model (one model may serve several roles)."""
-        for model, usage in client.usage.items():
-            total = self.stats.usage.setdefault(model, dict.fromkeys(asdict(usage), 0))
-            for key, value in asdict(usage).items():
-                total[key] += value
+    def _filtered(self, reason: str, record: Record) -> None:
+        self.stats.filtered[reason] += 1
+        if len(self.stats.filter_examples) < 50:
+            self.stats.filter_examples.append(f"{record.provenance or record.record_id} ({record.image}): {reason}")
 
-    def drop_leaks(self, kept: list[tuple[Record, Materialised]]) -> list[tuple[Record, Materialised]]:
-        if not self.config.leakage.eval_dirs:
-            return kept
-        evaluation = hash_folders([Path(d) for d in self.config.leakage.eval_dirs])
-        train = {m.path: dhash(m.pixels) for _, m in kept}
-        leaks = find_leaks(train, evaluation, self.config.leakage.max_distance)
-        self.stats.leaks = [asdict(m) for m in leaks]
-        leaked = {m.train_image for m in leaks}
-        self.stats.filtered["benchmark_leak"] += sum(m.path in leaked for _, m in kept)
-        return [(r, m) for r, m in kept if m.path not in leaked]
-
-    def samples(self, kept: list[tuple[Record, Materialised]]) -> list[Sample]:
-        builder = QuestionBuilder(self.config.instructions, label_spaces([r for r, _ in kept]),
-                                  load_question_templates(), self.config.seed)
-        samples = [s for record, image in kept for s in builder.samples(record, image)]
-        self.stats.filtered.update({f"question:{k}": v for k, v in builder.skipped.items()})
-        return [s for s in samples if s.record.split != "test"]
-
-    async def generate(self, samples: list[Sample]) -> list[Verified]:
+    async def stream(self, spaces: dict[str, list[str]], selected: list[set[str] | None], store: TrajectoryStore) -> None:
+        """Every selected record through the workers; committed samples are skipped."""
         cfg = self.config
         prompts = StagePrompts.load(Path(cfg.generation.prompt_dir) if cfg.generation.prompt_dir else None)
-        store = TrajectoryStore(self.work / "trajectories.jsonl")
         async with AsyncExitStack() as stack:
             generator, clients = await self._generator(stack, prompts)
             judge = None
             if cfg.verification.judge:
                 judge = await stack.enter_async_context(_client(cfg.verification.endpoint, self.work / "judge_cache.sqlite"))
                 clients.append(judge)
-            verifier = Verifier(judge, prompts, self.sft_dir, cfg.verification.max_tokens)
-            pending = [s for s in samples if s.sample_id not in store.done]
-            with tqdm(total=len(samples), initial=len(samples) - len(pending), desc="trajectories",
-                      disable=not self.progress) as bar:
-                await asyncio.gather(*(self._one(s, generator, verifier, store, bar) for s in pending))
-            for client in clients:
-                self._account(client)
-        store.close()
-        return [Verified(s, tuple(store.done[s.sample_id])) for s in samples if s.sample_id in store.done]
+            imputer = None
+            if cfg.imputation.enabled:
+                client = await stack.enter_async_context(_client(cfg.imputation.endpoint, self.work / "imputation_cache.sqlite"))
+                imputer, clients = Imputer(client, cfg.imputation, self.sft_dir, spaces), clients + [client]
+            evaluation = hash_folders([Path(d) for d in cfg.leakage.eval_dirs]) if cfg.leakage.eval_dirs else {}
+            bar = stack.enter_context(tqdm(desc="samples", disable=not self.progress))
+            stage = _Stage(store, QuestionBuilder(cfg.instructions, spaces, load_question_templates(), cfg.seed),
+                           generator, Verifier(judge, prompts, self.sft_dir, cfg.verification.max_tokens),
+                           imputer, evaluation, bar)
+            try:
+                await self._run_workers(selected, stage)
+            finally:
+                for client in clients:
+                    self._account(client)
+            self.stats.filtered.update({f"question:{k}": v for k, v in stage.questions.skipped.items()})
+
+    async def _run_workers(self, selected: list[set[str] | None], stage: _Stage) -> None:
+        queue: asyncio.Queue = asyncio.Queue(maxsize=self.config.generation.records_in_flight)
+        try:
+            async with asyncio.TaskGroup() as group:
+                workers = [group.create_task(self._worker(queue, stage))
+                           for _ in range(self.config.generation.records_in_flight)]
+                for record in self.records(selected):
+                    await queue.put(record)
+                for _ in workers:
+                    await queue.put(None)
+        except BaseExceptionGroup as errors:  # the first failure (an auth error, a bug) as itself
+            raise errors.exceptions[0] from None
+
+    async def _worker(self, queue: asyncio.Queue, stage: _Stage) -> None:
+        while (record := await queue.get()) is not None:
+            await self._record(record, stage)
+
+    async def _record(self, record: Record, stage: _Stage) -> None:
+        """One record: checks, image, label, leakage, questions; then each new sample."""
+        cfg = self.config
+        reason = "test_split" if record.split == "test" else label_problem(record, cfg.filter)
+        if reason is not None and not (reason == "unlabeled" and stage.imputer):
+            return self._filtered(reason, record)
+        image = await asyncio.to_thread(materialise, record, self.sft_dir, cfg.filter, bool(stage.evaluation))
+        if isinstance(image, str):
+            return self._filtered(image, record)
+        if stage.imputer is not None and not record.labels:
+            record, outcome = await stage.imputer.impute(record, image)
+            self.stats.imputation[outcome] += 1
+            if not record.labels and not (record.question and record.answer):
+                return self._filtered("unlabeled", record)
+        if stage.evaluation:
+            leaks = find_leaks({str(record.image): image.fingerprint}, stage.evaluation, cfg.leakage.max_distance)
+            if leaks:
+                self.stats.leaks.extend(asdict(m) for m in leaks)
+                return self._filtered("benchmark_leak", record)
+        samples = stage.questions.samples(record, image)
+        self.sample_ids.extend(s.sample_id for s in samples)
+        await asyncio.gather(*(self._sample(s, stage) for s in samples if s.sample_id not in stage.store))
 
     async def _generator(self, stack: AsyncExitStack, prompts: StagePrompts):
         gen = self.config.generation
@@ -207,49 +333,80 @@ class Builder:
         client = await stack.enter_async_context(_client(gen.endpoint, self.work / "generation_cache.sqlite"))
         return LLMGenerator(client, prompts, self.sft_dir, self.work / "crops", gen.temperature, gen.max_tokens), [client]
 
-    async def _one(self, sample: Sample, generator, verifier: Verifier, store: TrajectoryStore, bar) -> None:
+    async def _sample(self, sample: Sample, stage: _Stage) -> None:
         rng = random.Random(f"{self.config.seed}|{sample.sample_id}")
         rois = roi_set(sample.record.rois, sample.width, sample.height, self.config.rois, rng)
         paths = plan(sample_rois(sample, rois), self.config.generation.trajectories_per_sample, rng)
         try:
-            drafts = await generator.generate(sample, paths, rng)
-            verified = await asyncio.gather(*(verifier.verify(sample, t) for t in drafts))
+            drafts = await stage.generator.generate(sample, paths, rng)
+            verified = await asyncio.gather(*(stage.verifier.verify(sample, t) for t in drafts))
+        except LLMAuthError:
+            raise
         except LLMError as err:
             self.stats.failed_samples += 1
             with (self.work / "failures.jsonl").open("a", encoding="utf-8") as f:
                 f.write(json.dumps({"sample_id": sample.sample_id, "error": str(err)}) + "\n")
             return
-        store.add(sample.sample_id, list(verified))
-        bar.update(1)
+        stage.store.add(Verified(sample, tuple(verified)))
+        stage.bar.update(1)
 
-    def export(self, items: list[Verified]) -> None:
+    def _account(self, client: LLMClient) -> None:
+        """Add a client's usage to the build's, per model (one model may serve several roles); billed
+        calls, tokens and cost come from the client's ledger, so they cover killed runs too."""
+        for model, usage in client.totals().items():
+            total = self.stats.usage.setdefault(model, dict.fromkeys(asdict(usage), 0))
+            for key, value in asdict(usage).items():
+                total[key] += value
+
+    def export(self, store: TrajectoryStore) -> None:
+        """Stream this build's committed samples, in id order, into every export; then the card."""
         cfg, stats = self.config.exports, self.stats
-        for v in items:
-            stats.trajectories += len(v.trajectories)
-            stats.accepted += len(v.accepted)
-            stats.rejection_reasons.update(r.split(":")[0] if r.startswith("judge:") else r
-                                           for t in v.rejected for r in t.reasons)
-            if v.accepted:
-                stats.by_source[v.sample.record.source] += 1
-                stats.by_modality[v.sample.record.modality] += 1
-                stats.by_task[v.sample.task_type] += 1
-        write_sft(items, self.sft_dir, cfg.sft_dataset_name, cfg.sft_max_per_sample)
-        stats.outputs[f"sft/{cfg.sft_dataset_name}.json"] = sum(min(len(v.accepted), cfg.sft_max_per_sample) for v in items)
-        sizes = write_rl(items, self.out / "rl", self.sft_dir, cfg.rl_size, cfg.val_fraction,
-                         cfg.rl_max_answer_words, self.config.seed, cfg.rl_image_max_pixels)
+        ids = sorted({i for i in self.sample_ids if i in store})
+        stats.samples = len(set(self.sample_ids))
+        sft = SftWriter(self.sft_dir, cfg.sft_dataset_name, cfg.sft_max_per_sample)
+        pairs, listing = PairsWriter(self.out / "scorer" / "pairs.jsonl"), SamplesWriter(self.out / "samples.jsonl")
+        candidates = []
+        for sample_id in ids:
+            v = store.get(sample_id)
+            self._count(v)
+            for writer in (sft, pairs, listing):
+                writer.add(v)
+            if (candidate := rl_candidate(v, cfg.rl_max_answer_words)) is not None:
+                candidates.append(candidate)
+        for writer in (sft, pairs, listing):
+            writer.close()
+        stats.outputs[f"sft/{cfg.sft_dataset_name}.json"] = sft.rows
+        sizes = write_rl(candidates, store.get, self.out / "rl", self.sft_dir, cfg.rl_size, cfg.val_fraction,
+                         self.config.seed, cfg.rl_image_max_pixels)
         if cfg.rl_processor:
             stats.rl_prompts = asdict(measure_rl_prompts(self.out / "rl", cfg.rl_processor, cfg.rl_max_prompt_length))
         stats.outputs.update({f"rl/{k}.parquet": n for k, n in sizes.items()})
-        stats.outputs["rl candidates"] = len(rl_candidates(items, cfg.rl_max_answer_words))
-        stats.outputs["scorer/pairs.jsonl"] = write_pairs(items, self.out / "scorer" / "pairs.jsonl")
-        stats.outputs["samples.jsonl"] = write_samples(items, self.out / "samples.jsonl")
+        stats.outputs["rl candidates"] = len(candidates)
+        stats.outputs["scorer/pairs.jsonl"] = pairs.rows
+        stats.outputs["samples.jsonl"] = listing.rows
         write_card(stats, self.out / "card")
+
+    def _count(self, v: Verified) -> None:
+        stats = self.stats
+        stats.trajectories += len(v.trajectories)
+        stats.accepted += len(v.accepted)
+        stats.rejection_reasons.update(r.split(":")[0] if r.startswith("judge:") else r
+                                       for t in v.rejected for r in t.reasons)
+        if v.accepted:
+            stats.by_source[v.sample.record.source] += 1
+            stats.by_modality[v.sample.record.modality] += 1
+            stats.by_task[v.sample.task_type] += 1
 
 
 def build(config: BuildConfig, progress: bool = True) -> BuildStats:
     """Run the whole build; resumes from ``output_dir/work`` when a previous run was interrupted."""
     builder = Builder(config, progress)
-    samples = builder.samples(builder.drop_leaks(builder.records()))
-    items = asyncio.run(builder.generate(samples))
-    builder.export(items)
+    with BuildLock(builder.work):
+        spaces, selected = builder.survey()
+        store = TrajectoryStore(builder.work / "trajectories.jsonl")
+        try:
+            asyncio.run(builder.stream(spaces, selected, store))
+            builder.export(store)
+        finally:
+            store.close()
     return builder.stats

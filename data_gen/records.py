@@ -10,7 +10,7 @@ either a :class:`DataError` naming file, row and field, or a counted entry in :c
 from __future__ import annotations
 
 from collections import Counter
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 Box = tuple[float, float, float, float]  # pixel x1, y1, x2, y2
@@ -63,6 +63,18 @@ class Record:
     size: tuple[int, int] | None = None  # (width, height) when the source states it
     meta: dict[str, object] = field(default_factory=dict)
     provenance: str = ""  # "file, row N": where to look when something about this record is wrong
+
+    def to_json(self) -> dict:
+        """JSON-ready fields: a finished sample is committed with its record, so exports never re-read sources."""
+        data = asdict(self)
+        data["image"] = str(self.image)
+        return data
+
+    @classmethod
+    def from_json(cls, data: dict) -> "Record":
+        tuples = {k: tuple(data[k]) if data.get(k) is not None else None for k in ("labels", "window", "size")}
+        rois = tuple(ROI(**{**r, "box": tuple(r["box"]) if r.get("box") is not None else None}) for r in data["rois"])
+        return cls(**{**data, **tuples, "labels": tuples["labels"] or (), "rois": rois, "image": Path(data["image"])})
 
 
 @dataclass

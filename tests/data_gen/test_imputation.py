@@ -15,7 +15,7 @@ from medsage.data_gen import phantom
 from medsage.data_gen.config import load_config
 from medsage.data_gen.imputation import IMPUTED, parse_label
 from medsage.data_gen.instructions import SOURCE_QA
-from medsage.data_gen.pipeline import Builder, build
+from medsage.data_gen.pipeline import build
 
 from conftest import write_recipe
 
@@ -82,46 +82,50 @@ def recipe(tmp_path: Path, base_url: str | None, **imputation) -> Path:
     )
 
 
-def _labels(kept) -> dict[str, tuple]:
-    return {r.record_id: r.labels for r, _ in kept}
+def _committed(out: Path) -> list[dict]:
+    """The committed samples (each with its record) of a build."""
+    lines = (out / "work" / "trajectories.jsonl").read_text().splitlines()
+    return [json.loads(line)["sample"] for line in lines]
+
+
+def _records(out: Path) -> dict[str, dict]:
+    return {s["record"]["record_id"]: s["record"] for s in _committed(out)}
 
 
 def test_unlabeled_records_get_model_labels_with_counted_failures_and_resume_from_the_cache(tmp_path):
     labeller = Labeller()
     with StubServer(labeller) as srv:
-        config = load_config(recipe(tmp_path, srv.base_url, enabled=True))
-        builder = Builder(config, progress=False)
-        kept = builder.records()
+        stats = build(load_config(recipe(tmp_path, srv.base_url, enabled=True)), progress=False)
         first_calls = len(srv.calls)
     candidates = len(UNLABELED_ROWS) + 6
     assert len(labeller.decided) == candidates
-    assert builder.stats.imputation == labeller.expected()
-    assert builder.stats.imputation == Counter({IMPUTED: 4, "no_label": 2, "too_long": 2, "failed": 2})
+    assert stats.imputation == labeller.expected()
+    assert stats.imputation == Counter({IMPUTED: 4, "no_label": 2, "too_long": 2, "failed": 2})
 
+    records = _records(tmp_path / "out")
     by_source: dict[str, list] = {}
-    for record, _ in kept:
-        by_source.setdefault(record.source, []).append(record)
-    deeplesion_space = {label for r in by_source["deeplesion"] if "label_imputed_by" not in r.meta for label in r.labels}
-    imputed = [r for rs in by_source.values() for r in rs if "label_imputed_by" in r.meta]
-    assert len(imputed) == 4 and all(r.meta["label_imputed_by"] == "stub-imputer" and len(r.labels) == 1 for r in imputed)
-    assert all(r.labels[0] in deeplesion_space for r in imputed if r.source == "deeplesion")
-    assert all(r.labels[0].endswith(" lesion") for r in imputed if r.source == "pubmedvision")
+    for record in records.values():
+        by_source.setdefault(record["source"], []).append(record)
+    deeplesion_space = {label for r in by_source["deeplesion"] if "label_imputed_by" not in r["meta"] for label in r["labels"]}
+    imputed = [r for r in records.values() if "label_imputed_by" in r["meta"]]
+    assert len(imputed) == 4 and all(r["meta"]["label_imputed_by"] == "stub-imputer" and len(r["labels"]) == 1 for r in imputed)
+    assert all(r["labels"][0] in deeplesion_space for r in imputed if r["source"] == "deeplesion")
+    assert all(r["labels"][0].endswith(" lesion") for r in imputed if r["source"] == "pubmedvision")
     # DeepLesion rows the model could not label have no question either: dropped and counted.
-    dropped = len(UNLABELED_ROWS) - sum(r.source == "deeplesion" for r in imputed)
-    assert builder.stats.filtered["unlabeled"] == dropped and len(by_source["deeplesion"]) == 6 - dropped
+    dropped = len(UNLABELED_ROWS) - sum(r["source"] == "deeplesion" for r in imputed)
+    assert stats.filtered["unlabeled"] == dropped and len(by_source["deeplesion"]) == 6 - dropped
     # PubMedVision records keep their own question whatever the model said; only labelled ones get templated tasks.
     assert len(by_source["pubmedvision"]) == 6
-    templated = {s.record.record_id for s in builder.samples(kept) if s.task_type != SOURCE_QA}
-    imputed_ids = {r.record_id for r in imputed}
+    templated = {s["record"]["record_id"] for s in _committed(tmp_path / "out") if s["task_type"] != SOURCE_QA}
+    imputed_ids = {r["record_id"] for r in imputed}
     assert templated & imputed_ids and {i for i in templated if i.startswith("pubmedvision/")} <= imputed_ids
 
     with StubServer(labeller) as srv:  # the same build again: only the failed requests are asked again
-        again = Builder(load_config(recipe(tmp_path, srv.base_url, enabled=True)), progress=False)
-        kept_again = again.records()
+        again = build(load_config(recipe(tmp_path, srv.base_url, enabled=True)), progress=False)
         assert len(srv.calls) == 2 * 3  # two failed records x (1 + max_retries)
     assert first_calls == 4 + 2 + 2 + 2 * 3
-    assert _labels(kept_again) == _labels(kept) and again.stats.imputation == builder.stats.imputation
-    assert again.stats.usage["stub-imputer"]["cache_hits"] == candidates - 2
+    assert _records(tmp_path / "out") == records and again.imputation == stats.imputation
+    assert again.usage["stub-imputer"]["cache_hits"] == candidates - 2
 
 
 def test_full_build_reports_imputation_in_the_card(tmp_path):
@@ -137,17 +141,16 @@ def test_full_build_reports_imputation_in_the_card(tmp_path):
 def test_off_by_default_unlabeled_records_are_counted_and_no_model_is_asked(tmp_path):
     config = load_config(recipe(tmp_path, None))  # the endpoint points nowhere: any call would fail
     assert not config.imputation.enabled
-    builder = Builder(config, progress=False)
-    kept = builder.records()
-    assert builder.stats.filtered["unlabeled"] == len(UNLABELED_ROWS) and not builder.stats.imputation
-    assert {s.task_type for s in builder.samples(kept) if s.record.source == "pubmedvision"} == {SOURCE_QA}
+    stats = build(config, progress=False)
+    assert stats.filtered["unlabeled"] == len(UNLABELED_ROWS) and not stats.imputation
+    assert {s["task_type"] for s in _committed(tmp_path / "out") if s["record"]["source"] == "pubmedvision"} == {SOURCE_QA}
     assert not (tmp_path / "out" / "work" / "imputation_cache.sqlite").exists()
 
 
 def test_imputation_section_is_checked_like_every_other(tmp_path):
-    with pytest.raises(ValueError, match=r"imputation: unknown key\(s\) \['enable'\]"):
+    with pytest.raises(ValueError, match=r"imputation.enable: unknown key"):
         load_config(recipe(tmp_path, None, enable=True))
-    with pytest.raises(ValueError, match=r"imputation\.endpoint: unknown key"):
+    with pytest.raises(ValueError, match=r"imputation\.endpoint\.key: unknown key"):
         load_config(write_recipe(tmp_path / "r.yaml", imputation={"endpoint": {"base_url": "x", "model": "m", "key": "k"}}))
 
 

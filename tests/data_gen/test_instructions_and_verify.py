@@ -7,6 +7,7 @@ import numpy as np
 from medsage.data_gen.instructions import (
     FilterConfig,
     InstructionConfig,
+    TASK_TYPES,
     Materialised,
     QuestionBuilder,
     balance,
@@ -32,7 +33,7 @@ def _record(i: int, label: str) -> Record:
 
 def _samples(n: int = 40):
     builder = QuestionBuilder(InstructionConfig(per_record=2), {"deeplesion": LABELS}, load_question_templates(), seed=0)
-    image = Materialised("images/x.png", 100, 100, np.zeros((1, 1)))
+    image = Materialised("images/x.png", 100, 100)
     return [s for i in range(n) for s in builder.samples(_record(i, LABELS[i % 5]), image)]
 
 
@@ -41,7 +42,9 @@ def test_questions_are_balanced_answerable_and_use_the_label_space():
     by_task = {}
     for s in samples:
         by_task.setdefault(s.task_type, []).append(s)
-    assert {k: len(v) for k, v in by_task.items()} == {"multiple_choice": 20, "yes_no": 20, "open": 20, "localization": 20}
+    counts = {k: len(v) for k, v in by_task.items()}
+    assert set(counts) == set(TASK_TYPES) and sum(counts.values()) == 80 and min(counts.values()) >= 12, counts
+    assert all(len({s.task_type for s in samples if s.record is r.record}) == 2 for r in samples)  # distinct per record
     for s in by_task["multiple_choice"]:
         assert len(s.options) == 4 and s.options[s.answer].lower() == s.target and set(s.leak_terms) == {s.target}
         assert {o.lower() for o in s.options.values()} <= set(LABELS)
@@ -50,6 +53,39 @@ def test_questions_are_balanced_answerable_and_use_the_label_space():
     for s in by_task["yes_no"]:
         assert (s.answer == "Yes") == (s.target == s.record.labels[0]) and s.target in s.question
     assert {s.answer for s in by_task["localization"]} == {"upper left"}
+
+
+def test_sample_ids_and_task_types_come_from_content_not_position():
+    """The same record yields the same samples wherever it is read; an edit changes only its own."""
+    builder = QuestionBuilder(InstructionConfig(per_record=2), {"deeplesion": LABELS}, load_question_templates(), seed=0)
+    image = Materialised("images/x.png", 100, 100)
+    forward = {r.record_id: builder.samples(r, image) for r in (_record(i, LABELS[i % 5]) for i in range(12))}
+    backward = {r.record_id: builder.samples(r, image) for r in (_record(i, LABELS[i % 5]) for i in reversed(range(12)))}
+    assert forward == backward
+    edited = Record(record_id="deeplesion/3", source="deeplesion", image=Path("x.png"), modality="CT",
+                    rois=(ROI(LABELS[3], (12.0, 10.0, 40.0, 40.0)),), labels=(LABELS[3],))
+    new_ids = {s.sample_id for s in builder.samples(edited, image)}
+    assert new_ids.isdisjoint(s.sample_id for samples in forward.values() for s in samples)
+
+
+def test_half_yes_no_task_list_gives_every_record_one_yes_no_question():
+    config = InstructionConfig(per_record=2, task_types=("yes_no", "open", "yes_no", "localization", "yes_no", "multiple_choice"))
+    builder = QuestionBuilder(config, {"deeplesion": LABELS}, load_question_templates(), seed=0)
+    for i in range(20):
+        tasks = [s.task_type for s in builder.samples(_record(i, LABELS[i % 5]), Materialised("images/x.png", 100, 100))]
+        assert tasks.count("yes_no") == 1 and len(tasks) == 2
+
+
+def test_colour_images_stay_colour_and_grey_ones_grey(tmp_path):
+    from PIL import Image
+
+    rng = np.random.default_rng(0)
+    Image.fromarray(rng.integers(0, 255, (64, 64, 3), dtype=np.uint8)).save(tmp_path / "smear.png")
+    grey = rng.integers(0, 255, (64, 64), dtype=np.uint8)
+    Image.fromarray(np.stack([grey] * 3, axis=2)).save(tmp_path / "xray.png")
+    for name, mode in (("smear", "RGB"), ("xray", "L")):
+        image = materialise(Record(name, "x", tmp_path / f"{name}.png", "X"), tmp_path / "ds", FilterConfig())
+        assert Image.open(tmp_path / "ds" / image.path).mode == mode
 
 
 def test_answer_stage_is_credited_by_the_shared_matcher():

@@ -64,7 +64,7 @@ def test_samples_are_unique_and_cover_every_task_type(built):
     tasks = Counter(i.split("::")[1].split(":")[0] for i in ids)
     assert set(tasks) == {"multiple_choice", "yes_no", "open", "localization", "source_qa"}
     counts = [tasks[t] for t in ("multiple_choice", "yes_no", "open", "localization")]
-    assert max(counts) - min(counts) <= 1  # round-robin keeps the instruction set balanced
+    assert min(counts) >= sum(counts) / 8, tasks  # dealt by content: balanced on average, never empty
 
 
 def test_rl_parquet_loads_in_verl_and_its_reference_earns_full_accuracy(built, tiny_model_dir):
@@ -138,7 +138,7 @@ def test_leaked_training_images_are_reported_and_dropped(tmp_path):
 
 def test_recipe_errors_name_the_key(tmp_path):
     recipe = write_recipe(tmp_path / "r.yaml", generation={"backend": "offline", "trajectories": 3})
-    with pytest.raises(ValueError, match=r"generation: unknown key\(s\) \['trajectories'\]"):
+    with pytest.raises(ValueError, match=r"generation.trajectories: unknown key"):
         load_config(recipe)
     recipe = write_recipe(tmp_path / "r.yaml", sources=[{"kind": "dicom"}])
     with pytest.raises(ValueError, match=r"sources\[0\]\.kind"):
