@@ -62,8 +62,8 @@ def test_nothing_recognisable_is_no_choice(prediction):
     [
         "B or C",
         "(B) and (C)",
-        "Muscle strain rather than flexor pathology",
         "The answer is C. Option B is also possible.",
+        "Either muscle strain or flexor pathology",
     ],
 )
 def test_naming_two_different_options_is_wrong(prediction):
@@ -113,7 +113,7 @@ def test_unusable_options_give_an_empty_mapping(bad):
         ("The liver appears normal.", None),  # "no" must not match "normal"
         ("A nodule is seen.", None),  # nor "nodule"
         ("It is not enlarged", None),  # nor "not"
-        ("Yes and no", "yes"),  # the leading word decides
+        ("Yes and no", None),  # contradictory: no answer
         ("Maybe yes, maybe no", None),  # both without a lead: ambiguous
         ("", None),
     ],
@@ -184,3 +184,262 @@ def test_matcher_never_raises_on_garbage(garbage):
     assert match_answer(garbage, "C", OPTS) is False
     assert match_answer("C", garbage, OPTS) is False
     assert match_answer("liver", garbage) in (True, False)
+
+
+# ---------------------------------------------------------------------------------------------
+# issue 13: known-answer suites per family, both directions (wrong must fail, right must pass)
+
+from medsage.reward_fns.answers import extract_answer, judge, mmmu_open_match, question_choices  # noqa: E402
+
+FAMILY_CASES = [
+    # (family, prediction, reference, options, question, expected correct)
+    # negation and hedging after the finding, open answers
+    ("neg-after", "Pneumothorax is unlikely.", "pneumothorax", None, None, False),
+    ("neg-after", "Pneumothorax cannot be excluded.", "pneumothorax", None, None, False),
+    ("neg-after", "Pneumothorax is ruled out.", "pneumothorax", None, None, False),
+    ("neg-after", "Pneumothorax is not seen.", "pneumothorax", None, None, False),
+    ("neg-after", "Pneumothorax isn't present.", "pneumothorax", None, None, False),
+    ("neg-after", "Cannot rule out pneumothorax.", "pneumothorax", None, None, False),
+    ("neg-after", "Pneumothorax is seen in the left apex.", "pneumothorax", None, None, True),
+    ("neg-after", "Pneumothorax, not effusion.", "pneumothorax", None, None, True),
+    ("neg-after", "Pneumothorax. No effusion.", "pneumothorax", None, None, True),
+    # negation after the finding, yes/no
+    ("neg-yn", "Pneumothorax is not seen.", "no", None, None, True),
+    ("neg-yn", "Pneumothorax is not seen.", "yes", None, None, False),
+    ("neg-yn", "A fracture is ruled out.", "no", None, None, True),
+    ("neg-yn", "Malignancy is unlikely.", "yes", None, None, False),
+    ("neg-yn", "Malignancy cannot be excluded.", "yes", None, None, False),
+    ("neg-yn", "Malignancy cannot be excluded.", "no", None, None, False),
+    # negation, option texts (a negated text selects the option stating its absence)
+    ("neg-mc", "Pneumothorax is not seen.", "B", {"A": "Pneumothorax", "B": "No pneumothorax"}, None, True),
+    ("neg-mc", "Pneumothorax is not seen.", "A", {"A": "Pneumothorax", "B": "No pneumothorax"}, None, False),
+    ("neg-mc", "There is no pneumothorax.", "B", {"A": "Pneumothorax", "B": "No pneumothorax"}, None, True),
+    ("neg-mc", "Tendonitis is unlikely; flexor pathology fits.", "C", OPTS, None, True),
+    ("neg-mc", "Tendonitis is unlikely.", "A", OPTS, None, False),
+    # contradictory / self-correcting yes/no
+    ("contradict", "Yes. Actually, no.", "no", None, None, False),
+    ("contradict", "No, wait, yes.", "yes", None, None, False),
+    ("contradict", "Yes and no.", "yes", None, None, False),
+    ("contradict", "Yes, there is a fracture with no displacement.", "yes", None, None, True),
+    ("contradict", "No, there is no lesion.", "no", None, None, True),
+    # lists of candidates are not an answer
+    ("candidates", "Liver or spleen", "liver", None, None, False),
+    ("candidates", "Either pneumonia or atelectasis.", "pneumonia", None, None, False),
+    ("candidates", "Pneumonia vs atelectasis", "pneumonia", None, None, False),
+    ("candidates", "Liver, kidney and spleen", "liver", None, None, False),
+    ("candidates", "The liver.", "liver", None, None, True),
+    ("candidates", "B or C", "C", OPTS, None, False),
+    # numbers
+    ("numbers", "2.5", "25", None, None, False),
+    ("numbers", "0.5", "5", None, None, False),
+    ("numbers", "The lesion measures 3.5 cm.", "3.5cm", None, None, True),
+    ("numbers", "3.5 cm", "3.5 cm", None, None, True),
+    ("numbers", "35 mm", "3.5 cm", None, None, True),
+    ("numbers", "4 cm", "3.5 cm", None, None, False),
+    ("numbers", "two", "2", None, None, True),
+    ("numbers", "There are two lesions.", "2", None, None, True),
+    ("numbers", "3", "2", None, None, False),
+    ("numbers", "2 or 3", "2", None, None, False),
+    ("numbers", "2.0", "2", None, None, True),
+    ("numbers", "1000", "1,000", None, None, True),
+    ("numbers", "1,000 ml", "1000ml", None, None, True),
+    ("numbers", "1,500", "1,000", None, None, False),
+    ("numbers", "twenty-five", "25", None, None, True),
+    ("numbers", "T2", "2", None, None, False),
+    # multiple-choice letters in every form
+    ("letters", "c", "C", OPTS, None, True),
+    ("letters", "(c)", "C", OPTS, None, True),
+    ("letters", "\\boxed{C}", "C", OPTS, None, True),
+    ("letters", "$\\boxed{\\text{C}}$", "C", OPTS, None, True),
+    ("letters", "I would choose C.", "C", OPTS, None, True),
+    ("letters", "C is correct.", "C", OPTS, None, True),
+    ("letters", "It's C.", "C", OPTS, None, True),
+    ("letters", "the answer is c", "C", OPTS, None, True),
+    ("letters", "c", "B", OPTS, None, False),
+    ("letters", "I choose B.", "C", OPTS, None, False),
+    ("letters", "Hepatitis B is not relevant here.", "B", OPTS, None, False),
+    # a chosen option followed by an explicitly rejected one
+    ("rejected", "The answer is C, not B.", "C", OPTS, None, True),
+    ("rejected", "C. Option B is incorrect.", "C", OPTS, None, True),
+    ("rejected", "Flexor pathology rather than muscle strain.", "C", OPTS, None, True),
+    ("rejected", "Muscle strain rather than flexor pathology", "C", OPTS, None, False),
+    ("rejected", "Not B but C", "C", OPTS, None, True),
+    ("rejected", "The answer is C, not B.", "B", OPTS, None, False),
+    # positive / negative for X; "not normal"
+    ("pos-neg", "Negative for malignancy.", "no", None, None, True),
+    ("pos-neg", "Negative for malignancy.", "yes", None, None, False),
+    ("pos-neg", "Positive for malignancy.", "yes", None, None, True),
+    ("pos-neg", "Positive for malignancy.", "no", None, None, False),
+    ("normal", "Not normal.", "no", None, "Is this image normal?", True),
+    ("normal", "Not normal.", "yes", None, "Is this image normal?", False),
+    ("normal", "The study is abnormal.", "no", None, "Does the brain look normal?", True),
+    ("normal", "The heart looks normal.", "yes", None, "Is the heart normal?", True),
+    ("normal", "The heart is not enlarged.", "no", None, "Is the heart enlarged?", True),
+    ("normal", "Not normal: yes.", "yes", None, "Is there a lesion?", True),
+    # multi-part open answers in another order
+    ("parts", "Kidney and liver", "Liver, Kidney", None, None, True),
+    ("parts", "The liver and the kidneys", "kidney and liver", None, None, True),
+    ("parts", "Liver", "Liver, Kidney", None, None, False),
+    ("parts", "Liver and spleen", "Liver, Kidney", None, None, False),
+    # modality spellings
+    ("modality", "Xray", "X-Ray", None, None, True),
+    ("modality", "x ray", "X-Ray", None, None, True),
+    ("modality", "It is a chest radiograph.", "X-Ray", None, None, True),
+    ("modality", "CT", "X-Ray", None, None, False),
+    ("modality", "Magnetic resonance imaging", "MRI", None, None, True),
+    ("modality", "X-ray", "C", {"A": "CT", "B": "MRI", "C": "Xray"}, None, True),
+    # very short references
+    ("short", "A", "A", None, None, True),
+    ("short", "The answer is A.", "A", None, None, True),
+    ("short", "A large mass.", "A", None, None, False),
+    ("short", "B", "A", None, None, False),
+    ("short", "T2", "T2", None, None, True),
+    ("short", "T1", "T2", None, None, False),
+    # the old guarantees
+    ("guarantee", "The liver appears normal.", "no", None, None, False),
+    ("guarantee", "A nodule is seen.", "no", None, None, False),
+    ("guarantee", "Findings are notable.", "no", None, None, False),
+    ("guarantee", "Muscle strain and flexor pathology", "C", OPTS, None, False),
+]
+
+
+@pytest.mark.parametrize("family, prediction, reference, options, question, expected", FAMILY_CASES,
+                         ids=[f"{c[0]}-{i}" for i, c in enumerate(FAMILY_CASES)])
+def test_known_answer_families(family, prediction, reference, options, question, expected):
+    assert match_answer(prediction, reference, options, question=question) is expected
+
+
+@pytest.mark.parametrize(
+    "reference, right, wrong",
+    [
+        ("是", ["是", "是的，有病灶。"], ["不是", "否"]),
+        ("是的", ["是", "是的"], ["不是"]),
+        ("不是", ["不是", "否", "不是的"], ["是", "是的"]),
+        ("否", ["不是", "否"], ["是"]),
+        ("有", ["有", "有的"], ["没有", "无"]),
+        ("没有", ["没有", "无明显异常", "没有的"], ["有"]),
+        ("包含", ["包含", "包含肝脏"], ["不包含"]),
+        ("不包含", ["不包含", "没有"], ["包含"]),
+        ("可以", ["可以"], ["不可以"]),
+        ("不可以", ["不可以", "不能"], ["可以"]),
+        ("正常", ["正常"], ["不正常"]),
+        ("不正常", ["不正常"], ["正常"]),
+        ("存在", ["存在"], ["不存在"]),
+    ],
+)
+def test_every_slake_chinese_closed_form(reference, right, wrong):
+    assert answer_type(reference) is AnswerType.YES_NO
+    for prediction in right:
+        assert judge(prediction, reference) == (True, True), prediction
+    for prediction in wrong:
+        assert judge(prediction, reference) == (True, False), prediction
+
+
+@pytest.mark.parametrize(
+    "prediction, reference, expected",
+    [("肝脏", "肝脏", True), ("是肝脏。", "肝脏", True), ("不是肝脏", "肝脏", False), ("肝脏或脾脏", "肝脏", False),
+     ("脾脏", "肝脏", False)],
+)
+def test_chinese_open_answers(prediction, reference, expected):
+    assert match_answer(prediction, reference) is expected
+
+
+@pytest.mark.parametrize(
+    "question, reference, choices",
+    [
+        ("Is this a CT or MRI?", "MRI", ("mri", "ct")),
+        ("Which is bigger in this image, kidney or liver?", "Liver", ("liver", "kidney")),
+        ("Is the lesion on the left or right of the lung?", "Left", ("left", "right")),
+        ("Is this image taken via X-ray or CT?", "X-Ray", ("xray", "ct")),
+        ("Is this a T1 weighted or T2 weighted image?", "T2 weighted", ("t2 weighted", "t1 weighted")),
+        ("Is there a lesion?", "Yes", ()),
+        ("Which organ is abnormal?", "Liver", ()),
+        ("Is it the liver or spleen?", "Kidney", ()),
+    ],
+)
+def test_either_or_questions_name_their_two_alternatives(question, reference, choices):
+    assert question_choices(question, reference) == choices
+
+
+@pytest.mark.parametrize(
+    "prediction, expected",
+    [("Liver", (True, True)), ("The liver is bigger.", (True, True)), ("The liver is bigger than the kidney.", (True, True)),
+     ("Kidney", (True, False)), ("Liver or kidney", (False, False)), ("Both the liver and the kidney", (False, False)),
+     ("Yes", (False, False)), ("The kidney is larger than the liver.", (True, False))],
+)
+def test_either_or_is_scored_as_a_choice(prediction, expected):
+    choices = question_choices("Which is bigger in this image, kidney or liver?", "Liver")
+    assert answer_type("Liver", None, choices) is AnswerType.EITHER_OR
+    assert judge(prediction, "Liver", choices=choices) == expected
+
+
+@pytest.mark.parametrize(
+    "prediction, reference, expected",
+    [
+        ("The dose is 25 mg.", "25", True),
+        ("Therefore the answer is 0.333", "0.33", True),
+        ("so the result is 1,200", "1200", True),
+        ("The answer is 24", "25", False),
+        ("The value is 2.5e3", "2500", True),
+        ("The answer is hypertension.", "Hypertension", True),
+        ("The answer is B", "B", True),
+        ("The answer is C", "B", False),
+        ("Answer: 3/4", "['0.75', '3/4']", True),
+        ("", "25", False),
+    ],
+)
+def test_mmmu_open_rules_are_number_aware(prediction, reference, expected):
+    assert mmmu_open_match(prediction, reference) is expected
+    assert match_answer(prediction, reference, rules="mmmu") is expected
+
+
+@pytest.mark.parametrize(
+    "response, require_tag, expected",
+    [
+        ("<CON>so</CON><ANSWER>Yes</ANSWER>", False, ("Yes", "answer_tag")),
+        ("<CON>so</CON><ANSWER></ANSWER>", False, (None, "answer_tag")),
+        ("Reasoning...\n\\boxed{B}", False, ("B", "boxed")),
+        ("Let me think.\nThe answer is C because ...", False, ("C because ...", "answer_is")),
+        ("Findings are subtle.\nPneumonia", False, ("Pneumonia", "final_line")),
+        ("Yes.", False, ("Yes.", "whole")),
+        ("<CON>The lung is clear</CON>\nNo", False, ("No", "final_line")),
+        ("The answer is yes", True, (None, "")),
+        ("", False, (None, "")),
+        (None, False, (None, "")),
+    ],
+)
+def test_extract_answer_fallbacks_and_the_strict_switch(response, require_tag, expected):
+    assert extract_answer(response, require_tag=require_tag) == expected
+
+
+def test_verdict_counts_parse_failures():
+    assert judge("I cannot tell.", "C", OPTS) == (False, False)
+    assert judge("Maybe yes, maybe no", "yes") == (False, False)
+    assert judge("B", "C", OPTS) == (True, False)
+    assert judge("", "liver") == (False, False)
+    assert judge("spleen", "liver") == (True, False)
+
+
+@pytest.mark.parametrize(
+    "prediction",
+    [
+        "Yes " * 50_000,
+        "no evidence of " * 14_000,
+        "The answer is C, not B. " * 8_500,
+        "(" * 200_000,
+        "1,000.5 mm " * 18_000,
+        "\\boxed{" * 28_000,
+        "是" * 200_000,
+    ],
+)
+def test_200_kb_predictions_score_fast_in_every_path(prediction):
+    import time
+
+    calls = [lambda r=r, o=o: match_answer(prediction, r, o, question="Is it normal?")
+             for r, o in (("yes", None), ("C", OPTS), ("3.5 cm", None), ("liver", None))]
+    calls += [lambda: judge(prediction, "Liver", choices=("liver", "kidney")),
+              lambda: match_answer(prediction, "25", rules="mmmu"), lambda: extract_answer(prediction)]
+    for call in calls:
+        start = time.perf_counter()
+        call()
+        assert time.perf_counter() - start < 0.5  # well under a second each, on a loaded 2-core machine
