@@ -62,8 +62,8 @@ setup(
             "medsage-data=medsage.data_gen.cli:main",
             "medsage-eval=medsage.eval.cli:main",
             "medsage-rgrpo=medsage.plugins.verl.main:main",
-            "medsage-scorer-train=medsage.reward_fns.consistency.train:main",
-            "medsage-scorer-serve=medsage.reward_fns.consistency.serve:main",
+            "medsage-scorer-train=medsage.reward_fns.consistency.cli:train_main",
+            "medsage-scorer-serve=medsage.reward_fns.consistency.cli:serve_main",
         ]
     },
 )

@@ -18,9 +18,12 @@ from .recipe import ConfigError
 USAGE_ERROR = 2
 
 
-def recipe_parser(prog: str, description: str, example: str) -> argparse.ArgumentParser:
-    """A parser taking ``RECIPE.yaml KEY=VALUE ...``; the tool adds its own options."""
+def recipe_parser(prog: str, description: str, example: str, verbs: dict[str, str] | None = None) -> argparse.ArgumentParser:
+    """A parser taking ``[VERB] RECIPE.yaml KEY=VALUE ...`` (``verbs``: name -> what it does); the tool
+    adds its own options."""
     parser = argparse.ArgumentParser(prog=prog, description=description, formatter_class=argparse.RawDescriptionHelpFormatter)
+    if verbs:
+        parser.add_argument("verb", choices=list(verbs), help="; ".join(f"{v}: {text}" for v, text in verbs.items()))
     parser.add_argument("recipe", type=Path, metavar="RECIPE.yaml", help=f"the recipe, e.g. {example}")
     parser.add_argument(
         "overrides", nargs="*", metavar="KEY=VALUE",

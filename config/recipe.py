@@ -201,7 +201,7 @@ def _dataclass(cls: type, value: Any, where: _Where) -> Any:
     if isinstance(value, cls):
         return value
     if not isinstance(value, Mapping):
-        raise where.expected(f"a mapping of {cls.__name__} keys", value)
+        raise where.expected(_name(cls), value)
     fields = {f.name: f for f in dataclasses.fields(cls) if f.init}
     for name in value:
         if name not in fields:
@@ -239,9 +239,11 @@ def _name(hint: Any) -> str:
         return " or ".join("null" if a is type(None) else _name(a) for a in args)
     if origin in (tuple, list):
         item = args[0] if args else Any
-        return f"a list of {_name(item)}" if not args or args[-1] is Ellipsis or origin is list else f"a list of {len(args)} items"
+        if args and args[-1] is not Ellipsis and origin is tuple:
+            return f"a list of {len(args)} items"
+        return f"a list of mappings ({item.__name__})" if dataclasses.is_dataclass(item) else f"a list of {_name(item)}"
     if origin is Literal:
         return "one of " + ", ".join(map(repr, args))
     if dataclasses.is_dataclass(hint):
-        return f"a mapping of {hint.__name__} keys"
+        return f"a mapping ({hint.__name__})"
     return getattr(hint, "__name__", str(hint))

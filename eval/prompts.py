@@ -16,8 +16,6 @@ from medsage.data_gen.prompts import lvkc_instruction
 
 from .benchmarks import ImageRef, Item
 
-SELF_CHECK_MODES = ("never", "always")
-
 
 @dataclass(frozen=True)
 class Turn:

@@ -72,7 +72,7 @@ def test_a_recipe_becomes_typed_values(tmp_path):
         ({"endpoint": {"url": "u", "retries": -1}}, r"endpoint.retries: expected >= 0, got -1 \(int\)"),
         ({"rate": 0}, r"rate: expected > 0, got 0.0"),
         ({"rate": 1.5}, r"rate: expected <= 1, got 1.5"),
-        ({"endpoint": "http://z"}, r"endpoint: expected a mapping of Endpoint keys, got 'http://z' \(str\)"),
+        ({"endpoint": "http://z"}, r"endpoint: expected a mapping \(Endpoint\), got 'http://z' \(str\)"),
         ({"extra": [1]}, r"extra: expected a mapping, got a list"),
         ({"endpoint": {"retries": 1}}, r"endpoint.url: required, not given"),
         ({"sources": []}, r"sources: expected at least one source"),
@@ -113,7 +113,7 @@ def test_a_missing_or_broken_file_is_a_config_error(tmp_path):
     with pytest.raises(ConfigError, match="bad.yaml: cannot read the recipe"):
         load(Recipe, tmp_path / "bad.yaml")
     (tmp_path / "list.yaml").write_text("- 1")
-    with pytest.raises(ConfigError, match=r"list.yaml: expected a mapping of Recipe keys, got a list"):
+    with pytest.raises(ConfigError, match=r"list.yaml: expected a mapping \(Recipe\), got a list"):
         load(Recipe, tmp_path / "list.yaml")
 
 

@@ -9,12 +9,11 @@ API (JSON over HTTP, stdlib only):
     POST /score  {"items": [{"question": str, "trajectory": str}, ...]} -> {"scores": [float, ...]}
     GET  /health -> {"status": "ok", "checkpoint": str}
 
-Usage: ``medsage-scorer-serve CHECKPOINT [--host 0.0.0.0] [--port 8765]``.
+Usage: ``medsage-scorer-serve recipes/scorer/serve.yaml [checkpoint=DIR port=8765 ...]``.
 """
 
 from __future__ import annotations
 
-import argparse
 import json
 import queue
 import threading
@@ -23,9 +22,9 @@ from collections.abc import Sequence
 from concurrent.futures import Future
 from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Any
+from typing import Any, Literal
 
-import torch
+from medsage.config import bounded
 
 from .model import ConsistencyScorer
 from .pairs import ScoreItem
@@ -35,12 +34,16 @@ MAX_ITEMS_PER_REQUEST = 4096
 
 @dataclass(frozen=True)
 class ServeConfig:
-    """Serving knobs; ``max_wait_ms`` trades a little latency for larger batches."""
+    """The serving recipe (recipes/scorer/serve.yaml); ``max_wait_ms`` trades a little latency for
+    larger batches. ``device`` and ``dtype`` ``auto``: the GPU in bfloat16 when there is one."""
 
+    checkpoint: str  # a folder written by medsage-scorer-train (its output_dir)
     host: str = "127.0.0.1"
-    port: int = 8765
-    max_batch_size: int = 64
-    max_wait_ms: float = 5.0
+    port: int = bounded(8765, ge=0, le=65535)
+    max_batch_size: int = bounded(64, ge=1)
+    max_wait_ms: float = bounded(5.0, ge=0)
+    device: str = "auto"
+    dtype: Literal["auto", "float32", "bfloat16", "float16"] = "auto"
 
 
 class Batcher:
@@ -122,9 +125,9 @@ class _Server(ThreadingHTTPServer):
 class ScorerServer:
     """The HTTP service around a :class:`Batcher`; a context manager that serves on a thread."""
 
-    def __init__(self, scorer: ConsistencyScorer, config: ServeConfig = ServeConfig(), checkpoint: str = ""):
+    def __init__(self, scorer: ConsistencyScorer, config: ServeConfig):
         self.batcher = Batcher(scorer, config.max_batch_size, config.max_wait_ms)
-        self.httpd = _Server((config.host, config.port), _handler(self.batcher, checkpoint))
+        self.httpd = _Server((config.host, config.port), _handler(self.batcher, config.checkpoint))
         self._thread: threading.Thread | None = None
 
     @property
@@ -183,24 +186,3 @@ def _handler(batcher: Batcher, checkpoint: str) -> type[BaseHTTPRequestHandler]:
             return
 
     return Handler
-
-
-def main(argv: Sequence[str] | None = None) -> None:
-    """Console entry point ``medsage-scorer-serve``."""
-    parser = argparse.ArgumentParser(description="Serve a trained consistency scorer over HTTP.")
-    parser.add_argument("checkpoint")
-    parser.add_argument("--host", default=ServeConfig.host)
-    parser.add_argument("--port", type=int, default=ServeConfig.port)
-    parser.add_argument("--max-batch-size", type=int, default=ServeConfig.max_batch_size)
-    parser.add_argument("--max-wait-ms", type=float, default=ServeConfig.max_wait_ms)
-    parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
-    parser.add_argument("--dtype", default="bfloat16" if torch.cuda.is_available() else "float32")
-    args = parser.parse_args(argv)
-    scorer = ConsistencyScorer.load(args.checkpoint, args.device, getattr(torch, args.dtype))
-    server = ScorerServer(scorer, ServeConfig(args.host, args.port, args.max_batch_size, args.max_wait_ms), args.checkpoint)
-    print(f"consistency scorer {args.checkpoint} at {server.url}", flush=True)
-    server.serve_forever()
-
-
-if __name__ == "__main__":
-    main()

@@ -13,73 +13,69 @@ pairwise accuracy are reported per negative kind in ``eval.json``. Training chec
 ``output_dir/last`` every ``save_every`` steps and resumes from there; the final scorer is written
 to ``output_dir`` as a normal HF folder.
 
-Usage: ``medsage-scorer-train recipes/scorer/train.yaml [key=value ...]``.
+Usage: ``medsage-scorer-train recipes/scorer/train.yaml [a.b=value ...]``.
 """
 
 from __future__ import annotations
 
-import argparse
 import json
 import random
 import shutil
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import Literal
 
 import torch
 import torch.nn.functional as F
-import yaml
 from tqdm import tqdm
 
-from .corruptions import CORRUPTION_KINDS, add_corruptions
-from .model import ConsistencyScorer, ScorerConfig
+from medsage.config import bounded
+
+from .corruptions import CORRUPTION_KINDS, CORRUPTIONS, add_corruptions
+from .model import POOLINGS, ConsistencyScorer, ScorerConfig
 from .pairs import Group, ScoreItem, group_pairs, is_held_out, read_pairs
 
 STATE_FILE = "trainer_state.pt"
 EVAL_FILE = "eval.json"
 
 
-@dataclass
+@dataclass(frozen=True)
 class TrainConfig:
-    """Every knob of a training run; a recipe YAML sets these by name."""
+    """Every knob of a training run; a recipe YAML sets these by name (read by :mod:`medsage.config`)."""
 
     backbone: str
     output_dir: str
-    pairs: list[str] = field(default_factory=list)
-    corruptions: list[str] = field(default_factory=lambda: list(CORRUPTION_KINDS))
-    eval_fraction: float = 0.1
-    max_length: int = 2048
+    pairs: tuple[str, ...]  # data_gen's <output_dir>/scorer/pairs.jsonl files
+    corruptions: tuple[str, ...] = CORRUPTION_KINDS
+    eval_fraction: float = bounded(0.1, ge=0, le=0.5)
+    max_length: int = bounded(2048, ge=16)
     pooling: str = "last"
-    batch_size: int = 8
-    micro_batch_size: int = 2
-    learning_rate: float = 1e-5
-    weight_decay: float = 0.0
-    warmup_steps: int = 20
-    epochs: int = 1
-    max_steps: int | None = None
-    calibration_weight: float = 0.1
-    grad_clip: float = 1.0
+    batch_size: int = bounded(8, ge=1)
+    micro_batch_size: int = bounded(2, ge=1)
+    learning_rate: float = bounded(1e-5, gt=0)
+    weight_decay: float = bounded(0.0, ge=0)
+    warmup_steps: int = bounded(20, ge=0)
+    epochs: int = bounded(1, ge=1)
+    max_steps: int | None = bounded(None, ge=1)
+    calibration_weight: float = bounded(0.1, ge=0)
+    grad_clip: float = bounded(1.0, gt=0)
     gradient_checkpointing: bool = False
-    save_every: int = 200
-    score_batch_size: int = 32
+    save_every: int = bounded(200, ge=1)
+    score_batch_size: int = bounded(32, ge=1)
     seed: int = 0
     device: str = "auto"
-    dtype: str = "float32"
+    dtype: Literal["float32", "bfloat16", "float16"] = "float32"
 
-    @classmethod
-    def from_yaml(cls, path: str | Path, overrides: Sequence[str] = ()) -> "TrainConfig":
-        """Read a recipe; ``overrides`` are ``key=value`` strings parsed as YAML scalars."""
-        raw = yaml.safe_load(Path(path).read_text()) or {}
-        for item in overrides:
-            key, sep, value = item.partition("=")
-            if not sep:
-                raise ValueError(f"override {item!r} is not key=value")
-            raw[key] = yaml.safe_load(value)
-        known = {f.name for f in fields(cls)}
-        unknown = set(raw) - known
+    def __post_init__(self) -> None:
+        if not self.pairs:
+            raise ValueError("pairs: expected at least one pairs.jsonl (medsage-data writes <output_dir>/scorer/pairs.jsonl)")
+        # the pooling and corruption modules own their choices
+        if self.pooling not in POOLINGS:
+            raise ValueError(f"pooling: expected one of {', '.join(map(repr, POOLINGS))}, got {self.pooling!r}")
+        unknown = [k for k in self.corruptions if k not in CORRUPTIONS]
         if unknown:
-            raise ValueError(f"{path}: unknown key(s) {sorted(unknown)}; expected some of {sorted(known)}")
-        return cls(**raw)
+            raise ValueError(f"corruptions: unknown kind(s) {unknown}; valid: {', '.join(CORRUPTION_KINDS)}")
 
 
 @dataclass(frozen=True)
@@ -235,16 +231,3 @@ def format_metrics(metrics: dict[str, KindMetrics]) -> str:
     rows = [f"{'kind':<22}{'negatives':>10}{'auc':>8}{'acc':>8}{'pair_acc':>10}"]
     rows += [f"{k:<22}{m.negatives:>10}{m.auc:>8.3f}{m.accuracy:>8.3f}{m.pairwise_accuracy:>10.3f}" for k, m in metrics.items()]
     return "\n".join(rows)
-
-
-def main(argv: Sequence[str] | None = None) -> None:
-    """Console entry point ``medsage-scorer-train``."""
-    parser = argparse.ArgumentParser(description="Train the MEDSAGE trajectory-consistency scorer.")
-    parser.add_argument("recipe", type=Path)
-    parser.add_argument("overrides", nargs="*", help="key=value overrides of recipe fields")
-    args = parser.parse_args(argv)
-    print(format_metrics(train(TrainConfig.from_yaml(args.recipe, args.overrides))))
-
-
-if __name__ == "__main__":
-    main()

@@ -64,8 +64,8 @@ def test_cli_leakage_prints_a_table_per_benchmark_and_writes_the_ids(data, tmp_p
     _, bench, vqa_rad, sft = data
     out = tmp_path / "report"
     code = main(["leakage", str(RECIPE), "--train", str(sft / "sage_sft.json"),
-                 "--set", f"benchmarks=[{{name: phantom, path: {bench}}}, {{name: vqa_rad, path: {vqa_rad}}}]",
-                 "--set", f"output_dir={out}"])
+                 f"benchmarks=[{{name: phantom, path: {bench}}}, {{name: vqa_rad, path: {vqa_rad}}}]",
+                 f"output_dir={out}"])
     assert code == 0
     printed = capsys.readouterr().out
     assert "| phantom | 6 | 2 | 33.3 |" in printed and "| vqa_rad | 2 | 2 | 100.0 |" in printed
@@ -80,7 +80,7 @@ def test_cli_leakage_takes_a_folder_and_an_output_file(data, tmp_path, capsys):
     _, bench, _, sft = data
     out = tmp_path / "ids.json"
     code = main(["leakage", str(RECIPE), "--train", str(sft / "images"), "--out", str(out),
-                 "--set", f"benchmarks=[{{name: phantom, path: {bench}, limit: 3}}]"])
+                 f"benchmarks=[{{name: phantom, path: {bench}, limit: 3}}]"])
     assert code == 0 and "| phantom | 3 | 1 | 33.3 |" in capsys.readouterr().out
     assert json.loads(out.read_text())["benchmarks"][0]["leaked_ids"] == ["phantom-1"]
 
@@ -90,10 +90,10 @@ def test_cli_leakage_names_a_missing_training_image(data, tmp_path, capsys):
     broken = tmp_path / "sft.json"
     records = json.loads((sft / "sage_sft.json").read_text())
     broken.write_text(json.dumps(records))  # its image paths now resolve under tmp_path, where none exist
-    code = main(["leakage", str(RECIPE), "--train", str(broken), "--set", f"benchmarks=[{{name: phantom, path: {bench}}}]",
-                 "--set", f"output_dir={tmp_path / 'out'}"])
+    code = main(["leakage", str(RECIPE), "--train", str(broken), f"benchmarks=[{{name: phantom, path: {bench}}}]",
+                 f"output_dir={tmp_path / 'out'}"])
     assert code == 2
     assert f"{broken}, row 0, field 'images': cannot read image" in capsys.readouterr().err
     code = main(["leakage", str(RECIPE), "--train", str(broken), "--media-dir", str(sft),
-                 "--set", f"benchmarks=[{{name: phantom, path: {bench}}}]", "--set", f"output_dir={tmp_path / 'out'}"])
+                 f"benchmarks=[{{name: phantom, path: {bench}}}]", f"output_dir={tmp_path / 'out'}"])
     assert code == 0

@@ -7,7 +7,8 @@ import pytest
 from eval_formats import write_slake
 
 from medsage.eval.cli import main
-from medsage.eval.config import RecipeError, load_recipe
+from medsage.config import ConfigError, build
+from medsage.eval.config import EvalConfig, load_recipe
 from medsage.eval.published import TABLE1, TABLE1_BENCHMARKS
 from medsage.eval.report import write_reports
 from medsage.eval.scoring import ScoredItem, summarize
@@ -62,13 +63,21 @@ def test_shipped_recipes_validate(recipe):
 
 
 def test_recipe_errors_name_the_key(tmp_path):
-    with pytest.raises(RecipeError, match=r"model: unknown key\(s\) \['modle_path'\]"):
+    with pytest.raises(ConfigError, match=r"model.modle_path: unknown key; valid keys here: path, backend"):
         load_recipe(RECIPES / "table1.yaml", ("model.modle_path=/x",))
-    with pytest.raises(RecipeError, match="self_check: 'sometimes'"):
+    with pytest.raises(ConfigError, match="self_check: expected one of 'never', 'always', got 'sometimes'"):
         load_recipe(RECIPES / "table1.yaml", ("self_check=sometimes",))
+    with pytest.raises(ConfigError, match="prompt_style: expected one of 'lvkc', 'plain', got 'cot'"):
+        load_recipe(RECIPES / "table1.yaml", ("prompt_style=cot",))
+    with pytest.raises(ConfigError, match=r"model.dtype: expected one of 'auto', .*got 'bf16'"):
+        load_recipe(RECIPES / "table1.yaml", ("model.dtype=bf16",))
+    with pytest.raises(ConfigError, match=r"model.gpu_memory_utilization: expected <= 1, got 1.5"):
+        load_recipe(RECIPES / "table1.yaml", ("model.gpu_memory_utilization=1.5",))
+    with pytest.raises(ConfigError, match=r"model: base_url: required for the openai backend"):
+        load_recipe(RECIPES / "table1.yaml", ("model.backend=openai",))
     bad = tmp_path / "bad.yaml"
     bad.write_text("model: {path: m}\nbenchmarks: [{name: slake}]\noutput_dir: x\n")
-    with pytest.raises(RecipeError, match=r"benchmarks\[0\]: missing key\(s\) \['path'\]"):
+    with pytest.raises(ConfigError, match=r"benchmarks\[0\].path: required, not given"):
         load_recipe(bad)
 
 
@@ -77,31 +86,28 @@ def test_cli_runs_a_recipe_with_overrides(tiny_model_dir, tmp_path, capsys):
             {"question": "Which organ?", "answer": "Liver", "answer_type": "OPEN", "q_lang": "en"}]
     bench = write_slake(tmp_path / "bench", rows)
     out = tmp_path / "out"
-    code = main([str(RECIPES / "phantom_tiny.yaml"), "--set", f"model.path={tiny_model_dir}",
-                 "--set", f"benchmarks=[{{name: phantom, path: {bench}}}]", "--set", f"output_dir={out}",
-                 "--set", "max_new_tokens=4"])
+    code = main([str(RECIPES / "phantom_tiny.yaml"), f"model.path={tiny_model_dir}",
+                 f"benchmarks=[{{name: phantom, path: {bench}}}]", f"output_dir={out}", "max_new_tokens=4"])
     assert code == 0
     assert "Phantom" in capsys.readouterr().out
     assert len((out / "predictions" / "phantom.jsonl").read_text().splitlines()) == 2
 
 
 def test_cli_reports_a_missing_benchmark_file_without_a_traceback(tmp_path, capsys):
-    code = main([str(RECIPES / "phantom_tiny.yaml"), "--set", f"benchmarks=[{{name: slake, path: {tmp_path}}}]",
-                 "--set", f"output_dir={tmp_path / 'out'}"])
+    code = main([str(RECIPES / "phantom_tiny.yaml"), f"benchmarks=[{{name: slake, path: {tmp_path}}}]",
+                 f"output_dir={tmp_path / 'out'}"])
     assert code == 2
     assert "test.json" in capsys.readouterr().err
 
 
 def test_judge_section_takes_every_endpoint_key_and_checks_them():
-    from medsage.eval.config import config_from_dict
-
     base = {"model": {"path": "m"}, "benchmarks": [{"name": "slake", "path": "x"}], "output_dir": "out"}
-    judge = {"base_url": "http://127.0.0.1:9/v1", "model": "gpt-4.1", "max_retries": 2,
-             "price_input_per_m": 2.0, "limit": 10, "with_image": False}
-    spec = config_from_dict({**base, "reasoning_judge": judge}).reasoning_judge
+    endpoint = {"base_url": "http://127.0.0.1:9/v1", "model": "gpt-4.1", "max_retries": 2, "price_input_per_m": 2.0}
+    judge = {"endpoint": endpoint, "limit": 10, "with_image": False}
+    spec = build(EvalConfig, {**base, "reasoning_judge": judge}, "r.yaml").reasoning_judge
     assert (spec.endpoint.model, spec.endpoint.max_retries, spec.endpoint.price_input_per_m) == ("gpt-4.1", 2, 2.0)
     assert (spec.limit, spec.with_image) == (10, False)
-    with pytest.raises(RecipeError, match=r"open_judge: unknown key\(s\) \['modle'\]"):
-        config_from_dict({**base, "open_judge": {**judge, "modle": "x"}})
-    with pytest.raises(RecipeError, match="open_judge: .*concurrency >= 1"):
-        config_from_dict({**base, "open_judge": {**judge, "concurrency": 0}})
+    with pytest.raises(ConfigError, match=r"r.yaml: open_judge.endpoint.modle: unknown key"):
+        build(EvalConfig, {**base, "open_judge": {**judge, "endpoint": {**endpoint, "modle": "x"}}}, "r.yaml")
+    with pytest.raises(ConfigError, match="r.yaml: open_judge.endpoint: .*concurrency >= 1"):
+        build(EvalConfig, {**base, "open_judge": {**judge, "endpoint": {**endpoint, "concurrency": 0}}}, "r.yaml")

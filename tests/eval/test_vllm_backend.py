@@ -64,10 +64,10 @@ def per_item(phantom_dir, tiny_model_dir, tmp_path_factory) -> list[str]:
 
 
 def _run_cli(model: Path, bench: Path, out: Path, *overrides: str) -> list[str]:
-    code = main([str(RECIPE), "--set", "model.backend=vllm", "--set", f"model.path={model}",
-                 "--set", f"benchmarks=[{{name: phantom, path: {bench}}}]", "--set", f"output_dir={out}",
-                 "--set", f"max_new_tokens={MAX_NEW_TOKENS}", "--set", f"chunk_size={CHUNK}",
-                 "--set", "bootstrap_resamples=50", *(a for o in overrides for a in ("--set", o))])
+    code = main([str(RECIPE), "model.backend=vllm", f"model.path={model}",
+                 f"benchmarks=[{{name: phantom, path: {bench}}}]", f"output_dir={out}",
+                 f"max_new_tokens={MAX_NEW_TOKENS}", f"chunk_size={CHUNK}",
+                 "bootstrap_resamples=50", *overrides])
     assert code == 0
     assert "Phantom" in (out / "table1.md").read_text() and (out / "summary.json").is_file()
     records = [json.loads(line) for line in (out / "predictions" / "phantom.jsonl").read_text().splitlines()]

@@ -46,7 +46,7 @@ def rate(fn, repeats: int = 3) -> float:
 
 
 def served_rate(scorer: ConsistencyScorer, batch: list[ScoreItem], max_batch_size: int) -> float:
-    with ScorerServer(scorer, ServeConfig(port=0, max_batch_size=max_batch_size, max_wait_ms=5)) as server:
+    with ScorerServer(scorer, ServeConfig("in-memory", port=0, max_batch_size=max_batch_size, max_wait_ms=5)) as server:
         client = ConsistencyClient(ConsistencyConfig(server.url, timeout_s=600))
         client.score(batch[0].question, batch[0].trajectory)  # warm up
         with ThreadPoolExecutor(CLIENTS) as pool:

@@ -28,8 +28,8 @@ def scorer(trained_scorer):
 
 
 @pytest.fixture(scope="module")
-def server(scorer):
-    with ScorerServer(scorer, ServeConfig(port=0, max_batch_size=16, max_wait_ms=50)) as srv:
+def server(scorer, trained_scorer):
+    with ScorerServer(scorer, ServeConfig(str(trained_scorer[0]), port=0, max_batch_size=16, max_wait_ms=50)) as srv:
         yield srv
 
 

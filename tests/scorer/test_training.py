@@ -7,6 +7,7 @@ import pytest
 import torch
 from scorer_data import tiny_train_config
 
+from medsage.config import ConfigError, load
 from medsage.reward_fns.consistency import CORRUPTION_KINDS, ScoreItem
 from medsage.reward_fns.consistency.model import ConsistencyScorer
 from medsage.reward_fns.consistency.pairs import FILTERED
@@ -59,11 +60,20 @@ def test_resuming_continues_exactly_where_training_stopped(tiny_model_dir, pairs
 
 def test_recipe_keys_are_checked(tmp_path):
     recipe = tmp_path / "r.yaml"
-    recipe.write_text("backbone: b\noutput_dir: o\nlearning_rat: 1.0\n")
-    with pytest.raises(ValueError, match="learning_rat"):
-        TrainConfig.from_yaml(recipe)
-    recipe.write_text("backbone: b\noutput_dir: o\n")
-    assert TrainConfig.from_yaml(recipe, ["epochs=3", "pooling=mean"]).epochs == 3
+    recipe.write_text("backbone: b\noutput_dir: o\npairs: [p.jsonl]\nlearning_rat: 1.0\n")
+    with pytest.raises(ConfigError, match="learning_rat: unknown key"):
+        load(TrainConfig, recipe)
+    recipe.write_text("backbone: b\noutput_dir: o\npairs: /x/pairs.jsonl\n")
+    with pytest.raises(ConfigError, match=r"pairs: expected a list of str, got '/x/pairs.jsonl' \(str\)"):
+        load(TrainConfig, recipe)
+    recipe.write_text("backbone: b\noutput_dir: o\npairs: [p.jsonl]\n")
+    with pytest.raises(ConfigError, match=r"pooling: expected one of 'last', 'mean', got 'max'"):
+        load(TrainConfig, recipe, ["pooling=max"])
+    with pytest.raises(ConfigError, match=r"dtype: expected one of 'float32', 'bfloat16', 'float16', got 'bf16'"):
+        load(TrainConfig, recipe, ["dtype=bf16"])
+    with pytest.raises(ConfigError, match=r"corruptions: unknown kind\(s\) \['typo'\]"):
+        load(TrainConfig, recipe, ["corruptions=[typo]"])
+    assert load(TrainConfig, recipe, ["epochs=3", "pooling=mean"]).epochs == 3
 
 
 def test_auc_counts_ties_half():
@@ -81,8 +91,8 @@ def test_shipped_recipes_load():
     from medsage.reward_fns.consistency import ConsistencyConfig
 
     recipes = Path(__file__).parents[2] / "recipes" / "scorer"
-    config = TrainConfig.from_yaml(recipes / "train.yaml")
-    assert config.corruptions == list(CORRUPTION_KINDS) and config.learning_rate == 1e-5
+    config = load(TrainConfig, recipes / "train.yaml")
+    assert config.corruptions == CORRUPTION_KINDS and config.learning_rate == 1e-5
     kwargs = yaml.safe_load((recipes / "reward_kwargs.yaml").read_text())
     assert RewardWeights.from_config(kwargs["reward_weights"]).consistency > 0
     assert ConsistencyConfig.from_mapping(kwargs["consistency"]).on_unreachable == "zero"
