@@ -7,7 +7,7 @@ installed names live under one namespace, so nothing generic such as ``eval`` or
 
 from setuptools import find_packages, setup
 
-FOLDERS = ("reward_fns", "plugins", "data_gen", "eval", "config")
+FOLDERS = ("reward_fns", "plugins", "data_gen", "eval", "config", "explore")
 
 
 def _packages() -> tuple[list[str], dict[str, str]]:
@@ -43,6 +43,7 @@ setup(
     package_data={
         **{f"medsage.{f}": ["*.jinja", "*.json", "*.yaml", "templates/*"] for f in FOLDERS},
         "medsage.plugins.verl.config": ["*.yaml"],
+        "medsage.explore": ["static/*"],
         # The self-check loop's instructions and verl's agent-loop registry: recipes name them pkg://...
         "medsage.plugins.verl": ["agent_loops.yaml", "templates/*.jinja"],
     },
@@ -61,6 +62,7 @@ setup(
             "medsage-tiny-model=medsage.plugins.tiny_model:main",
             "medsage-data=medsage.data_gen.cli:main",
             "medsage-eval=medsage.eval.cli:main",
+            "medsage-explore=medsage.explore.cli:main",
             "medsage-rgrpo=medsage.plugins.verl.main:main",
             "medsage-scorer-train=medsage.reward_fns.consistency.cli:train_main",
             "medsage-scorer-serve=medsage.reward_fns.consistency.cli:serve_main",

@@ -1,0 +1,86 @@
+"""Samples page: a data build's samples, each with its image, ROIs, question and every trajectory.
+
+The build commits each finished sample to ``work/trajectories.jsonl`` as one line holding the
+sample (question, options, answer, image, record with its annotated ROIs) and its verified
+trajectories. The file is indexed by byte offset (a resumed build may have appended a sample
+again; its last line is current) and read one sample at a time, so a build of any size streams
+through in bounded memory.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Iterator
+
+from medsage.data_gen.instructions import Sample
+from medsage.data_gen.trajectories import Trajectory
+
+from .site import Entry, ImageStore, Page, box_shape, shapes, stages
+
+TRAJECTORIES = "work/trajectories.jsonl"
+FACETS = {"source": "source", "task_type": "task type", "modality": "modality", "verdicts": "trajectories"}
+
+
+def is_build(folder: Path) -> bool:
+    return (folder / TRAJECTORIES).is_file() and (folder / "sft").is_dir()
+
+
+def offsets(path: Path) -> dict[str, int]:
+    """Byte offset of each sample's last complete line; lines without a sample (older builds) and a
+    torn last line (a build killed mid-write, or one still running) are skipped."""
+    found: dict[str, int] = {}
+    position = 0
+    with path.open("rb") as f:
+        for line in f:
+            if line.endswith(b"\n"):
+                data = json.loads(line)
+                if "sample" in data:
+                    found[data["sample_id"]] = position
+            position += len(line)
+    return found
+
+
+def verdicts(trajectories: list[Trajectory]) -> str:
+    accepted = sum(bool(t.accepted) for t in trajectories)
+    if accepted == len(trajectories):
+        return "all accepted"
+    return "all rejected" if accepted == 0 else "some rejected"
+
+
+def sample_entry(sample: Sample, trajectories: list[Trajectory], image: str) -> Entry:
+    """One sample: the annotated boxes and every trajectory's ``<LOC>`` objects in pixels of its image."""
+    record = sample.record
+    rois = [box_shape(r.box, r.label, r.kind, "annotation") for r in record.rois if r.strong]
+    shown = []
+    for k, t in enumerate(trajectories, 1):
+        view = stages(t.text)
+        rois += shapes(dict(view["segments"]).get("LOC"), sample.width, sample.height, t.roi_kind, f"T{k}")
+        shown.append({"n": k, "roi_kind": t.roi_kind, "template": t.template, "generator": t.generator,
+                      "accepted": bool(t.accepted), "reasons": list(t.reasons), **view})
+    body = {
+        "id": sample.sample_id, "image": image, "width": sample.width, "height": sample.height,
+        "source": record.source, "task_type": sample.task_type, "modality": record.modality,
+        "question": sample.question, "options": sample.options, "answer": sample.answer,
+        "answer_text": sample.answer_text, "rois": rois, "trajectories": shown,
+        "text_rois": [r.text for r in record.rois if r.text],
+    }
+    facets = {"source": record.source, "task_type": sample.task_type, "modality": record.modality,
+              "verdicts": verdicts(trajectories)}
+    return Entry(body, facets)
+
+
+def entries(build: Path, images: ImageStore) -> Iterator[Entry]:
+    with (build / TRAJECTORIES).open("rb") as f:
+        for offset in offsets(build / TRAJECTORIES).values():
+            f.seek(offset)
+            data = json.loads(f.readline())
+            sample = Sample.from_json(data["sample"])
+            trajectories = [Trajectory.from_json(t) for t in data["trajectories"]]
+            image, _, _ = images.add(build / "sft" / sample.image, sample.image.removeprefix("images/"),
+                                     (sample.width, sample.height))
+            yield sample_entry(sample, trajectories, image)
+
+
+def page(build: Path, images: ImageStore) -> Page:
+    return Page("samples", "Samples", FACETS, {}, entries(build, images), (str(build),))
