@@ -16,7 +16,6 @@ from typing import Iterator
 
 from medsage.eval.benchmarks import Item, load_benchmark
 from medsage.eval.scoring import response_answer
-from medsage.reward_fns.scaffold import answer_text
 
 from .site import Entry, ImageStore, Page, shapes, stages
 
@@ -68,8 +67,8 @@ def run_view(run: EvalRun, prediction: dict | None, scored: dict | None, width: 
     loc = dict(turns[-1]["segments"]).get("LOC")
     return {
         "label": run.label, "turns": turns, "answer": answer, "verdict": verdict(scored),
-        # answered although the final turn has no <ANSWER> stage: the scorer read it some other way
-        "fallback": bool(scored["answered"] and run.prompt_style == "lvkc" and answer_text(final) is None),
+        # the scorer's own record of where the answer was read (older scored files do not say)
+        "fallback": bool(scored.get("fallback")), "extracted_by": scored.get("extracted_by", ""),
         "rois": shapes(loc, width, height, "prediction", who) if width else [],
     }
 

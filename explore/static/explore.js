@@ -324,7 +324,7 @@
         r.missing ? el("p", {}, "not in this run") : [
           el("p", { class: "verdict verdict-" + r.verdict.replace(" ", "-"), "data-verdict": r.verdict },
             el("b", {}, r.verdict), " · extracted answer: ", el("code", {}, r.answer === null ? "(none)" : r.answer),
-            r.fallback ? el("span", { class: "fallback" }, " (fallback extraction: no <ANSWER> stage)") : null),
+            r.fallback ? el("span", { class: "fallback" }, ` (fallback extraction${r.extracted_by ? ": " + r.extracted_by : ""}, not from <ANSWER>)`) : null),
           r.turns.map((t) => el("div", { class: "turn" }, r.turns.length > 1 ? el("h5", {}, t.name) : null, stageView(t))),
         ]))));
   };
