@@ -2,9 +2,10 @@
 OmniMedVQA (appendix B.2), read into one :class:`Item` record.
 
 Each loader reads the format as the dataset is distributed (HF parquet, SLAKE json, PMC-VQA csv,
-MMMU parquet per subject, OmniMedVQA json per source dataset) and fails with an error that names
-the file, the row and the field at fault, so a half-downloaded benchmark never turns into a
-silently smaller denominator.
+MMMU parquet per subject, OmniMedVQA json per source dataset), and the layouts users have besides
+(an HF dataset written by ``save_to_disk``, PathVQA's split called val or validation, PMC-VQA
+images in ``figures/`` or ``images/``), and fails with an error that names the file, the row and
+the field at fault, so a half-downloaded benchmark never turns into a silently smaller denominator.
 
 Images travel as an :data:`ImageRef`: a file path (``str``) or the encoded bytes that HF parquet
 files embed. :func:`load_image` is the one place that opens either.
@@ -13,6 +14,7 @@ files embed. :func:`load_image` is the one place that opens either.
 from __future__ import annotations
 
 import ast
+import inspect
 import io
 import json
 import re
@@ -22,9 +24,10 @@ from functools import cached_property
 from pathlib import Path
 
 import pandas as pd
+import pyarrow as pa
 from PIL import Image
 
-from medsage.reward_fns.answers import LETTERS, AnswerType, answer_type, normalize
+from medsage.reward_fns.answers import LETTERS, AnswerType, answer_type, normalize, question_choices
 
 ImageRef = str | bytes
 
@@ -43,7 +46,12 @@ class BenchmarkFormatError(ValueError):
 
 @dataclass(frozen=True)
 class Item:
-    """One benchmark question; ``answer`` is the option letter for multiple choice."""
+    """One benchmark question; ``answer`` is the option letter for multiple choice.
+
+    ``choices`` are the two alternatives of a closed "A or B" question (scored as a choice, not by
+    the lenient open matcher); ``rules`` names the open-question rules ("mmmu" for MMMU's own
+    number-aware ones); ``subject``/``subfield`` are reported as slices (MMMU).
+    """
 
     benchmark: str
     id: str
@@ -54,10 +62,14 @@ class Item:
     closed: bool = True
     modality: str = ""
     question_type: str = ""
+    choices: tuple[str, ...] = ()
+    rules: str = "medsage"
+    subject: str = ""
+    subfield: str = ""
 
     @cached_property
     def kind(self) -> AnswerType:
-        return answer_type(self.answer, self.options)
+        return answer_type(self.answer, self.options, self.choices)
 
     @cached_property
     def options_key(self) -> tuple[tuple[str, str], ...]:
@@ -88,14 +100,62 @@ def _need_columns(frame: pd.DataFrame, columns: tuple[str, ...], source: Path) -
         raise BenchmarkFormatError(f"{source}: missing column(s) {missing}; found {list(frame.columns)}")
 
 
-def _parquet_files(root: Path, split: str) -> list[Path]:
-    """HF dataset layout: ``<root>/data/<split>-00000-of-0000N-*.parquet`` (or a single file)."""
+# Users name the held-out split either way (PathVQA's hub split is "validation").
+_SPLIT_ALIASES = (("val", "validation", "valid", "dev"),)
+
+
+def _split_names(split: str) -> tuple[str, ...]:
+    for group in _SPLIT_ALIASES:
+        if split in group:
+            return (split, *(name for name in group if name != split))
+    return (split,)
+
+
+def _hf_tables(root: Path, split: str) -> list[tuple[Path, pd.DataFrame]]:
+    """An HF dataset's split as (source file, frame) pairs, in either layout users have: the hub's
+    parquet files (``<root>/data/<split>-00000-of-0000N-*.parquet``, or one file) or a folder
+    written by ``datasets``' ``save_to_disk`` (a DatasetDict with ``dataset_dict.json``, or one
+    Dataset with ``state.json``; Arrow stream files)."""
     if root.is_file():
-        return [root]
-    files = sorted(p for p in root.rglob(f"{split}-*.parquet"))
-    if not files:
-        raise BenchmarkFormatError(f"no '{split}-*.parquet' file under {root}")
-    return files
+        return [(root, pd.read_parquet(root))]
+    names = _split_names(split)
+    if (root / "dataset_dict.json").is_file():
+        saved = json.loads((root / "dataset_dict.json").read_text(encoding="utf-8")).get("splits", [])
+        chosen = next((name for name in names if name in saved), None)
+        if chosen is None:
+            raise BenchmarkFormatError(f"{root / 'dataset_dict.json'}: no split {split!r} (aliases {names}); has {saved}")
+        return _saved_dataset(root / chosen)
+    if (root / "state.json").is_file():
+        return _saved_dataset(root)
+    for name in names:
+        files = sorted(root.rglob(f"{name}-*.parquet"))
+        if files:
+            return [(path, pd.read_parquet(path)) for path in files]
+    raise BenchmarkFormatError(f"no '{split}-*.parquet' file (nor a save_to_disk folder) under {root}; split names tried: {names}")
+
+
+def _saved_dataset(folder: Path) -> list[tuple[Path, pd.DataFrame]]:
+    """One ``save_to_disk`` Dataset: the Arrow files its ``state.json`` lists, in order."""
+    state = json.loads(_need_file(folder / "state.json", "saved HF dataset").read_text(encoding="utf-8"))
+    tables = []
+    for entry in state.get("_data_files", []):
+        path = _need_file(folder / entry["filename"], f"{folder / 'state.json'}, '_data_files'")
+        with pa.memory_map(str(path)) as source:
+            try:
+                table = pa.ipc.open_stream(source).read_all()
+            except pa.ArrowInvalid:
+                table = pa.ipc.open_file(source).read_all()
+        tables.append((path, table.to_pandas()))
+    if not tables:
+        raise BenchmarkFormatError(f"{folder / 'state.json'}: lists no data file")
+    return tables
+
+
+def _first_file(paths: list[Path], what: str) -> Path:
+    found = next((p for p in paths if p.is_file()), None)
+    if found is None:
+        raise BenchmarkFormatError(f"{what}: file not found in any of {[str(p) for p in paths]}")
+    return found
 
 
 def _image_bytes(cell: object, source: Path, row: int, column: str) -> bytes:
@@ -135,8 +195,7 @@ def _yes_no_closed(answer: str) -> bool:
 def load_hf_vqa(name: str, root: str | Path, split: str = "test") -> list[Item]:
     """VQA-RAD / PathVQA as HF parquet (``image``, ``question``, ``answer``); closed = yes/no answer."""
     items = []
-    for source in _parquet_files(Path(root), split):
-        frame = pd.read_parquet(source)
+    for source, frame in _hf_tables(Path(root), split):
         _need_columns(frame, ("image", "question", "answer"), source)
         for row, rec in enumerate(frame.to_dict("records")):
             answer = _text(rec["answer"], source, row, "answer")
@@ -160,15 +219,31 @@ def load_vqa_rad(root: str | Path, split: str = "test") -> list[Item]:
 
 
 def load_pathvqa(root: str | Path, split: str = "test") -> list[Item]:
-    """PathVQA (HF ``flaviagiammarino/path-vqa``; 6,719 test questions)."""
+    """PathVQA (HF ``flaviagiammarino/path-vqa``; 6,719 test questions); ``val`` finds ``validation``."""
     return load_hf_vqa("pathvqa", root, split)
 
 
-def load_slake(root: str | Path, lang: str = "en", name: str = "slake", split_file: str = "test.json") -> list[Item]:
+SLAKE_LANGUAGES = ("en", "zh", "both")
+
+
+def load_slake(
+    root: str | Path,
+    language: str = "en",
+    name: str = "slake",
+    split_file: str = "test.json",
+    lang: str | None = None,
+) -> list[Item]:
     """SLAKE: ``test.json`` + ``imgs/<img_name>``; ``answer_type`` OPEN/CLOSED; ``q_lang`` en or zh.
 
+    ``language`` (recipe key ``options.language``): ``en`` (1,061 test items), ``zh`` (1,033) or
+    ``both`` (the 2,094 MedEvalKit scores); any other value is an error, never 0 items. ``lang``
+    is the older spelling of the same key. A closed English question that offers two alternatives
+    ("Is this a CT or MRI?") carries them as ``choices`` and is scored as that choice.
     The phantom benchmark of data_gen is written in this format and loads through here too.
     """
+    language = lang if lang is not None else language
+    if language not in SLAKE_LANGUAGES:
+        raise BenchmarkFormatError(f"{name}: options.language must be one of {', '.join(SLAKE_LANGUAGES)}; got {language!r}")
     root = Path(root)
     source = _need_file(root / split_file, f"{name} questions")
     try:
@@ -184,30 +259,43 @@ def load_slake(root: str | Path, lang: str = "en", name: str = "slake", split_fi
         for column in ("img_name", "question", "answer", "answer_type", "q_lang"):
             if column not in rec:
                 raise BenchmarkFormatError(f"{source}, row {row}: missing field '{column}'")
-        if rec["q_lang"] != lang:
+        if language != "both" and rec["q_lang"] != language:
             continue
-        image = _need_file(root / "imgs" / str(rec["img_name"]), f"{source}, row {row}, field 'img_name'")
-        kind = str(rec["answer_type"]).upper()
-        if kind not in ("OPEN", "CLOSED"):
-            raise BenchmarkFormatError(f"{source}, row {row}, field 'answer_type': {kind!r} is not OPEN or CLOSED")
-        items.append(
-            Item(
-                benchmark=name,
-                id=f"{name}-{rec.get('qid', row)}",
-                question=_text(rec["question"], source, row, "question"),
-                answer=_text(rec["answer"], source, row, "answer"),
-                images=(str(image),),
-                closed=kind == "CLOSED",
-                modality=str(rec.get("modality", "")),
-                question_type=str(rec.get("content_type", "")),
-            )
-        )
+        items.append(_slake_item(rec, root, name, source, row))
     return items
 
 
-def load_pmc_vqa(root: str | Path, csv_name: str = "test_2.csv", image_dir: str = "images") -> list[Item]:
-    """PMC-VQA: ``test_2.csv`` (Figure_path, Question, Choice A-D as "A:...", Answer) + images folder."""
+def _slake_item(rec: dict, root: Path, name: str, source: Path, row: int) -> Item:
+    image = _need_file(root / "imgs" / str(rec["img_name"]), f"{source}, row {row}, field 'img_name'")
+    kind = str(rec["answer_type"]).upper()
+    if kind not in ("OPEN", "CLOSED"):
+        raise BenchmarkFormatError(f"{source}, row {row}, field 'answer_type': {kind!r} is not OPEN or CLOSED")
+    question = _text(rec["question"], source, row, "question")
+    answer = _text(rec["answer"], source, row, "answer")
+    return Item(
+        benchmark=name,
+        id=f"{name}-{rec.get('qid', row)}",
+        question=question,
+        answer=answer,
+        images=(str(image),),
+        closed=kind == "CLOSED",
+        modality=str(rec.get("modality", "")),
+        question_type=str(rec.get("content_type", "")),
+        choices=question_choices(question, answer) if kind == "CLOSED" else (),
+    )
+
+
+_PMC_IMAGE_DIRS = ("figures", "images")
+
+
+def load_pmc_vqa(root: str | Path, csv_name: str = "test_2.csv", image_dir: str | None = None) -> list[Item]:
+    """PMC-VQA: ``test_2.csv`` (Figure_path, Question, Choice A-D as "A:...", Answer) + images.
+
+    The release's images unzip to ``figures/``; MedEvalKit looks there first, then in ``images/``,
+    and so does this loader, per image, unless ``image_dir`` names the one folder to use.
+    """
     root = Path(root)
+    folders = (image_dir,) if image_dir else _PMC_IMAGE_DIRS
     source = _need_file(root / csv_name, "PMC-VQA questions")
     frame = pd.read_csv(source, dtype=str, keep_default_na=False)
     choices = tuple(f"Choice {letter}" for letter in "ABCD")
@@ -219,7 +307,7 @@ def load_pmc_vqa(root: str | Path, csv_name: str = "test_2.csv", image_dir: str 
             text = re.sub(rf"^\s*{letter}\s*:\s*", "", rec[column]).strip()
             if text:
                 options[letter] = text
-        image = _need_file(root / image_dir / rec["Figure_path"], f"{source}, row {row}, field 'Figure_path'")
+        image = _first_file([root / folder / rec["Figure_path"] for folder in folders], f"{source}, row {row}, field 'Figure_path'")
         items.append(
             Item(
                 benchmark="pmc_vqa",
@@ -237,14 +325,16 @@ def load_pmc_vqa(root: str | Path, csv_name: str = "test_2.csv", image_dir: str 
 def load_mmmu_med(
     root: str | Path, split: str = "validation", subjects: tuple[str, ...] = MMMU_MEDICAL_SUBJECTS
 ) -> list[Item]:
-    """MMMU-Med: ``<root>/<Subject>/<split>-*.parquet``; ``options`` a Python-list string, ``answer`` a letter,
-    images ``image_1``..``image_7`` referenced as ``<image N>`` in the question and the options
-    (see :func:`_mmmu_images`). Questions without options are MMMU's open questions and are scored
-    as open."""
+    """MMMU-Med: ``<root>/<Subject>/<split>-*.parquet`` (or each subject saved with ``save_to_disk``);
+    ``options`` a Python-list string, ``answer`` a letter, images ``image_1``..``image_7``
+    referenced as ``<image N>`` in the question and the options (see :func:`_mmmu_images`).
+    ``question_type`` (multiple-choice / open) and ``subfield`` are read and reported; open
+    questions are scored by MMMU's own number-aware rules (``rules="mmmu"``). ``img_type`` says
+    what kind of picture it is (a chart, a micrograph), not an imaging modality, so it is not used
+    as one."""
     items = []
     for subject in subjects:
-        for source in _parquet_files(Path(root) / subject, split):
-            frame = pd.read_parquet(source)
+        for source, frame in _hf_tables(Path(root) / subject, split):
             _need_columns(frame, ("id", "question", "options", "answer", "image_1"), source)
             for row, rec in enumerate(frame.to_dict("records")):
                 items.append(_mmmu_item(rec, subject, source, row))
@@ -300,14 +390,17 @@ def _mmmu_item(rec: dict, subject: str, source: Path, row: int) -> Item:
         images=images,
         options=dict(zip(options, option_texts)),
         closed=bool(options),
-        modality=str(rec.get("img_type") or ""),
-        question_type=subject,
+        question_type=str(rec.get("question_type") or ("multiple-choice" if options else "open")),
+        rules="medsage" if options else "mmmu",
+        subject=subject,
+        subfield=str(rec.get("subfield") or ""),
     )
 
 
 def load_omnimedvqa(root: str | Path, access: str = "Open-access") -> list[Item]:
     """OmniMedVQA: ``QA_information/<access>/*.json`` (question, option_A-D, gt_answer as option text,
-    image_path relative to ``root``, modality_type, question_type)."""
+    image_path relative to ``root``, modality_type, question_type). At least one released file
+    (``Chest CT Scan.json``) keys the modality ``modality``; either key is read."""
     root = Path(root)
     folder = root / "QA_information" / access
     files = sorted(folder.glob("*.json"))
@@ -336,7 +429,7 @@ def _omnimed_item(root: Path, rec: dict, source: Path, row: int) -> Item:
         answer=_letter_of(_text(rec["gt_answer"], source, row, "gt_answer"), options, source, row, "gt_answer"),
         images=(str(image),),
         options=options,
-        modality=str(rec.get("modality_type", "")),
+        modality=str(rec.get("modality_type") or rec.get("modality") or ""),
         question_type=str(rec.get("question_type", "")),
     )
 
@@ -356,9 +449,19 @@ def load_benchmark(name: str, path: str | Path, limit: int | None = None, **opti
     """Load a benchmark by its name in :data:`LOADERS`; ``limit`` keeps the first N items."""
     if name not in LOADERS:
         raise BenchmarkFormatError(f"unknown benchmark {name!r}; known: {sorted(LOADERS)}")
+    _check_options(name, options)
     items = LOADERS[name](path, **options)
     _check_unique_ids(items, name)
     return items[:limit] if limit is not None else items
+
+
+def _check_options(name: str, options: dict) -> None:
+    """A misspelt loader option is an error naming the recipe key, not a TypeError (or 0 items)."""
+    loader = load_slake if name == "phantom" else LOADERS[name]
+    accepted = [p for p in inspect.signature(loader).parameters if p not in ("root", "name")]
+    unknown = sorted(set(options) - set(accepted))
+    if unknown:
+        raise BenchmarkFormatError(f"{name}: unknown option(s) {['options.' + k for k in unknown]}; accepted: {accepted}")
 
 
 def _check_unique_ids(items: list[Item], name: str) -> None:

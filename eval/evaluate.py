@@ -144,6 +144,8 @@ def run_evaluation(config: EvalConfig, backend: Backend | None = None) -> EvalRe
         "summaries": [asdict(s) for s in summaries],
         "reasoning": reasoning,
         "first_attempt_accuracy": first_attempt,
+        # answers not read from where the prompt style asks for them (no <ANSWER> stage), per benchmark
+        "fallback_answers": {s.benchmark: {"n": s.fallback_n, "of": s.n} for s in summaries if s.by == "all"},
     }
     (config.output_dir / "summary.json").write_text(json.dumps(summary, indent=1), encoding="utf-8")
     files = write_reports(summaries, config.model.label, config.output_dir, reasoning)

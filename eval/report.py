@@ -2,8 +2,10 @@
 beside the published rows, a per-slice breakdown, and a PNG chart.
 
 Published numbers are copied from the paper and labelled "published, not re-measured" in every
-file; ours carry 95% bootstrap intervals, the parse-failure rate, and how open questions were
-scored (matcher or judge), since open-question figures differ several-fold between the two.
+file; ours carry 95% bootstrap intervals, the parse-failure rate, how many answers were read by a
+fallback (no ``<ANSWER>`` stage: ``\\boxed{}``, "the answer is ...", the final line), and how open
+questions were scored (matcher or judge), since open-question figures differ several-fold between
+the two.
 """
 
 from __future__ import annotations
@@ -76,19 +78,25 @@ def _table1_rows(ours: Mapping[str, GroupSummary], label: str) -> tuple[list[str
         if b in ours:
             s = ours[b]
             csv_rows.append([label, "ours", source, b, round(100 * s.accuracy.value, 2), round(100 * s.accuracy.low, 2),
-                             round(100 * s.accuracy.high, 2), s.n, round(100 * s.parse_failure_rate, 2)])
+                             round(100 * s.accuracy.high, 2), s.n, round(100 * s.parse_failure_rate, 2), s.fallback_n])
     for (group, method), values in TABLE1.items():
         by_bench = dict(zip(TABLE1_BENCHMARKS, values))
         md_rows.append([method, group, PUBLISHED_LABEL] + [_pub(by_bench.get(b)) for b in columns] + [_pub(values[-1])])
         for b in TABLE1_BENCHMARKS:
-            csv_rows.append([method, group, PUBLISHED_LABEL, b, by_bench[b], "", "", "", ""])
-        csv_rows.append([method, group, PUBLISHED_LABEL, "average", values[-1], "", "", "", ""])
+            csv_rows.append([method, group, PUBLISHED_LABEL, b, by_bench[b], "", "", "", "", ""])
+        csv_rows.append([method, group, PUBLISHED_LABEL, "average", values[-1], "", "", "", "", ""])
     header = ["Method", "Group", "Source"] + [_title(b) for b in columns] + ["Average (5 Table 1 benchmarks)"]
     return header, md_rows, csv_rows
 
 
 def _pub(value: float | None) -> str:
     return "—" if value is None else f"{value:.1f}"
+
+
+def _fallback_note(ours: Mapping[str, GroupSummary]) -> str:
+    """Per benchmark, how many answers came from a fallback rather than the ``<ANSWER>`` stage."""
+    counts = ", ".join(f"{_title(b)} {s.fallback_n}/{s.n}" for b, s in ours.items())
+    return f"\nAnswers read by a fallback (no answer where the prompt asks for it): {counts}.\n"
 
 
 def write_table1(summaries: Sequence[GroupSummary], label: str, out_dir: Path) -> tuple[Path, Path]:
@@ -99,18 +107,19 @@ def write_table1(summaries: Sequence[GroupSummary], label: str, out_dir: Path) -
         "# Table 1: accuracy (%)\n\n"
         "Ours: accuracy with a 95% bootstrap interval; a response without a readable answer counts as wrong. "
         f"Rows marked '{PUBLISHED_LABEL}' are copied from the MEDSAGE paper's Table 1 and were not run here.\n\n"
-        + md_table(header, md_rows),
+        + md_table(header, md_rows) + _fallback_note(ours),
         encoding="utf-8",
     )
     path = out_dir / "table1.csv"
-    header = ["method", "group", "source", "benchmark", "accuracy", "ci_low", "ci_high", "n", "parse_failure_pct"]
+    header = ["method", "group", "source", "benchmark", "accuracy", "ci_low", "ci_high", "n", "parse_failure_pct",
+              "fallback_n"]
     _write_csv(path, header, csv_rows)
     return md, path
 
 
 _BREAKDOWN_HEADER = [
     "benchmark", "by", "key", "n", "accuracy", "ci_low", "ci_high", "parse_failure_pct", "closed_n", "closed_accuracy",
-    "open_n", "open_accuracy", "open_exact", "open_recall", "open_f1", "open_scored_by",
+    "open_n", "open_accuracy", "open_exact", "open_recall", "open_f1", "open_scored_by", "fallback_n", "fallback_pct",
 ]
 
 
@@ -118,7 +127,7 @@ def _breakdown_row(s: GroupSummary) -> list[object]:
     return [
         s.benchmark, s.by, s.key, s.n, _pct(s.accuracy.value), _pct(s.accuracy.low), _pct(s.accuracy.high),
         _pct(s.parse_failure_rate), s.closed_n, _pct(s.closed_accuracy), s.open_n, _pct(s.open_accuracy),
-        _pct(s.open_exact), _pct(s.open_recall), _pct(s.open_f1), s.open_scored_by,
+        _pct(s.open_exact), _pct(s.open_recall), _pct(s.open_f1), s.open_scored_by, s.fallback_n, _pct(s.fallback_rate),
     ]
 
 
@@ -126,7 +135,8 @@ def write_breakdown(summaries: Sequence[GroupSummary], out_dir: Path) -> tuple[P
     rows = [_breakdown_row(s) for s in summaries]
     md = out_dir / "breakdown.md"
     md.write_text(
-        "# Per benchmark, modality, question type and answer kind (%, measured here)\n\n" + md_table(_BREAKDOWN_HEADER, rows),
+        "# Per benchmark, modality, question type, answer kind, subject and subfield (%, measured here)\n\n"
+        + md_table(_BREAKDOWN_HEADER, rows),
         encoding="utf-8",
     )
     path = out_dir / "breakdown.csv"

@@ -5,6 +5,10 @@ Every number here avoids the known pitfalls of existing suites (notes/DATASETS.m
 * yes/no and multiple choice go through ``medsage.reward_fns.answers`` (whole-word, negation-aware);
 * a response without a readable answer is a *parse failure*: it counts as wrong, stays in the
   denominator, and its rate is reported; nothing falls back to a random option;
+* a response without an ``<ANSWER>`` stage is read the way the strongest suites read one
+  (``\\boxed{}``, "the answer is ...", the final line), and how many answers came from such a
+  fallback is reported per benchmark and slice (``fallback_rate``): a model that stops writing
+  the scaffold shows up there, not as a silently lower or higher accuracy;
 * open questions report exact match, token recall and F1 as named fields (never positional), and
   the accuracy of an open question comes from the matcher or, when enabled, the LLM judge; each
   summary says which (``open_scored_by``);
@@ -19,12 +23,13 @@ from functools import lru_cache
 
 import numpy as np
 
-from medsage.reward_fns.answers import AnswerType, extract_choice, match_answer, normalize, token_scores, yes_no
-from medsage.reward_fns.scaffold import answer_text
+from medsage.reward_fns.answers import AnswerType, Verdict, extract_answer, judge, normalize, token_scores
 
 from .benchmarks import Item
 
 PROMPT_STYLES = ("lvkc", "plain")
+# Where each prompt style asks for its answer; an answer found anywhere else came from a fallback.
+_PRIMARY_SOURCES = {"lvkc": ("answer_tag",), "plain": ("answer_tag", "whole")}
 
 
 @dataclass(frozen=True)
@@ -43,6 +48,10 @@ class ScoredItem:
     recall: float
     f1: float
     judged: bool = False
+    extracted_by: str = ""  # medsage.reward_fns.answers.ANSWER_SOURCES, "" when nothing was found
+    fallback: bool = False  # the answer was not where the prompt style asks for it
+    subject: str = ""
+    subfield: str = ""
 
 
 @dataclass(frozen=True)
@@ -72,37 +81,42 @@ class GroupSummary:
     open_recall: float | None
     open_f1: float | None
     open_scored_by: str
+    fallback_n: int = 0
+    fallback_rate: float = 0.0
 
 
-def response_answer(response: str, style: str) -> str | None:
-    """The answer a response gives: the ``<ANSWER>`` stage for LVKC prompts, the whole text for plain ones."""
-    if style == "lvkc":
-        return answer_text(response)
-    if style == "plain":
-        return response.strip() or None
-    raise ValueError(f"unknown prompt style {style!r}; expected one of {PROMPT_STYLES}")
+def response_answer(response: str, style: str, fallback: bool = True) -> str | None:
+    """The answer a response gives (:func:`medsage.reward_fns.answers.extract_answer`): the
+    ``<ANSWER>`` stage, else (with ``fallback``) ``\\boxed{}``, "the answer is ...", the final line."""
+    return _extract(response, style, fallback)[0]
+
+
+def _extract(response: str, style: str, fallback: bool) -> tuple[str | None, str]:
+    if style not in PROMPT_STYLES:
+        raise ValueError(f"unknown prompt style {style!r}; expected one of {PROMPT_STYLES}")
+    return extract_answer(response, require_tag=not fallback)
+
+
+def _decide(answer: str, item: Item) -> Verdict:
+    """(answered, correct) for one answer text: ``judge``'s verdict, exactly as the training reward
+    computes it."""
+    return _cached_verdict(answer, item.answer, item.options_key, item.question, item.choices, item.rules)
 
 
 @lru_cache(maxsize=1 << 16)
-def _decide(answer: str, reference: str, options: tuple[tuple[str, str], ...], kind: AnswerType) -> tuple[bool, bool]:
-    """(answered, correct) for one answer text. Closed answers repeat ("B", "Yes"), hence the cache;
-    ``correct`` is always ``match_answer``'s verdict, exactly as the training reward computes it."""
-    opts = dict(options) or None
-    correct = match_answer(answer, reference, opts)
-    if correct:
-        return True, True
-    if kind is AnswerType.MULTIPLE_CHOICE:
-        return extract_choice(answer, opts) is not None, False
-    if kind is AnswerType.YES_NO:
-        return yes_no(answer) is not None, False
-    return bool(normalize(answer)), False
+def _cached_verdict(answer: str, reference: str, options: tuple, question: str, choices: tuple, rules: str) -> Verdict:
+    """Closed answers repeat ("B", "Yes") over a benchmark and across reruns, hence the cache."""
+    return judge(answer, reference, dict(options) or None, question=question, choices=choices, rules=rules)
 
 
-def score_item(item: Item, response: str, style: str = "lvkc", judge_verdict: bool | None = None) -> ScoredItem:
-    """Score one response; ``judge_verdict`` (open questions only) overrides the matcher's decision."""
+def score_item(
+    item: Item, response: str, style: str = "lvkc", judge_verdict: bool | None = None, fallback: bool = True
+) -> ScoredItem:
+    """Score one response; ``judge_verdict`` (open questions only) overrides the matcher's decision;
+    ``fallback=False`` reads the ``<ANSWER>`` stage only, as the RL reward does."""
     kind = item.kind
-    answer = response_answer(response, style)
-    answered, correct = (False, False) if answer is None else _decide(answer, item.answer, item.options_key, kind)
+    answer, source = _extract(response, style, fallback)
+    answered, correct = (False, False) if answer is None else _decide(answer, item)
     exact, recall, f1 = False, 0.0, 0.0
     judged = False
     if kind is AnswerType.OPEN and answered:
@@ -123,6 +137,10 @@ def score_item(item: Item, response: str, style: str = "lvkc", judge_verdict: bo
         recall=recall,
         f1=f1,
         judged=judged,
+        extracted_by=source if answer is not None else "",
+        fallback=answer is not None and source not in _PRIMARY_SOURCES[style],
+        subject=item.subject,
+        subfield=item.subfield,
     )
 
 
@@ -168,6 +186,8 @@ def summarize_group(
         open_recall=_mean([s.recall for s in open_kind]),
         open_f1=_mean([s.f1 for s in open_kind]),
         open_scored_by="judge" if any(s.judged for s in open_) else "matcher",
+        fallback_n=sum(s.fallback for s in scored),
+        fallback_rate=_mean([s.fallback for s in scored]) or 0.0,
     )
 
 
@@ -175,11 +195,14 @@ SLICES: Mapping[str, Callable[[ScoredItem], str]] = {
     "modality": lambda s: s.modality,
     "question_type": lambda s: s.question_type,
     "answer_kind": lambda s: s.kind,
+    "subject": lambda s: s.subject,
+    "subfield": lambda s: s.subfield,
 }
 
 
 def summarize(scored: list[ScoredItem], n_resamples: int = 1000, seed: int = 0) -> list[GroupSummary]:
-    """Per benchmark: the overall summary first, then one per modality, question type and answer kind."""
+    """Per benchmark: the overall summary first, then one per modality, question type, answer kind,
+    subject and subfield (slices with no key, such as MMMU's modality, are left out)."""
     out = []
     for benchmark in sorted({s.benchmark for s in scored}):
         rows = [s for s in scored if s.benchmark == benchmark]

@@ -15,7 +15,7 @@ from __future__ import annotations
 from dataclasses import dataclass, fields
 from typing import Any, Mapping
 
-from .answers import match_answer
+from .answers import extract_answer, match_answer
 from .consistency.client import ConsistencyClient, consistency_client
 from .scaffold import STAGES, Parsed, names_region, parse
 
@@ -58,13 +58,28 @@ def format_reward(response: object, parsed: Parsed | None = None) -> float:
     return tenths / 10
 
 
-def accuracy_reward(response: object, ground_truth: object, options: object = None, parsed: Parsed | None = None) -> float:
-    """1.0 when the ``<ANSWER>`` stage matches the reference, else 0.0 (no ``<ANSWER>``: 0.0)."""
+def accuracy_reward(
+    response: object,
+    ground_truth: object,
+    options: object = None,
+    parsed: Parsed | None = None,
+    require_answer_tag: bool = True,
+    question: str | None = None,
+) -> float:
+    """1.0 when the answer matches the reference, else 0.0.
+
+    ``require_answer_tag`` (default True, the reward's setting): only the ``<ANSWER>`` stage is
+    read and a response without one earns 0.0, so the policy is paid for the scaffold's format as
+    well as the fact. False reads a missing stage the way evaluation does (``\\boxed{}``, "the
+    answer is ...", the final line; :func:`medsage.reward_fns.answers.extract_answer`).
+    ``question`` lets a yes/no statement about the asked predicate count ("not normal").
+    """
     parsed = parsed or parse(response)
-    answer = parsed.get("ANSWER")
+    answer = parsed.get("ANSWER") if require_answer_tag else extract_answer(response)[0]
     if not answer:
         return 0.0
-    return 1.0 if match_answer(answer, "" if ground_truth is None else str(ground_truth), options) else 0.0
+    reference = "" if ground_truth is None else str(ground_truth)
+    return 1.0 if match_answer(answer, reference, options, question=question or None) else 0.0
 
 
 def score_response(
@@ -82,7 +97,7 @@ def score_response(
     stood in for an unreachable scorer, so verl's per-key means report the rate).
     """
     parsed = parse(response)
-    accuracy = accuracy_reward(response, ground_truth, options, parsed)
+    accuracy = accuracy_reward(response, ground_truth, options, parsed, question=question)
     fmt = format_reward(response, parsed)
     parts = {"score": weights.accuracy * accuracy + weights.format * fmt, "accuracy": accuracy, "format": fmt}
     if weights.consistency:

@@ -109,7 +109,7 @@ def test_mmmu_med_loader_reads_subject_folders_options_and_all_images(tmp_path):
     for subject in ("Basic_Medical_Science", "Diagnostics_and_Laboratory_Medicine", "Public_Health"):
         write_mmmu(tmp_path, subject, [("<image 1> Which?", ["x", "y"], "y", 1)])
     items = load_benchmark("mmmu_med", tmp_path)
-    by_subject = {i.question_type: i for i in items}
+    by_subject = {i.subject: i for i in items}
     assert sorted(by_subject) == sorted(MMMU_MEDICAL_SUBJECTS)
     assert by_subject["Public_Health"].answer == "B"  # the answer given as option text
     mc, open_q = by_subject["Clinical_Medicine"], by_subject["Pharmacy"]

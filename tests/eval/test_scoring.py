@@ -28,7 +28,8 @@ def open_item(i: int) -> Item:
 
 
 def _suite():
-    """10 yes/no (7 right, 1 unparseable), 8 MC (5 right, 2 unparseable), 5 open (2 right, 1 empty)."""
+    """10 yes/no (8 right, one of them read by a fallback; 1 unparseable), 8 MC (5 right, 2 unparseable),
+    5 open (2 right, 1 empty)."""
     pairs = []
     yes_no_preds = ["Yes", "No, there is no lesion.", "yes", "Yes, a nodule is present.", "Yes, normal otherwise.",
                     "yes", "Not normal: yes."]
@@ -36,7 +37,7 @@ def _suite():
         pairs.append((yes_no_item(i, "no" if i == 1 else "yes"), lvkc(pred)))
     pairs.append((yes_no_item(7, "yes"), lvkc("No.")))  # wrong
     pairs.append((yes_no_item(8, "no"), lvkc("Normal appearance.")))  # "normal" is not "no": parse failure
-    pairs.append((yes_no_item(9, "no"), "No, but the response has no ANSWER stage."))  # parse failure
+    pairs.append((yes_no_item(9, "no"), "No, but the response has no ANSWER stage."))  # right, by the fallback
     mc_preds = ["C", "(C)", "The answer is C.", "**C. Flexor pathology**", "Findings are most consistent with flexor pathology."]
     pairs += [(mc_item(i), lvkc(p)) for i, p in enumerate(mc_preds)]
     pairs.append((mc_item(5), lvkc("B")))  # wrong
@@ -52,19 +53,20 @@ def test_known_answer_suite_gives_exact_accuracy_per_question_type():
     scored = [score_item(item, pred) for item, pred in _suite()]
     overall, *slices = summarize(scored, n_resamples=200)
     assert overall.n == 23
-    assert overall.accuracy.value == pytest.approx(14 / 23)
-    assert overall.parse_failure_rate == pytest.approx(5 / 23)
-    assert overall.closed_n == 18 and overall.closed_accuracy == pytest.approx(12 / 18)
+    assert overall.accuracy.value == pytest.approx(15 / 23)
+    assert overall.parse_failure_rate == pytest.approx(4 / 23)
+    assert (overall.fallback_n, overall.fallback_rate) == (1, pytest.approx(1 / 23))
+    assert overall.closed_n == 18 and overall.closed_accuracy == pytest.approx(13 / 18)
     assert overall.open_n == 5 and overall.open_accuracy == pytest.approx(2 / 5)
     assert overall.open_scored_by == "matcher"
     by_kind = {s.key: s for s in slices if s.by == "answer_kind"}
-    assert by_kind["yes_no"].accuracy.value == pytest.approx(7 / 10)
-    assert by_kind["yes_no"].parse_failure_rate == pytest.approx(2 / 10)
+    assert by_kind["yes_no"].accuracy.value == pytest.approx(8 / 10)
+    assert by_kind["yes_no"].parse_failure_rate == pytest.approx(1 / 10)
     assert by_kind["multiple_choice"].accuracy.value == pytest.approx(5 / 8)
     assert by_kind["multiple_choice"].parse_failure_rate == pytest.approx(2 / 8)
     assert by_kind["open"].accuracy.value == pytest.approx(2 / 5)
     by_qtype = {s.key: s.accuracy.value for s in slices if s.by == "question_type"}
-    assert by_qtype == pytest.approx({"Abnormality": 0.7, "Attribute": 5 / 8, "Organ": 0.4})
+    assert by_qtype == pytest.approx({"Abnormality": 0.8, "Attribute": 5 / 8, "Organ": 0.4})
     by_modality = {s.key: s.n for s in slices if s.by == "modality"}
     assert by_modality == {"CT": 15, "MRI": 8}
 
@@ -85,15 +87,18 @@ def test_judge_verdict_decides_open_questions_only():
     assert wrong_by_matcher.correct and wrong_by_matcher.judged
     closed = score_item(yes_no_item(0, "yes"), lvkc("no"), judge_verdict=True)
     assert not closed.correct and not closed.judged
-    unanswered = score_item(open_item(1), "no answer stage", judge_verdict=True)
+    unanswered = score_item(open_item(1), "no answer stage", judge_verdict=True, fallback=False)
     assert not unanswered.correct and not unanswered.answered
     assert summarize_group([wrong_by_matcher], "b", n_resamples=10).open_scored_by == "judge"
 
 
-def test_plain_style_reads_the_whole_response():
+def test_plain_style_reads_the_whole_response_and_lvkc_counts_it_as_a_fallback():
     assert response_answer("  Yes  ", "plain") == "Yes"
-    assert score_item(yes_no_item(0, "yes"), "Yes.", style="plain").correct
-    assert not score_item(yes_no_item(0, "yes"), "Yes.", style="lvkc").answered
+    plain = score_item(yes_no_item(0, "yes"), "Yes.", style="plain")
+    assert plain.correct and not plain.fallback and plain.extracted_by == "whole"
+    lvkc_ = score_item(yes_no_item(0, "yes"), "Yes.", style="lvkc")
+    assert lvkc_.correct and lvkc_.fallback and lvkc_.extracted_by == "whole"
+    assert not score_item(yes_no_item(0, "yes"), "Yes.", style="lvkc", fallback=False).answered
     with pytest.raises(ValueError, match="unknown prompt style"):
         response_answer("x", "cot")
 
