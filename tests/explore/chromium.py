@@ -81,7 +81,9 @@ class Chromium:
         raise TimeoutError(f"{expression} stayed false")
 
     def open(self, path: Path, fragment: str = "") -> None:
-        """Navigate to a file and wait for the explorer's first render."""
+        """Load a file afresh (a new fragment alone would not reload it) and wait for the explorer's first render."""
+        self.send("Page.navigate", {"url": "about:blank"})
+        self.wait_for("location.href === 'about:blank' && document.readyState === 'complete'")
         self.send("Page.navigate", {"url": path.resolve().as_uri() + (f"#{fragment}" if fragment else "")})
         self.wait_for("document.readyState === 'complete' && window.MEDSAGE && MEDSAGE.renders > 0")
 
