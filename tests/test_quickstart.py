@@ -29,7 +29,7 @@ CI_SIZE = {
 
 
 def quickstart(run_dir: Path, *extra: str) -> subprocess.CompletedProcess:
-    sets = [a for k, v in {**CI_SIZE, "run_dir": run_dir}.items() for a in ("--set", f"{k}={v}")]
+    sets = [f"{k}={v}" for k, v in {**CI_SIZE, "run_dir": run_dir}.items()]
     return subprocess.run([sys.executable, str(SCRIPT), str(RECIPE), *sets, *extra], capture_output=True, text=True, cwd=REPO)
 
 
@@ -122,8 +122,10 @@ def test_a_redone_eval_stage_predicts_again_instead_of_reusing(finished_run):
 
 
 def test_unknown_setting_is_rejected_up_front(tmp_path):
-    bad = quickstart(tmp_path, "--set", "sft.max_stepz=3")
-    assert bad.returncode != 0 and "max_stepz" in (bad.stderr + bad.stdout)
+    bad = quickstart(tmp_path, "sft.max_stepz=3")
+    assert bad.returncode == 2 and "quickstart.yaml: sft.max_stepz: unknown key" in bad.stderr
+    bad = quickstart(tmp_path, "seed=abc")
+    assert bad.returncode == 2 and "quickstart.yaml: seed: expected int, got 'abc'" in bad.stderr
     assert not (tmp_path / "stages").exists()
 
 

@@ -1,7 +1,7 @@
 """The paper's ablations on the quickstart's phantom data: Table 5 (SFT, SFT + GRPO, SFT + R-GRPO),
 Table 4 and Figure 5 (the self-check bonus alpha), measured here beside the paper's published numbers.
 
-    python recipes/quickstart/ablation.py recipes/quickstart/ablation.yaml [--set key=value ...]
+    python recipes/quickstart/ablation.py recipes/quickstart/ablation.yaml [a.b=value ...]
 
 Every arm runs the quickstart's own R-GRPO stage (``medsage-rgrpo`` on the CPU backend, verl's model
 merger, the evaluation suite) from the quickstart's SFT model with the same steps and seed; only the
@@ -11,10 +11,10 @@ the next run, so a killed ablation resumes.
 
 from __future__ import annotations
 
-import argparse
 import json
 import sys
 import time
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -22,9 +22,10 @@ import matplotlib
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
-from omegaconf import DictConfig  # noqa: E402
-
 import quickstart as qs  # noqa: E402  (this folder)
+from medsage.config import bounded, load, parse, recipe_parser, run as run_command  # noqa: E402
+
+PROG = "ablation"
 
 # Published, not re-measured: accuracy on VQA-RAD, SLAKE, PathVQA and their average (paper Tables 4, 5).
 PUBLISHED_COLUMNS = ("RAD", "SLAKE", "Path", "Ave")
@@ -43,7 +44,17 @@ PUBLISHED_TABLE4 = {
 TABLE5_ARMS = {"SFT": None, "SFT + RL": "grpo", "SFT + RL + Self": "alpha_0.2"}
 
 
-def run_arm(cfg: DictConfig, run: Path, name: str, overrides: list[str]) -> dict[str, Any]:
+@dataclass(frozen=True)
+class AblationConfig:
+    """recipes/quickstart/ablation.yaml."""
+
+    quickstart: str  # the quickstart recipe whose SFT model, RL data and benchmark every arm starts from
+    quickstart_overrides: tuple[str, ...] = ()  # the a.b=value overrides the quickstart ran with
+    steps: int = bounded(12, ge=1)
+    arms: dict[str, tuple[str, ...]] = field(default_factory=dict)  # arm name -> hydra overrides of the RL recipe
+
+
+def run_arm(cfg: qs.QuickstartConfig, run: Path, name: str, overrides: list[str]) -> dict[str, Any]:
     out = run / "ablation" / name
     rl = qs.train_rl(cfg, run, out / "rl", out / "model", overrides)
     evaluation = qs.evaluate(cfg, run, out / "model", out / "eval", f"SFT + {name}")
@@ -113,11 +124,11 @@ def figure5(arms: dict[str, dict[str, Any]], path: Path) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("config", type=Path)
-    parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE")
-    args = parser.parse_args(argv)
-    ablation = qs.load_config(args.config, args.overrides)
+    args = parse(recipe_parser(PROG, __doc__, "recipes/quickstart/ablation.yaml"), argv)
+    return run_command(PROG, lambda: _ablate(load(AblationConfig, args.recipe, args.overrides)))
+
+
+def _ablate(ablation: AblationConfig) -> int:
     cfg = qs.load_config(qs.REPO / ablation.quickstart, [*ablation.quickstart_overrides, f"rl.steps={ablation.steps}"])
     run = (qs.REPO / cfg.run_dir).resolve()
     sft = qs._read_marker(run, "eval_sft")  # the quickstart's SFT model, RL data and benchmark

@@ -1,6 +1,6 @@
 """The MEDSAGE quickstart: every stage of the method on the embedded phantom data, on a CPU.
 
-    python recipes/quickstart/quickstart.py recipes/quickstart/quickstart.yaml [--set key=value ...]
+    python recipes/quickstart/quickstart.py recipes/quickstart/quickstart.yaml [a.b=value ...]
         [--from STAGE | --only STAGE]
 
 Each stage calls the same entry points a cluster user calls (the tiny-model builder,
@@ -11,26 +11,109 @@ skipped on the next run, so a killed quickstart resumes where it stopped.
 
 from __future__ import annotations
 
-import argparse
 import json
 import os
 import shutil
 import subprocess
 import sys
 import time
-from dataclasses import asdict
+from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Literal
 
 import matplotlib
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import yaml  # noqa: E402
-from omegaconf import DictConfig, OmegaConf  # noqa: E402
+
+from medsage.config import bounded, build, load, parse, recipe_parser, run as run_command  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[2]
+PROG = "quickstart"
 STAGES = ("model", "data", "benchmark", "align", "sft", "rl", "eval_base", "eval_sft", "eval_rl", "report")
+
+
+# --------------------------------------------------------------------------------------- recipe
+
+
+@dataclass(frozen=True)
+class DataSection:
+    recipe: str  # a data recipe (recipes/data/), relative to the repository; its output_dir is set here
+
+
+@dataclass(frozen=True)
+class BenchmarkSection:
+    items: int = bounded(240, ge=1)
+    seed: int = 0
+
+
+@dataclass(frozen=True)
+class TrainSection:
+    """A ``llamafactory-cli train`` stage: LLaMA-Factory's own keys, passed through; model, dataset and
+    output paths are filled in by the quickstart. ``extra``: any other LLaMA-Factory key."""
+
+    template: str
+    finetuning_type: Literal["full", "freeze", "lora"]
+    freeze_vision_tower: bool
+    freeze_multi_modal_projector: bool
+    cutoff_len: int = bounded(ge=1)
+    image_max_pixels: int = bounded(ge=1)
+    per_device_train_batch_size: int = bounded(ge=1)
+    gradient_accumulation_steps: int = bounded(ge=1)
+    learning_rate: float = bounded(gt=0)
+    max_steps: int = bounded(ge=1)
+    logging_steps: int = bounded(ge=1)
+    lr_scheduler_type: str = "cosine"
+    warmup_ratio: float = bounded(0.0, ge=0, le=1)
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def arguments(self) -> dict[str, Any]:
+        return {**{f.name: getattr(self, f.name) for f in fields(self) if f.name != "extra"}, **self.extra}
+
+
+@dataclass(frozen=True)
+class RLSection:
+    recipe: str  # a recipe of recipes/rl/ (its name)
+    steps: int = bounded(ge=1)
+    overrides: tuple[str, ...] = ()  # hydra overrides of that recipe
+
+
+@dataclass(frozen=True)
+class EvalSection:
+    max_new_tokens: int = bounded(400, ge=1)
+    batch_size: int = bounded(16, ge=1)
+    bootstrap_resamples: int = bounded(1000, ge=1)
+
+
+@dataclass(frozen=True)
+class GoalSection:
+    valid_scaffold: float = bounded(0.95, ge=0, le=1)
+    yes_no_accuracy: float = bounded(0.8, ge=0, le=1)
+
+
+@dataclass(frozen=True)
+class QuickstartConfig:
+    """recipes/quickstart/quickstart.yaml, read by the one recipe loader (medsage.config)."""
+
+    run_dir: str
+    data: DataSection
+    align: TrainSection
+    sft: TrainSection
+    rl: RLSection
+    seed: int = 0
+    model: dict[str, int] = field(default_factory=dict)  # medsage.plugins.tiny_model.TinySizes keys
+    benchmark: BenchmarkSection = field(default_factory=BenchmarkSection)
+    eval: EvalSection = field(default_factory=EvalSection)
+    goals: GoalSection = field(default_factory=GoalSection)
+
+    def __post_init__(self) -> None:
+        from medsage.plugins.tiny_model import TinySizes  # torch: imported once the command line is read
+
+        valid = [f.name for f in fields(TinySizes)]
+        unknown = [k for k in self.model if k not in valid]
+        if unknown:
+            raise ValueError(f"model.{unknown[0]}: unknown key; valid keys here: {', '.join(valid)}")
 
 
 def log(stage: str, message: str) -> None:
@@ -40,38 +123,35 @@ def log(stage: str, message: str) -> None:
 # --------------------------------------------------------------------------------------- stages
 
 
-def stage_model(cfg: DictConfig, run: Path) -> dict[str, Any]:
+def stage_model(cfg: QuickstartConfig, run: Path) -> dict[str, Any]:
     from medsage.plugins.tiny_model import TinySizes, build_tiny_qwen2_5_vl
 
     path = build_tiny_qwen2_5_vl(run / "base_model", seed=cfg.seed, sizes=TinySizes(**cfg.model))
     return {"base_model": str(path)}
 
 
-def stage_data(cfg: DictConfig, run: Path) -> dict[str, Any]:
-    recipe = yaml.safe_load((REPO / cfg.data.recipe).read_text())
-    recipe["output_dir"] = str(run / "data")
-    derived = run / "data_recipe.yaml"
-    derived.write_text(yaml.safe_dump(recipe, sort_keys=False))
-    _call([sys.executable, "-m", "medsage.data_gen.cli", "build", str(derived)], run / "logs" / "data.log")
+def stage_data(cfg: QuickstartConfig, run: Path) -> dict[str, Any]:
+    command = ["build", str(REPO / cfg.data.recipe), f"output_dir={run / 'data'}", "--no-progress"]
+    _call([str(Path(sys.executable).parent / "medsage-data"), *command], run / "logs" / "data.log")
     stats = json.loads((run / "data" / "card" / "stats.json").read_text())
     return {"data_dir": str(run / "data"), "card": str(run / "data" / "card" / "README.md"), "stats": _headline(stats)}
 
 
-def stage_benchmark(cfg: DictConfig, run: Path) -> dict[str, Any]:
+def stage_benchmark(cfg: QuickstartConfig, run: Path) -> dict[str, Any]:
     from medsage.data_gen.phantom import write_phantom_benchmark
 
-    path = write_phantom_benchmark(run / "benchmark", cfg.benchmark["items"], cfg.benchmark.seed)
-    return {"benchmark": str(path), "items": cfg.benchmark["items"]}
+    path = write_phantom_benchmark(run / "benchmark", cfg.benchmark.items, cfg.benchmark.seed)
+    return {"benchmark": str(path), "items": cfg.benchmark.items}
 
 
-def stage_align(cfg: DictConfig, run: Path) -> dict[str, Any]:
+def stage_align(cfg: QuickstartConfig, run: Path) -> dict[str, Any]:
     """Stands in for the visual pretraining the paper's Qwen2.5-VL already has: the tiny model's vision
     tower is random, so it first learns to read the phantom from the SFT set's questions answered directly."""
     dataset_dir = _write_answer_set(run / "data" / "sft" / "sage_sft.json", run / "align_data")
     return _llamafactory_train(cfg.align, cfg.seed, run, "align", run / "base_model", "sage_answers", dataset_dir)
 
 
-def stage_sft(cfg: DictConfig, run: Path) -> dict[str, Any]:
+def stage_sft(cfg: QuickstartConfig, run: Path) -> dict[str, Any]:
     return _llamafactory_train(cfg.sft, cfg.seed, run, "sft", run / "align_model", "sage_sft", run / "data" / "sft")
 
 
@@ -98,11 +178,11 @@ def _write_answer_set(sft_json: Path, out_dir: Path) -> Path:
     return out_dir
 
 
-def _llamafactory_train(section: DictConfig, seed: int, run: Path, name: str, model: Path, dataset: str, dataset_dir: Path) -> dict[str, Any]:
+def _llamafactory_train(section: TrainSection, seed: int, run: Path, name: str, model: Path, dataset: str, dataset_dir: Path) -> dict[str, Any]:
     """``llamafactory-cli train`` with the recipe section's own keys plus paths filled in here."""
     out = run / f"{name}_model"
     args = {
-        **OmegaConf.to_container(section),
+        **section.arguments(),
         "model_name_or_path": str(model),
         "stage": "sft",
         "do_train": True,
@@ -128,11 +208,11 @@ def _llamafactory_train(section: DictConfig, seed: int, run: Path, name: str, mo
     return {f"{name}_model": str(out), "recipe": str(recipe), "steps": losses[-1][0], "first_loss": losses[0][1], "final_loss": losses[-1][1]}
 
 
-def stage_rl(cfg: DictConfig, run: Path) -> dict[str, Any]:
+def stage_rl(cfg: QuickstartConfig, run: Path) -> dict[str, Any]:
     return train_rl(cfg, run, run / "rl", run / "rl_model", [])
 
 
-def train_rl(cfg: DictConfig, run: Path, out: Path, model_out: Path, arm: list[str]) -> dict[str, Any]:
+def train_rl(cfg: QuickstartConfig, run: Path, out: Path, model_out: Path, arm: list[str]) -> dict[str, Any]:
     """R-GRPO from the SFT model: ``medsage-rgrpo`` (verl's own ``fit()`` on the CPU backend); the last
     checkpoint's Hugging Face export lands at ``model_out``.
     ``arm`` holds hydra overrides applied last (the ablation's switches)."""
@@ -224,13 +304,13 @@ def _plot_rl(steps: list[dict[str, float]], path: Path) -> None:
     plt.close(fig)
 
 
-def stage_eval(model_dir: str, label: str) -> Callable[[DictConfig, Path], dict[str, Any]]:
+def stage_eval(model_dir: str, label: str) -> Callable[[QuickstartConfig, Path], dict[str, Any]]:
     return lambda cfg, run: evaluate(cfg, run, run / model_dir, run / f"eval_{model_dir}", label)
 
 
-def evaluate(cfg: DictConfig, run: Path, model: Path, out: Path, label: str) -> dict[str, Any]:
+def evaluate(cfg: QuickstartConfig, run: Path, model: Path, out: Path, label: str) -> dict[str, Any]:
     """The evaluation suite on the held-out phantom benchmark, and each item's verdict."""
-    from medsage.eval.config import config_from_dict
+    from medsage.eval.config import EvalConfig
     from medsage.eval.evaluate import run_evaluation
 
     recipe = {
@@ -240,7 +320,7 @@ def evaluate(cfg: DictConfig, run: Path, model: Path, out: Path, label: str) -> 
         "max_new_tokens": cfg.eval.max_new_tokens,
         "bootstrap_resamples": cfg.eval.bootstrap_resamples,
     }
-    result = run_evaluation(config_from_dict(recipe, "quickstart eval"))
+    result = run_evaluation(build(EvalConfig, recipe, "quickstart eval"))
     headline = _eval_headline(result.summaries, out / "predictions" / "phantom.jsonl")
     return {"reports": str(out), **headline, "correct": _item_correctness(run / "benchmark", out)}
 
@@ -249,7 +329,7 @@ def evaluate(cfg: DictConfig, run: Path, model: Path, out: Path, label: str) -> 
 EVALUATED = {"eval_base": "base (untrained)", "eval_sft": "after SFT", "eval_rl": "after SFT + R-GRPO"}
 
 
-def stage_report(cfg: DictConfig, run: Path) -> dict[str, Any]:
+def stage_report(cfg: QuickstartConfig, run: Path) -> dict[str, Any]:
     done = {name: _read_marker(run, name) for name in STAGES if name != "report"}
     report = run / "report" / "README.md"
     report.parent.mkdir(parents=True, exist_ok=True)
@@ -371,7 +451,7 @@ def _pct(estimate: dict[str, float] | None) -> str:
     return f"{100 * estimate['value']:.1f}% [{100 * estimate['low']:.1f}, {100 * estimate['high']:.1f}]"
 
 
-def _report_markdown(cfg: DictConfig, done: dict[str, dict[str, Any]], run: Path) -> str:
+def _report_markdown(cfg: QuickstartConfig, done: dict[str, dict[str, Any]], run: Path) -> str:
     sft, rl = done["eval_sft"], done["rl"]
     rl_change = _paired_difference(sft["correct"], done["eval_rl"]["correct"], cfg.eval.bootstrap_resamples)
     goals = cfg.goals
@@ -436,7 +516,7 @@ def _report_markdown(cfg: DictConfig, done: dict[str, dict[str, Any]], run: Path
     return "\n".join(lines)
 
 
-def _rl_section(cfg: DictConfig, rl: dict[str, Any], run: Path) -> list[str]:
+def _rl_section(cfg: QuickstartConfig, rl: dict[str, Any], run: Path) -> list[str]:
     """Per-step table and curves, what limited the learning signal, and three example sessions."""
     from medsage.plugins.verl.sessions import RETRY, SELF_CHECK, read_sessions
 
@@ -529,7 +609,7 @@ def _read_marker(run: Path, name: str) -> dict[str, Any]:
 
 # ------------------------------------------------------------------------------------ pipeline
 
-RUNNERS: dict[str, Callable[[DictConfig, Path], dict[str, Any]]] = {
+RUNNERS: dict[str, Callable[[QuickstartConfig, Path], dict[str, Any]]] = {
     "model": stage_model,
     "data": stage_data,
     "benchmark": stage_benchmark,
@@ -552,34 +632,31 @@ STAGE_OUTPUTS = {
 }
 
 
-def load_config(path: Path, overrides: list[str]) -> DictConfig:
-    """The recipe with ``key=value`` overrides; an unknown key is an error, not a silent no-op."""
-    cfg = OmegaConf.load(path)
-    OmegaConf.set_struct(cfg, True)
-    try:
-        return OmegaConf.merge(cfg, OmegaConf.from_dotlist(overrides))
-    except Exception as err:  # omegaconf raises several types for a bad key or value
-        raise SystemExit(f"{path}: bad --set override: {err}") from err
+def load_config(path: Path, overrides: list[str]) -> QuickstartConfig:
+    """The recipe with ``a.b=value`` overrides, checked whole before any stage runs."""
+    return load(QuickstartConfig, path, overrides)
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("config", type=Path)
-    parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE")
+    parser = recipe_parser(PROG, __doc__, "recipes/quickstart/quickstart.yaml")
     which = parser.add_mutually_exclusive_group()
     which.add_argument("--from", dest="start", choices=STAGES, help="redo this stage and every later one")
     which.add_argument("--only", choices=STAGES, help="run (or redo) this stage alone; later stages keep their results")
-    args = parser.parse_args(argv)
-    cfg = load_config(args.config, args.overrides)
+    args = parse(parser, argv)
+    return run_command(PROG, lambda: _run(load_config(args.recipe, args.overrides), args.only, args.start))
+
+
+def _run(cfg: QuickstartConfig, only: str | None, start: str | None) -> int:
+    """Run the chosen stages; a finished stage (its marker exists) is skipped unless chosen by name."""
     run = (REPO / cfg.run_dir).resolve()
     run.mkdir(parents=True, exist_ok=True)
     # Each run keeps its own datasets cache: the phantom data is deterministic, so two runs at once
     # would otherwise write the same cache entries (LLaMA-Factory's and verl's loaders both use it).
     os.environ["HF_DATASETS_CACHE"] = str(run / "cache" / "datasets")
-    chosen = [args.only] if args.only else STAGES[STAGES.index(args.start):] if args.start else STAGES
+    chosen = [only] if only else STAGES[STAGES.index(start):] if start else STAGES
     for name in chosen:
         marker = _marker(run, name)
-        if marker.exists() and not (args.only or args.start):
+        if marker.exists() and not (only or start):
             log(name, f"done earlier, skipped ({marker})")
             continue
         if marker.exists() and name in STAGE_OUTPUTS:
