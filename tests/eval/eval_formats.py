@@ -62,12 +62,13 @@ def write_slake(root: Path, rows: list[dict]) -> Path:
     return root
 
 
-def write_pmc_vqa(root: Path, rows: list[tuple[str, list[str], str]]) -> Path:
-    """PMC-VQA test_2.csv: (question, four choice texts, Answer cell) per row; images in images/."""
+def write_pmc_vqa(root: Path, rows: list[tuple[str, list[str], str]], image_dir: str = "images") -> Path:
+    """PMC-VQA test_2.csv: (question, four choice texts, Answer cell) per row; images in ``image_dir``
+    (the release unzips them to figures/)."""
     records = []
     for i, (question, choices, answer) in enumerate(rows):
         figure = f"PMC{i}_fig{i}.jpg"
-        write_png(root / "images" / figure, 30 + i)
+        write_png(root / image_dir / figure, 30 + i)
         records.append(
             {
                 "index": i,
@@ -83,7 +84,7 @@ def write_pmc_vqa(root: Path, rows: list[tuple[str, list[str], str]]) -> Path:
     return root
 
 
-def write_mmmu(root: Path, subject: str, rows: list[tuple[str, list[str], str, int]]) -> Path:
+def write_mmmu(root: Path, subject: str, rows: list[tuple[str, list[str], str, int]], subfield: str = "Pathology") -> Path:
     """MMMU layout: <Subject>/validation-00000-of-00001.parquet; (question, options, answer, n_images)."""
     records = []
     for i, (question, options, answer, n_images) in enumerate(rows):
@@ -96,7 +97,7 @@ def write_mmmu(root: Path, subject: str, rows: list[tuple[str, list[str], str, i
             "answer": answer,
             "topic_difficulty": "Medium",
             "question_type": "multiple-choice" if options else "open",
-            "subfield": "Pathology",
+            "subfield": subfield,
         }
         for n in range(1, 8):
             rec[f"image_{n}"] = {"bytes": png_bytes(40 + n), "path": None} if n <= n_images else None
@@ -120,11 +121,40 @@ def write_omnimedvqa(root: Path, dataset: str, rows: list[dict]) -> Path:
             "question": row["question"],
             "gt_answer": row["gt_answer"],
             "image_path": image_path,
-            "modality_type": row.get("modality_type", "CT(Computed Tomography)"),
         }
+        modality_key = "modality" if "modality" in row else "modality_type"
+        rec[modality_key] = row.get(modality_key, "CT(Computed Tomography)")
         rec.update({f"option_{letter}": text for letter, text in zip("ABCD", row["options"])})
         records.append(rec)
     folder = root / "QA_information" / "Open-access"
     folder.mkdir(parents=True, exist_ok=True)
     (folder / f"{dataset}.json").write_text(json.dumps(records), encoding="utf-8")
     return root
+
+
+def write_saved_hf(root: Path, columns: dict[str, list], splits: tuple[str, ...] | None = ("test",)) -> Path:
+    """The folder ``datasets``' ``save_to_disk`` writes: with ``splits``, a DatasetDict
+    (``dataset_dict.json`` + one folder per split), else one Dataset; each holds Arrow *stream*
+    files listed in ``state.json`` (checked against datasets 4.0's own output)."""
+    import pyarrow as pa
+
+    table = pa.table(columns)
+    for folder in [root / s for s in splits] if splits else [root]:
+        folder.mkdir(parents=True, exist_ok=True)
+        with pa.OSFile(str(folder / "data-00000-of-00001.arrow"), "wb") as sink, pa.ipc.new_stream(sink, table.schema) as out:
+            out.write_table(table)
+        state = {"_data_files": [{"filename": "data-00000-of-00001.arrow"}], "_fingerprint": "0", "_split": None}
+        (folder / "state.json").write_text(json.dumps(state), encoding="utf-8")
+        (folder / "dataset_info.json").write_text("{}", encoding="utf-8")
+    if splits:
+        (root / "dataset_dict.json").write_text(json.dumps({"splits": list(splits)}), encoding="utf-8")
+    return root
+
+
+def hf_vqa_columns(rows: list[tuple[str, str]]) -> dict[str, list]:
+    """VQA-RAD / PathVQA columns with an HF ``Image`` struct per row."""
+    return {
+        "image": [{"bytes": png_bytes(10 + i), "path": None} for i in range(len(rows))],
+        "question": [q for q, _ in rows],
+        "answer": [a for _, a in rows],
+    }

@@ -64,6 +64,8 @@ def test_phantom_end_to_end_interrupted_and_resumed_gives_the_same_report(phanto
     assert overall.benchmark == "phantom" and overall.n == N_ITEMS
     assert overall.closed_n == 4 and overall.open_n == 2  # phantom: two thirds closed yes/no
     assert 0.0 <= overall.accuracy.value <= 1.0 and 0.0 <= overall.parse_failure_rate <= 1.0
+    summary = json.loads((tmp_path / "straight" / "summary.json").read_text())
+    assert summary["fallback_answers"] == {"phantom": {"n": overall.fallback_n, "of": N_ITEMS}}
     assert straight.files.chart_png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     table1 = straight.files.table1_md.read_text()
     assert "Phantom" in table1 and "published, not re-measured" in table1 and "70.4" in table1
