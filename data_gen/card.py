@@ -73,6 +73,14 @@ def _multi_image(stats: BuildStats) -> str:
             if n else "")
 
 
+def _deeplesion(stats: BuildStats) -> str:
+    if not any(name.endswith("deeplesion") for name in stats.read):
+        return ""
+    return ("DeepLesion's `Coarse_lesion_type` is annotated only on its val and test lesions; train lesions carry -1, "
+            "so they are labelled by imputation when `imputation.enabled`, and otherwise counted as `unlabeled` below. "
+            "Test-split records are held out (`test_split`). One record is one slice with all its lesions.\n")
+
+
 def _examples(stats: BuildStats) -> str:
     """Where skipped rows and filtered images are (file, row, image path), a few per source."""
     lines = [e for r in stats.read.values() for e in r["examples"][:10]] + stats.filter_examples[:20]
@@ -114,6 +122,7 @@ Stage text generator: **{stats.generator}**. Judge: **{stats.judge}**.
 {read}
 
 {_multi_image(stats)}
+{_deeplesion(stats)}
 {_examples(stats)}
 ## Label imputation (A.3.1)
 {_imputation(stats)}

@@ -33,6 +33,7 @@ from medsage.data_gen.prompts import TEMPLATE_DIR
 from medsage.data_gen.records import Record
 from medsage.data_gen.readers.deeplesion import window_hu
 from medsage.reward_fns.answers import LETTERS, normalize
+from medsage.reward_fns.scaffold import pixels_to_box_2d
 
 TASK_TYPES = ("multiple_choice", "yes_no", "open", "localization")
 SOURCE_QA = "source_qa"  # a question and answer that came with the record (PubMedVision, LLaVA)
@@ -229,11 +230,26 @@ class QuestionBuilder:
         return Sample(**self._base(record, image, SOURCE_QA, 0, digest), question=record.question, answer=answer,
                       answer_text=answer, target=answer, leak_terms=(answer,) if short else ())
 
+    @staticmethod
+    def _pointer(record: Record, label: str, image: Materialised) -> str | None:
+        """"" when the record's findings share one label; else a sentence pointing at the asked finding's box
+        (a question about "the lesion" on a slice with a liver and a lung lesion has no single answer), or
+        None when it has no box to point at."""
+        if len(record.labels) < 2:
+            return ""
+        box = next((roi.box for roi in record.rois if roi.strong and roi.label == label), None)
+        if box is None:
+            return None
+        return f" Answer about the finding at box_2d {list(pixels_to_box_2d(box, image.width, image.height))} on a 0-1000 grid."
+
     def _make(self, task: str, record: Record, image: Materialised, rng: random.Random, n: int,
               digest: str) -> Sample | str:
         label = record.labels[rng.randrange(len(record.labels))]
         others = [x for x in self.spaces.get(record.source, []) if x not in record.labels]
         base = {**self._base(record, image, task, n, digest), "finding": label}
+        pointer = self._pointer(record, label, image) if task in ("multiple_choice", "open") else ""
+        if pointer is None:
+            return "mixed_findings_without_box"
         if task == "multiple_choice":
             if not others:
                 return "no_distractors"
@@ -241,7 +257,7 @@ class QuestionBuilder:
             rng.shuffle(choices)
             options = {LETTERS[i]: c.capitalize() for i, c in enumerate(choices)}
             letter = LETTERS[choices.index(label)]
-            return Sample(**base, question=self._template(record, task, rng), answer=letter,
+            return Sample(**base, question=self._template(record, task, rng) + pointer, answer=letter,
                           answer_text=options[letter], target=label, options=options, leak_terms=(label,))
         if task == "yes_no":
             yes = rng.random() < 0.5 or not others
@@ -249,11 +265,14 @@ class QuestionBuilder:
             return Sample(**base, question=self._template(record, task, rng, candidate=candidate),
                           answer="Yes" if yes else "No", answer_text="Yes" if yes else "No", target=candidate)
         if task == "open":
-            return Sample(**base, question=self._template(record, task, rng), answer=label,
+            return Sample(**base, question=self._template(record, task, rng) + pointer, answer=label,
                           answer_text=label, target=label, leak_terms=(label,))
-        box = next((roi.box for roi in record.rois if roi.strong and roi.label == label), None)
-        if box is None:
+        boxes = [roi.box for roi in record.rois if roi.strong and roi.label == label]
+        if not boxes:
             return "no_box_for_localization"
+        if len(boxes) > 1:
+            return "several_boxes_for_localization"  # "where is the liver lesion" has more than one answer
+        box = boxes[0]
         where = region_phrase(box, image.width, image.height)
         return Sample(**base, question=self._template(record, task, rng, label=label), answer=where,
                       answer_text=where, target=label)

@@ -18,7 +18,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, UnidentifiedImageError
 
-from medsage.data_gen.readers.vqa_json import _images, _load
+from medsage.data_gen.readers.vqa_json import _images, iter_json_array
 from medsage.data_gen.records import DataError
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp")
@@ -82,7 +82,7 @@ def hash_sharegpt_images(json_path: Path, media_dir: Path | None = None) -> dict
     json_path = Path(json_path)
     root = Path(media_dir) if media_dir is not None else json_path.parent
     hashes = {}
-    for row, record in enumerate(_load(json_path)):
+    for row, record in enumerate(iter_json_array(json_path)):
         if not isinstance(record, dict):
             raise DataError(json_path, row, None, "expected an object")
         for name in _images(json_path, row, record):

@@ -17,10 +17,12 @@ Box = tuple[float, float, float, float]  # pixel x1, y1, x2, y2
 
 
 class DataError(ValueError):
-    """Bad input, located: ``file``, ``row`` (1-based line or record index) and ``field``."""
+    """Bad input, located: ``file``, ``row`` (1-based line or record index) and ``field``; ``reason``
+    names the skip it becomes when a reader counts it (default ``bad_field:<field>``)."""
 
-    def __init__(self, file: Path | str, row: int | str | None, field: str | None, message: str) -> None:
-        self.file, self.row, self.field = str(file), row, field
+    def __init__(self, file: Path | str, row: int | str | None, field: str | None, message: str,
+                 reason: str | None = None) -> None:
+        self.file, self.row, self.field, self.reason = str(file), row, field, reason
         where = self.file + (f", row {row}" if row is not None else "") + (f", field {field!r}" if field else "")
         super().__init__(f"{where}: {message}")
 
@@ -77,6 +79,37 @@ class Record:
         return cls(**{**data, **tuples, "labels": tuples["labels"] or (), "rois": rois, "image": Path(data["image"])})
 
 
+def _reason(error: DataError, default: str) -> str:
+    return error.reason or (f"{default}:{error.field}" if error.field else default)
+
+
+def inside_image(box: Box, size: tuple[int, int] | None, tolerance: float = 1.0) -> bool:
+    """Whether a pixel box lies within a ``(width, height)`` image, give or take ``tolerance`` px (unknown size: yes).
+
+    A box outside is an annotation error (wrong image, swapped axes, another resolution); clipping
+    it would put a lesion in the image's corner, so readers drop it and say where it came from.
+    """
+    if size is None:
+        return True
+    x1, y1, x2, y2 = box
+    return x1 >= -tolerance and y1 >= -tolerance and x2 <= size[0] + tolerance and y2 <= size[1] + tolerance
+
+
+def outside_error(file: Path | str, row: int | str | None, field: str, box: Box, size: tuple[int, int]) -> DataError:
+    return DataError(file, row, field, f"box {[round(v, 1) for v in box]} lies outside the {size[0]}x{size[1]} image",
+                     reason="box_outside_image")
+
+
+def utf8_lines(raw, path: Path | str):
+    """Decoded lines of a binary file; a line that is not UTF-8 is a :class:`DataError` naming file and line."""
+    for n, line in enumerate(raw, start=1):
+        try:
+            yield line.decode("utf-8-sig" if n == 1 else "utf-8")
+        except UnicodeDecodeError as err:
+            raise DataError(path, n, None, f"not UTF-8 (byte {line[err.start]:#04x} at column {err.start + 1}); "
+                                           "save the file as UTF-8", reason="not_utf8") from None
+
+
 @dataclass
 class SkipLog:
     """Counted skips with where each happened; ``seen == kept + skipped`` for every reader.
@@ -103,7 +136,10 @@ class SkipLog:
             self.examples.append(f"{where}: dropped {reason}" + (f" ({detail})" if detail else ""))
 
     def skip_error(self, error: DataError, reason: str = "bad_field") -> None:
-        self.skip(f"{reason}:{error.field}" if error.field else reason, f"{error.file}, row {error.row}", str(error))
+        self.skip(_reason(error, reason), f"{error.file}, row {error.row}", str(error))
+
+    def drop_error(self, error: DataError, reason: str = "bad_field") -> None:
+        self.drop(_reason(error, reason), f"{error.file}, row {error.row}", str(error))
 
     @property
     def skipped(self) -> int:

@@ -1,20 +1,27 @@
 """DeepLesion: ``DL_info.csv`` plus 16-bit PNG slices (appendix A.1, a strong-ROI source).
 
-One csv row is one lesion. ``File_name`` ``000001_01_01_109.png`` lives at
-``Images_png/000001_01_01/109.png``; pixel - 32768 is the Hounsfield unit. Multi-valued cells
-are quoted, comma-separated lists. ``Coarse_lesion_type`` -1 marks an unannotated lesion (no
-label); ``Possibly_noisy`` 1 flags an unreliable annotation, kept on the record for the filter.
+One csv row is one lesion; a slice with several lesions has several (consecutive) rows, and
+one record is one slice with all its lesions, so a question about a slice sees every lesion on it.
+``File_name`` ``000001_01_01_109.png`` lives at ``Images_png/000001_01_01/109.png``; pixel - 32768
+is the Hounsfield unit. Multi-valued cells are quoted, comma-separated lists.
+
+``Coarse_lesion_type`` is annotated only for the val and test lesions; train lesions carry -1
+(no label), so without label imputation (``imputation.enabled``) DeepLesion's train slices are
+counted as ``unlabeled`` and skipped. ``Possibly_noisy`` 1 flags an unreliable annotation; a slice
+with one is flagged for the filter. A lesion row that cannot be read, or whose box lies outside the
+image, is dropped and counted with its row; a slice left with no lesion is skipped with that reason.
 """
 
 from __future__ import annotations
 
 import csv
+import itertools
 from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
 
-from medsage.data_gen.records import ROI, DataError, Record, SkipLog
+from medsage.data_gen.records import ROI, DataError, Record, SkipLog, inside_image, outside_error, utf8_lines
 
 LESION_TYPES: dict[int, str] = {
     1: "bone",
@@ -62,7 +69,7 @@ def image_path(root: Path, file_name: str) -> Path:
 
 
 def read_deeplesion(root: Path, skips: SkipLog, *, window: str = "dicom") -> Iterator[Record]:
-    """Yield one record per lesion row of ``root/DL_info.csv``.
+    """Yield one record per slice of ``root/DL_info.csv`` (its consecutive rows), with all its lesions.
 
     ``window`` is ``dicom`` (each row's DICOM_windows) or a :data:`WINDOW_PRESETS` name.
     """
@@ -71,23 +78,63 @@ def read_deeplesion(root: Path, skips: SkipLog, *, window: str = "dicom") -> Ite
     csv_path = Path(root) / "DL_info.csv"
     if not csv_path.is_file():
         raise DataError(csv_path, None, None, "DeepLesion annotation file not found")
-    with csv_path.open(newline="", encoding="utf-8") as f:
-        rows = csv.DictReader(f)
+    with csv_path.open("rb") as raw:
+        rows = csv.DictReader(utf8_lines(raw, csv_path))
         missing = [c for c in REQUIRED_COLUMNS if c not in (rows.fieldnames or [])]
         if missing:
             raise DataError(csv_path, 1, missing[0], f"missing columns {missing}")
-        for line, row in enumerate(rows, start=2):
+        numbered = enumerate(rows, start=2)
+        for _, group in itertools.groupby(numbered, key=lambda item: (item[1].get("File_name") or "").strip()):
             skips.seen += 1
-            try:
-                record = _record(Path(root), csv_path, line, row, window)
-            except DataError as err:
-                skips.skip_error(err)
+            record = _slice(Path(root), csv_path, list(group), window, skips)
+            if record is None:
                 continue
             if not record.image.is_file():
-                skips.skip("missing_image", f"{csv_path}, row {line}", str(record.image))
+                skips.skip("missing_image", record.provenance, str(record.image))
                 continue
             skips.kept += 1
             yield record
+
+
+def _slice(root: Path, csv_path: Path, rows: list[tuple[int, dict]], window: str, skips: SkipLog) -> Record | None:
+    """One slice's record from its rows; unusable rows dropped and counted (all unusable: skipped, None)."""
+    lesions, errors = [], []
+    for line, row in rows:
+        try:
+            lesions.append((line, row, _lesion(root, csv_path, line, row, window)))
+        except DataError as err:
+            errors.append(err)
+    if not lesions:
+        skips.skip_error(errors[0])
+        return None
+    for err in errors:
+        skips.drop_error(err)
+    line, row, (path, _, _, size, dicom, _) = lesions[0]
+    lines = [n for n, _, _ in lesions]
+    meta: dict[str, object] = {"file_name": row["File_name"].strip(), "lesion_types": [les[5] for _, _, les in lesions]}
+    for column, key in (("Lesion_diameters_Pixel_", "diameters_px"), ("Normalized_lesion_location", "normalized_location")):
+        meta[key] = [_numbers(csv_path, n, r, column, None) for n, r, _ in lesions]
+    if (row.get("Spacing_mm_px_") or "").strip():
+        meta["spacing_mm"] = _numbers(csv_path, line, row, "Spacing_mm_px_", None)
+    for column, key in (("Patient_gender", "gender"), ("Patient_age", "age")):
+        if (row.get(column) or "").strip():
+            meta[key] = row[column].strip()
+    labels = tuple(dict.fromkeys(les[2] for _, _, les in lesions if les[2]))
+    return Record(
+        record_id=f"deeplesion/{meta['file_name']}",
+        source="deeplesion",
+        image=path,
+        modality="CT",
+        rois=tuple(ROI(label=les[2] or "lesion", box=les[1]) for _, _, les in lesions),
+        labels=labels,
+        split=SPLITS.get((row.get("Train_Val_Test") or "").strip(), "train"),
+        group=f"deeplesion/{(row.get('Patient_index') or '').strip()}",
+        noisy=any((r.get("Possibly_noisy") or "0").strip() == "1" for _, r, _ in lesions),
+        window=tuple(dicom) if window == "dicom" else WINDOW_PRESETS[window],
+        size=size,
+        meta=meta,
+        provenance=f"{csv_path}, row {lines[0]}" if len(lines) == 1 else f"{csv_path}, rows {', '.join(map(str, lines))}",
+    )
 
 
 def _numbers(csv_path: Path, line: int, row: dict, column: str, n: int | None) -> list[float]:
@@ -101,44 +148,24 @@ def _numbers(csv_path: Path, line: int, row: dict, column: str, n: int | None) -
     return values
 
 
-def _record(root: Path, csv_path: Path, line: int, row: dict, window: str) -> Record:
+def _lesion(root: Path, csv_path: Path, line: int, row: dict, window: str):
+    """One row's (image path, box, label, image size, DICOM window, lesion type), checked."""
     num = lambda column, n: _numbers(csv_path, line, row, column, n)  # noqa: E731
     file_name = (row.get("File_name") or "").strip()
     try:
         path = image_path(root, file_name)
     except ValueError as err:
         raise DataError(csv_path, line, "File_name", str(err)) from None
-    x1, y1, x2, y2 = num("Bounding_boxes", 4)
-    if not (x2 > x1 and y2 > y1):
+    box = tuple(num("Bounding_boxes", 4))
+    if not (box[2] > box[0] and box[3] > box[1]):
         raise DataError(csv_path, line, "Bounding_boxes", f"degenerate box {row['Bounding_boxes']!r}")
-    width, height = (int(v) for v in num("Image_size", 2))
+    size = tuple(int(v) for v in num("Image_size", 2))
+    if not inside_image(box, size):
+        raise outside_error(csv_path, line, "Bounding_boxes", box, size)
     lesion_type = int(num("Coarse_lesion_type", 1)[0])
     if lesion_type != -1 and lesion_type not in LESION_TYPES:
         raise DataError(csv_path, line, "Coarse_lesion_type", f"unknown lesion type {lesion_type}")
-    label = LESION_TYPES.get(lesion_type, "")
     dicom = num("DICOM_windows", 2)
     if window == "dicom" and not dicom[1] > dicom[0]:
         raise DataError(csv_path, line, "DICOM_windows", f"empty window {row['DICOM_windows']!r}")
-    meta: dict[str, object] = {"file_name": file_name, "lesion_type": lesion_type}
-    for column, key in (("Lesion_diameters_Pixel_", "diameters_px"), ("Spacing_mm_px_", "spacing_mm"),
-                        ("Normalized_lesion_location", "normalized_location")):
-        if (row.get(column) or "").strip():
-            meta[key] = num(column, None)
-    for column, key in (("Patient_gender", "gender"), ("Patient_age", "age")):
-        if (row.get(column) or "").strip():
-            meta[key] = row[column].strip()
-    return Record(
-        record_id=f"deeplesion/{file_name}#{line}",
-        source="deeplesion",
-        image=path,
-        modality="CT",
-        rois=(ROI(label=label or "lesion", box=(x1, y1, x2, y2)),),
-        labels=(label,) if label else (),
-        split=SPLITS.get((row.get("Train_Val_Test") or "").strip(), "train"),
-        group=f"deeplesion/{(row.get('Patient_index') or '').strip()}",
-        noisy=(row.get("Possibly_noisy") or "0").strip() == "1",
-        window=tuple(dicom) if window == "dicom" else WINDOW_PRESETS[window],
-        size=(width, height),
-        meta=meta,
-        provenance=f"{csv_path}, row {line}",
-    )
+    return path, box, LESION_TYPES.get(lesion_type, ""), size, dicom, lesion_type

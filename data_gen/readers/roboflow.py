@@ -2,7 +2,13 @@
 
 Roboflow names files ``<orig>_jpg.rf.<hash>.jpg``; augmented copies share the part before
 ``.rf.``, which becomes the record's ``group`` so copies of one image never straddle splits.
-One image is one unit; a malformed box inside it is dropped and counted, the image kept.
+One image is one unit; a malformed box inside it is dropped and counted, the image kept. A box
+outside its image is dropped as ``box_outside_image`` with its file and row, never clipped.
+
+Besides Roboflow's layouts, YOLO in the Ultralytics layout (``images/<split>`` beside
+``labels/<split>``, an optional ``path:`` root in data.yaml) and VOC in the VOCdevkit layout
+(``Annotations/`` + ``JPEGImages/``, splits from ``ImageSets/Main/<split>.txt``) are read.
+VOC objects marked ``<difficult>1</difficult>`` are dropped and counted, as detectors skip them.
 """
 
 from __future__ import annotations
@@ -15,7 +21,7 @@ from pathlib import Path
 
 import yaml
 
-from medsage.data_gen.records import ROI, DataError, Record, SkipLog
+from medsage.data_gen.records import ROI, DataError, Record, SkipLog, inside_image, outside_error, utf8_lines
 
 SPLIT_NAMES = {"train": "train", "valid": "val", "val": "val", "test": "test"}
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp")
@@ -71,9 +77,13 @@ def read_coco(root: Path, skips: SkipLog, *, modality: str = "X-ray", source: st
 def _coco_file(path: Path, skips: SkipLog, modality: str, source: str) -> Iterator[Record]:
     data = _load_json(path)
     classes = _coco_classes(data["categories"])
+    sizes = {img["id"]: (int(img["width"]), int(img["height"])) for img in data["images"]
+             if isinstance(img, dict) and {"id", "width", "height"} <= set(img)}
     boxes: dict[int, list[ROI]] = defaultdict(list)
     for i, ann in enumerate(data["annotations"]):
         roi = _coco_roi(ann, classes)
+        if not isinstance(roi, str) and not inside_image(roi.box, sizes.get(ann["image_id"])):
+            roi = "box_outside_image"
         if isinstance(roi, str):
             skips.drop(roi, f"{path}, annotation {i}", json.dumps(ann)[:120])
         else:
@@ -110,11 +120,14 @@ def _coco_roi(ann: object, classes: dict[int, str]) -> ROI | str:
 
 
 def read_yolo(root: Path, skips: SkipLog, *, modality: str = "X-ray", source: str = "roboflow") -> Iterator[Record]:
-    """Yield one record per image listed by ``root/data.yaml`` (``names``; ``train``/``val``/``test``)."""
+    """Yield one record per image listed by ``root/data.yaml`` (``names``; ``train``/``val``/``test``;
+    ``path``, the dataset root the splits are relative to, itself relative to the yaml's folder)."""
     spec_path = Path(root) / "data.yaml"
     if not spec_path.is_file():
         raise DataError(spec_path, None, None, "YOLO data.yaml not found")
     spec = yaml.safe_load(spec_path.read_text(encoding="utf-8")) or {}
+    if isinstance(spec.get("path"), str):
+        root = Path(root) / spec["path"]
     names = spec.get("names")
     if isinstance(names, dict):
         names = [names[k] for k in sorted(names)]
@@ -127,16 +140,25 @@ def read_yolo(root: Path, skips: SkipLog, *, modality: str = "X-ray", source: st
 
 
 def _yolo_images_dir(root: Path, declared: object, key: str) -> Path | None:
-    """Roboflow writes ``../train/images``; accept it relative to the yaml or to the root."""
+    """Roboflow writes ``../train/images``, Ultralytics ``images/train``; accept either relative to the root."""
     candidates = []
     if isinstance(declared, str):
         candidates += [root / declared, root / declared.lstrip("./")]
-    candidates += [root / ("valid" if key == "val" else key) / "images"]
+    candidates += [root / ("valid" if key == "val" else key) / "images", root / "images" / key]
     return next((c.resolve() for c in candidates if c.is_dir()), None)
 
 
+def _labels_dir(images_dir: Path) -> Path:
+    """Ultralytics' rule: the last ``images`` folder of the path becomes ``labels`` (both layouts)."""
+    parts = list(images_dir.parts)
+    if "images" not in parts:
+        return images_dir.parent / "labels"
+    last = len(parts) - 1 - parts[::-1].index("images")
+    return Path(*parts[:last], "labels", *parts[last + 1:])
+
+
 def _yolo_split(images_dir: Path, split: str, names: list[str], skips: SkipLog, modality: str, source: str):
-    labels_dir = images_dir.parent / "labels"
+    labels_dir = _labels_dir(images_dir)
     for image in sorted(p for p in images_dir.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES):
         skips.seen += 1
         label_file = labels_dir / f"{image.stem}.txt"
@@ -144,14 +166,20 @@ def _yolo_split(images_dir: Path, split: str, names: list[str], skips: SkipLog, 
         if size is None:
             skips.skip("unreadable_image", str(image))
             continue
-        rois = list(_yolo_rois(label_file, names, size, skips)) if label_file.is_file() else []
+        try:
+            rois = list(_yolo_rois(label_file, names, size, skips)) if label_file.is_file() else []
+        except DataError as err:
+            skips.skip_error(err)
+            continue
         skips.kept += 1
         yield _record(source, image, split, rois, modality, size, str(label_file))
 
 
 def _yolo_rois(label_file: Path, names: list[str], size: tuple[int, int], skips: SkipLog) -> Iterator[ROI]:
     width, height = size
-    for n, line in enumerate(label_file.read_text(encoding="utf-8").splitlines(), start=1):
+    with label_file.open("rb") as raw:
+        lines = list(utf8_lines(raw, label_file))
+    for n, line in enumerate(lines, start=1):
         if not line.strip():
             continue
         parts = line.split()
@@ -169,8 +197,11 @@ def _yolo_rois(label_file: Path, names: list[str], size: tuple[int, int], skips:
         else:  # a segmentation polygon: its bounding box
             xs, ys = coords[0::2], coords[1::2]
             x1, y1, x2, y2 = min(xs), min(ys), max(xs), max(ys)
-        if not (x2 > x1 and y2 > y1) or min(x1, y1) < -0.01 or max(x2, y2) > 1.01:
+        if not (x2 > x1 and y2 > y1):
             skips.drop("degenerate_bbox", f"{label_file}, row {n}", line[:80])
+            continue
+        if min(x1, y1) < -0.01 or max(x2, y2) > 1.01:
+            skips.drop("box_outside_image", f"{label_file}, row {n}", line[:80])
             continue
         yield ROI(label=names[cls], box=(x1 * width, y1 * height, x2 * width, y2 * height))
 
@@ -186,14 +217,16 @@ def _image_size(image: Path) -> tuple[int, int] | None:
 
 
 def read_voc(root: Path, skips: SkipLog, *, modality: str = "X-ray", source: str = "roboflow") -> Iterator[Record]:
-    """Yield one record per Pascal VOC xml under ``root`` (Roboflow puts it beside its image)."""
+    """Yield one record per Pascal VOC xml under ``root`` (Roboflow puts it beside its image; VOCdevkit
+    keeps xml in ``Annotations/`` and images in ``JPEGImages/``)."""
     xmls = sorted(Path(root).rglob("*.xml"))
     if not xmls:
         raise DataError(Path(root), None, None, "no Pascal VOC .xml files found")
+    splits = _voc_splits(Path(root))
     for xml in xmls:
         skips.seen += 1
         try:
-            record = _voc_record(xml, skips, modality, source)
+            record = _voc_record(xml, skips, modality, source, splits)
         except DataError as err:
             skips.skip_error(err)
             continue
@@ -204,7 +237,25 @@ def read_voc(root: Path, skips: SkipLog, *, modality: str = "X-ray", source: str
         yield record
 
 
-def _voc_record(xml: Path, skips: SkipLog, modality: str, source: str) -> Record:
+def _voc_splits(root: Path) -> dict[Path, dict[str, str]]:
+    """Per VOCdevkit year folder, image id -> split from ``ImageSets/Main/{train,val,test}.txt``."""
+    found: dict[Path, dict[str, str]] = {}
+    for listing in sorted(root.rglob("ImageSets/Main/*.txt")):
+        if listing.stem in SPLIT_NAMES:
+            ids = found.setdefault(listing.parents[2], {})
+            for line in listing.read_text(encoding="utf-8").split():
+                ids.setdefault(line, SPLIT_NAMES[listing.stem])
+    return found
+
+
+def _voc_image(xml: Path, file_name: str) -> tuple[Path, Path | None]:
+    """The image an xml names, and the VOCdevkit year folder when the xml sits in ``Annotations/``."""
+    if xml.parent.name == "Annotations" and not (xml.parent / file_name).is_file():
+        return xml.parent.parent / "JPEGImages" / file_name, xml.parent.parent
+    return xml.parent / file_name, None
+
+
+def _voc_record(xml: Path, skips: SkipLog, modality: str, source: str, splits: dict[Path, dict[str, str]]) -> Record:
     try:
         tree = ET.parse(xml).getroot()
     except ET.ParseError as err:
@@ -218,6 +269,9 @@ def _voc_record(xml: Path, skips: SkipLog, modality: str, source: str) -> Record
         size = None
     rois = []
     for n, obj in enumerate(tree.findall("object"), start=1):
+        if (obj.findtext("difficult") or "0").strip() == "1":
+            skips.drop("voc_difficult", f"{xml}, object {n}")
+            continue
         try:
             box = tuple(float(obj.findtext(f"bndbox/{k}")) for k in ("xmin", "ymin", "xmax", "ymax"))
         except (TypeError, ValueError):
@@ -226,6 +280,13 @@ def _voc_record(xml: Path, skips: SkipLog, modality: str, source: str) -> Record
         if not (box[2] > box[0] and box[3] > box[1]):
             skips.drop("degenerate_bbox", f"{xml}, object {n}")
             continue
+        if not inside_image(box, size):
+            skips.drop_error(outside_error(xml, f"object {n}", "bndbox", box, size))
+            continue
         rois.append(ROI(label=(obj.findtext("name") or "").strip() or "object", box=box))
-    split = SPLIT_NAMES.get(xml.parent.name, "train")
-    return _record(source, xml.parent / file_name, split, rois, modality, size, str(xml))
+    image, devkit = _voc_image(xml, file_name)
+    if devkit is not None:
+        split = splits.get(devkit, {}).get(Path(file_name).stem, "train")
+    else:
+        split = SPLIT_NAMES.get(xml.parent.name, "train")
+    return _record(source, image, split, rois, modality, size, str(xml))

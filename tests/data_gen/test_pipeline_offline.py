@@ -77,7 +77,8 @@ def test_rl_parquet_loads_in_verl_and_its_reference_earns_full_accuracy(built, t
     assert not set(train.extra_info.map(lambda e: e["sample_id"].split("::")[0])) & set(
         val.extra_info.map(lambda e: e["sample_id"].split("::")[0]))
     tasks = Counter(train.extra_info.map(lambda e: e["task_type"])) + Counter(val.extra_info.map(lambda e: e["task_type"]))
-    assert max(tasks.values()) - min(tasks.values()) <= 1, tasks
+    available = Counter(json.loads(line)["task_type"] for line in (rl.parent / "samples.jsonl").read_text().splitlines())
+    assert all(n >= min(available[t], 24 // len(tasks)) for t, n in tasks.items()), (tasks, available)  # as even as it can be
     assert set(train.agent_name) == {AGENT_NAME}
     assert set(val.agent_name) == {"single_turn_agent"}  # validation never self-checks
 
