@@ -3,11 +3,12 @@
 # then two checks: the worker log says the vision tower was frozen, and no visual.* weight changed
 # between the two checkpoints (each merged into a Hugging Face folder by verl's model merger).
 #   bash recipes/rl/gpu_smoke.sh MODEL_PATH [hydra overrides ...]
-# RL data: $DATA (default: what recipes/data/sage_rl10k.yaml writes); outputs under $OUT. The tests run
-# this same script on a CPU with CONFIG=rgrpo_tiny_cpu (the CPU backend) and a tiny model.
+# RL data: $DATA (default: $RL_DATA/rl of recipes/paths.sh, what the RL build writes); outputs under $OUT.
+# The tests run this same script on a CPU with CONFIG=rgrpo_tiny_cpu (the CPU backend) and a tiny model.
 set -euo pipefail
+source "$(dirname "$0")/../paths.sh"
 MODEL="${1:?usage: bash recipes/rl/gpu_smoke.sh MODEL_PATH [hydra overrides ...]}"; shift
-DATA="${DATA:-outputs/data/sage_rl10k/rl}"
+DATA="${DATA:-$RL_DATA/rl}"
 OUT="${OUT:-outputs/rl/gpu_smoke}"
 CONFIG="${CONFIG:-rgrpo_qwen2_5_vl_7b}"
 mkdir -p "$OUT"

@@ -1,10 +1,9 @@
 #!/usr/bin/env bash
-# Serve a trained consistency scorer for the RL reward (one process, dynamic batching).
-# Usage: recipes/scorer/serve.sh outputs/scorer [port]
-# Then add to the verl launch (see recipes/scorer/reward_kwargs.yaml):
-#   reward.custom_reward_function.reward_kwargs.reward_weights.consistency=0.1
-#   +reward.custom_reward_function.reward_kwargs.consistency.url=http://$(hostname):${PORT}
+# Serve the trained consistency scorer ($SCORER, recipes/paths.sh) for the RL reward (one process,
+# dynamic batching). Extra arguments are recipe overrides of recipes/scorer/serve.yaml:
+#   bash recipes/scorer/serve.sh host=0.0.0.0 port=8765
+# Then turn the reward on in the RL launch (README "GPU clusters", step 3; recipes/scorer/reward_kwargs.yaml).
 set -euo pipefail
-CHECKPOINT=${1:?usage: serve.sh CHECKPOINT [PORT]}
-PORT=${2:-8765}
-exec medsage-scorer-serve "$CHECKPOINT" --host 0.0.0.0 --port "$PORT" --max-batch-size 64 --max-wait-ms 5
+cd "$(dirname "$0")/../.."
+source recipes/paths.sh
+exec medsage-scorer-serve recipes/scorer/serve.yaml checkpoint="$SCORER" "$@"
