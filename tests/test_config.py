@@ -123,12 +123,24 @@ def test_a_section_inside_a_bigger_config_is_named_by_its_path():
 
 
 def test_shipped_files_are_found_from_any_working_directory(tmp_path):
-    """pkg:// paths name files inside the installed package; run from a directory outside the repository."""
-    code = ("from medsage.config import package_file; "
-            "print(package_file('pkg://medsage.plugins.verl/templates/retry.jinja').is_file(), "
-            "package_file('pkg://medsage.plugins.verl/agent_loops.yaml').is_file(), "
-            "package_file('pkg://medsage.data_gen/templates/loc.txt').is_file())")
-    out = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, capture_output=True, text=True, timeout=60,
+    """pkg:// paths name files inside the installed package: the R-GRPO instructions (also the evaluation's
+    defaults), verl's agent-loop registry and the data build's stage prompts and question templates all
+    load from a directory outside the repository."""
+    code = "\n".join([
+        "from medsage.config import package_file",
+        "from medsage.data_gen.instructions import load_question_templates",
+        "from medsage.data_gen.prompts import StagePrompts",
+        "from medsage.eval.config import EvalConfig",
+        "from medsage.plugins.verl.settings import RGRPOSettings, render_instruction",
+        "check, retry = RGRPOSettings().templates()",
+        "defaults = {f.name: f.default for f in EvalConfig.__dataclass_fields__.values()}",
+        "print(bool(check and retry), render_instruction(defaults['retry_template']) == retry,",
+        "      package_file('pkg://medsage.plugins.verl/agent_loops.yaml').is_file(),",
+        "      bool(StagePrompts.load() and load_question_templates()))",
+    ])
+    out = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, capture_output=True, text=True, timeout=120,
                          env={**os.environ, "PYTHONPATH": ""})
-    assert out.stdout.split() == ["True", "True", "True"], out.stderr
+    assert out.stdout.split() == ["True", "True", "True", "True"], out.stderr[-2000:]
     assert package_file("relative/file.txt") == Path("relative/file.txt")
+    with pytest.raises(FileNotFoundError, match="no installed package 'medsage.nowhere'"):
+        package_file("pkg://medsage.nowhere/x.txt")
