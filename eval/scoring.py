@@ -19,7 +19,6 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
-from functools import lru_cache
 
 import numpy as np
 
@@ -99,14 +98,9 @@ def _extract(response: str, style: str, fallback: bool) -> tuple[str | None, str
 
 def _decide(answer: str, item: Item) -> Verdict:
     """(answered, correct) for one answer text: ``judge``'s verdict, exactly as the training reward
-    computes it."""
-    return _cached_verdict(answer, item.answer, item.options_key, item.question, item.choices, item.rules)
-
-
-@lru_cache(maxsize=1 << 16)
-def _cached_verdict(answer: str, reference: str, options: tuple, question: str, choices: tuple, rules: str) -> Verdict:
-    """Closed answers repeat ("B", "Yes") over a benchmark and across reruns, hence the cache."""
-    return judge(answer, reference, dict(options) or None, question=question, choices=choices, rules=rules)
+    computes it (short answers are cached there)."""
+    return judge(answer, item.answer, item.options or None, question=item.question, choices=item.choices,
+                 rules=item.rules)
 
 
 def score_item(

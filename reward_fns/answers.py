@@ -248,7 +248,10 @@ def _negated(before: list[str], after: list[str]) -> bool:
     ("no X", "rule out X", "rather than X") or a negative predicate after it ("X is not seen",
     "X is unlikely", "X cannot be excluded", "B is incorrect")."""
     window = before[-_NEGATION_WINDOW:]
-    if _NEG_BEFORE.intersection(window) or any(pair in _NEG_BEFORE_PAIRS for pair in zip(window, window[1:])):
+    negators = _NEG_BEFORE.intersection(window)
+    if negators == {"than"} and "less" in before[-_NEGATION_WINDOW - 1 :]:
+        negators = set()  # "X is less likely than Y": Y is the favoured one
+    if negators or any(pair in _NEG_BEFORE_PAIRS for pair in zip(window, window[1:])):
         return True
     return bool(after) and _NEG_AFTER_RE.match(" ".join(after[:6])) is not None
 
@@ -400,12 +403,14 @@ def _choice(prediction: object, opts: dict[str, str]) -> str | None:
 
 _YES = frozenset({"yes", "yeah", "yep", "true", "correct", "affirmative", "positive"})
 _NO = frozenset({"no", "nope", "false", "incorrect", "negative"})
+_LEAD_ONLY = {"present": "yes", "absent": "no"}  # "Present." / "Absent, ..." open a reply, never inside one
 _FILLERS = frozenset({"answer", "final", "is", "my", "i", "would", "say", "maybe", "probably", "possibly", "perhaps",
                       "likely", "definitely", "certainly", "most", "actually", "wait", "well", "oh", "so", "ok",
                       "okay", "sorry", "correction", "it", "s", "think", "believe", "then", "therefore", "thus"})
 _SEGMENT_RE = re.compile(r"[,:]|\.(?!\d)|[;!?\n\u3002\uff0c\uff1b\uff1a\uff01\uff1f]|\b(?:but|however|though)\b", re.I)
 _STATED_NO_RE = re.compile(
-    rf"\b(?:not {_SEEN}|(?:is|are|was|were) absent|ruled out|unlikely|negative for|no evidence)\b"
+    rf"\b(?:not {_SEEN}|(?:is|are|was|were) absent|ruled out|unlikely|negative for|no evidence|"
+    r"(?:do|does|did) not (?:see|show|identify|detect|find|reveal|demonstrate|contain|have))\b"
 )
 _HEDGE_RE = re.compile(r"\b(?:cannot|can not|could not|not) (?:be )?(?:excluded|exclude|ruled out|rule out)\b")
 _STOP = frozenset({"is", "are", "was", "were", "there", "this", "that", "it", "in", "of", "on", "does", "do", "image",
@@ -436,6 +441,8 @@ def _answer_word(tokens: list[str]) -> set[str]:
         return {"yes" if t in _YES else "no" for t in rest if t not in ("and", "or")}
     if rest and rest[0] in _YES | _NO and not (rest[0] in ("positive", "negative") and len(rest) > 1 and rest[1] != "for"):
         return {"yes" if rest[0] in _YES else "no"}
+    if rest and rest[0] in _LEAD_ONLY:
+        return {_LEAD_ONLY[rest[0]]}
     if "answer" in tokens:
         tail = [t for t in tokens[tokens.index("answer") + 1 :] if t not in ("is", "would", "be")]
         if tail and (tail[0] in _YES or tail[0] in _NO):
@@ -525,19 +532,31 @@ _NUMBER_WORDS = {w: i for i, w in enumerate(
 _NUMBER_WORDS.update({w: 10 * i for i, w in enumerate("thirty forty fifty sixty seventy eighty ninety".split(), 3)})
 _NUMBER_WORD_RE = re.compile(r"\b(" + "|".join(_NUMBER_WORDS) + r")(?:[\s-](" + "|".join(list(_NUMBER_WORDS)[1:10]) + r"))?\b")
 
-Quantity = tuple[float, str | None]
+class Quantity(NamedTuple):
+    """A number as written (``value``) and, with a known unit, its dimension and size in base units."""
+
+    value: float
+    dimension: str | None = None
+    scale: float = 1.0
+
+    def equals(self, other: "Quantity") -> bool:
+        """Same value: in base units when both carry a unit of one dimension ("35 mm" = "3.5 cm"),
+        as written when either has none ("5" answers "5 mm")."""
+        if self.dimension and other.dimension:
+            same = self.dimension == other.dimension
+            return same and math.isclose(self.value * self.scale, other.value * other.scale, rel_tol=1e-9)
+        return math.isclose(self.value, other.value, rel_tol=1e-9, abs_tol=1e-12)
 
 
-def _numbers(text: str, words: bool = True) -> list[Quantity]:
-    """(value in base units, dimension or None) of each number: "1,000", "3.5cm", "5 mm", "two"."""
+def _numbers(text: str) -> list[Quantity]:
+    """Each number in a text: "1,000", "3.5cm", "5 mm", ".5", "two", "twenty-five"."""
     found = []
     for m in _NUMBER_RE.finditer(text):
         value = float(m.group(0)[: m.end(0) - m.start(0) - len(m.group(1) or "")].replace(",", "").strip())
         unit = _UNITS.get((m.group(1) or "").lower())
-        found.append((value * unit[1], unit[0]) if unit else (value, None))
-    if words:
-        for m in _NUMBER_WORD_RE.finditer(text.lower()):
-            found.append((float(_NUMBER_WORDS[m.group(1)] + (_NUMBER_WORDS[m.group(2)] if m.group(2) else 0)), None))
+        found.append(Quantity(value, *unit) if unit else Quantity(value))
+    for m in _NUMBER_WORD_RE.finditer(text.lower()):
+        found.append(Quantity(float(_NUMBER_WORDS[m.group(1)] + (_NUMBER_WORDS[m.group(2)] if m.group(2) else 0))))
     return found
 
 
@@ -552,11 +571,10 @@ def _numeric_reference(reference: str) -> Quantity | None:
 
 def _numeric_match(prediction: str, reference: Quantity) -> bool:
     """Right when the prediction states the reference value and no other value of its kind."""
-    value, dim = reference
     stated = _numbers(prediction)
-    with_unit = [v for v, d in stated if dim is not None and d == dim]
-    same_kind = with_unit or [v for v, d in stated if d is None or dim is None]
-    return bool(same_kind) and all(math.isclose(v, value, rel_tol=1e-9, abs_tol=1e-12) for v in same_kind)
+    with_unit = [q for q in stated if reference.dimension and q.dimension == reference.dimension]
+    same_kind = with_unit or [q for q in stated if q.dimension is None or reference.dimension is None]
+    return bool(same_kind) and all(q.equals(reference) for q in same_kind)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -734,24 +752,36 @@ def judge(
     questions by MMMU's rules (:func:`mmmu_open_match`).
     """
     try:
-        opts = coerce_options(options)
-        if opts:
-            return _judge_choice(prediction, reference, opts)
-        if not isinstance(prediction, str):
-            return Verdict(False, False)
-        polarity = _polarity_reference(reference)
-        if polarity:
-            said = yes_no(prediction, question)
-            return Verdict(said is not None, said == polarity)
-        if choices:
-            return _either_or(prediction, tuple(choices))
-        answered = bool(normalize(prediction)) or bool(prediction.strip())
-        if rules == "mmmu":
-            return Verdict(answered, answered and mmmu_open_match(prediction, reference))
-        ref = "" if reference is None else str(reference)
-        return Verdict(answered, answered and bool(ref.strip()) and _open_match(prediction, ref))
+        opts = tuple(coerce_options(options).items())
+        if isinstance(prediction, str) and len(prediction) <= _CACHED_CHARS and isinstance(reference, str):
+            return _verdict_cached(prediction, reference, opts, question, tuple(choices), rules)
+        return _verdict(prediction, reference, opts, question, tuple(choices), rules)
     except Exception:  # noqa: BLE001 - a reward must never take the trainer down
         return Verdict(False, False)
+
+
+_CACHED_CHARS = 512  # answers this short repeat (a GRPO group's closed answers, "B", "Yes") and are cached
+
+
+def _verdict(prediction: object, reference: object, opts: tuple, question: str | None, choices: tuple, rules: str) -> Verdict:
+    if opts:
+        return _judge_choice(prediction, reference, dict(opts))
+    if not isinstance(prediction, str):
+        return Verdict(False, False)
+    polarity = _polarity_reference(reference)
+    if polarity:
+        said = yes_no(prediction, question)
+        return Verdict(said is not None, said == polarity)
+    if choices:
+        return _either_or(prediction, choices)
+    answered = bool(normalize(prediction)) or bool(prediction.strip())
+    if rules == "mmmu":
+        return Verdict(answered, answered and mmmu_open_match(prediction, reference))
+    ref = "" if reference is None else str(reference)
+    return Verdict(answered, answered and bool(ref.strip()) and _open_match(prediction, ref))
+
+
+_verdict_cached = lru_cache(maxsize=1 << 16)(_verdict)
 
 
 def _judge_choice(prediction: object, reference: object, opts: dict[str, str]) -> Verdict:
@@ -763,14 +793,7 @@ def _judge_choice(prediction: object, reference: object, opts: dict[str, str]) -
     return Verdict(chosen is not None, bool(ref) and chosen == ref)
 
 
-def match_answer(
-    prediction: object,
-    reference: object,
-    options: object = None,
-    *,
-    question: str | None = None,
-    choices: tuple[str, ...] = (),
-    rules: str = "medsage",
-) -> bool:
-    """Whether ``prediction`` gives the ``reference`` answer (:func:`judge`'s ``correct``); never raises."""
-    return judge(prediction, reference, options, question=question, choices=choices, rules=rules).correct
+def match_answer(prediction: object, reference: object, options: object = None, **context: object) -> bool:
+    """Whether ``prediction`` gives the ``reference`` answer (:func:`judge`'s ``correct``; ``context``:
+    ``question``, ``choices``, ``rules`` as there); never raises on any prediction or reference."""
+    return judge(prediction, reference, options, **context).correct  # type: ignore[arg-type]

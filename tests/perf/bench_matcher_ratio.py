@@ -1,0 +1,82 @@
+"""The reward's cost against a floor measured in the same run (issue 13): absolute throughput does
+not travel between machines, a ratio to the cheapest possible pass over the same text does.
+
+Run: ``.venv/bin/python tests/perf/bench_matcher_ratio.py``. Prints, for a GRPO batch (512 prompts
+x 6 rollouts) of ~1,000-token LVKC responses (``bench_rewards``'s batch):
+
+1. ``compute_score`` over the batch / one regex pass that finds the stage tags in it;
+2. the same ratio for closed questions (multiple choice and yes/no) whose answers are all
+   different, so no verdict comes from the matcher's cache.
+
+Goal: both at most 5x. Each figure is the best of five runs, floor and score interleaved, so a
+busy machine slows both sides alike; the matcher's verdict cache is emptied before each run (a new
+GRPO step brings new answers; only the repeats within a step hit it).
+"""
+
+from __future__ import annotations
+
+import random
+import re
+import sys
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).parent))
+
+from bench_rewards import OPTIONS, response  # noqa: E402
+
+from medsage.reward_fns import answers, compute_score  # noqa: E402
+
+GOAL_RATIO = 5.0
+STAGE_TAGS = re.compile(r"</?(?:LOC|VISUAL|KNOWLEDGE|CON|ANSWER)>")
+FINDINGS = ("cyst", "metastasis", "hemangioma", "abscess", "calcification", "fat", "enhancement", "margin")
+
+
+def unique_closed(rng: random.Random, i: int) -> tuple[str, str, dict | None]:
+    """An LVKC response to a closed question whose answer text no other response repeats."""
+    finding, segment = FINDINGS[i % len(FINDINGS)], i
+    if i % 2:
+        letter = "ABCD"[i % 4]
+        answer = f"The answer is {letter}. {OPTIONS[letter]}, seen in segment {segment}."
+        truth, extra = "A", {"options": OPTIONS}
+    else:
+        answer = f"{'Yes' if i % 4 else 'No'}, {finding} {'is' if i % 4 else 'is not'} seen in segment {segment}."
+        truth, extra = "yes", None
+    text, _, _ = response(rng, 0)
+    head = text[: text.index("<ANSWER>")]
+    return f"{head}<ANSWER>{answer}</ANSWER>", truth, extra
+
+
+def _ratio(batch: list[tuple[str, str, dict | None]], rounds: int = 5) -> tuple[float, float, float]:
+    def floor() -> int:
+        return sum(len(STAGE_TAGS.findall(text)) for text, _, _ in batch)
+
+    def score() -> float:
+        return sum(compute_score("bench", text, truth, extra)["score"] for text, truth, extra in batch)
+
+    best_floor = best_score = float("inf")
+    for _ in range(rounds):
+        start = time.perf_counter()
+        floor()
+        best_floor = min(best_floor, time.perf_counter() - start)
+        answers._verdict_cached.cache_clear()  # every round pays for its verdicts, as a new GRPO step does
+        start = time.perf_counter()
+        score()
+        best_score = min(best_score, time.perf_counter() - start)
+    return best_score / best_floor, best_floor, best_score
+
+
+def main() -> None:
+    rng = random.Random(0)
+    mixed = [response(rng, i) for i in range(512 * 6)]
+    closed = [unique_closed(rng, i) for i in range(512 * 6)]
+    assert len({text[text.index("<ANSWER>"):] for text, _, _ in closed}) == len(closed)
+    compute_score("warmup", *mixed[0])
+    for label, batch in (("GRPO batch (mixed)", mixed), ("closed, unique answers", closed)):
+        ratio, floor_s, score_s = _ratio(batch)
+        print(f"{label:24s} floor {floor_s * 1e3:6.1f} ms  compute_score {score_s * 1e3:7.1f} ms  "
+              f"ratio {ratio:5.1f}x (goal <= {GOAL_RATIO:.0f}x)")
+
+
+if __name__ == "__main__":
+    main()
