@@ -224,6 +224,7 @@ class LLMClient:
         self._slots = asyncio.Semaphore(config.concurrency)
         self._cache = ResponseCache(config.cache_path) if config.cache_path else None
         self._in_flight: dict[str, asyncio.Future[ChatResult]] = {}
+        self._refused: LLMAuthError | None = None  # set by the first 401/403: every later call fails at once
         self._sleep = asyncio.sleep  # replaced in tests to observe back-off without waiting
 
     async def __aenter__(self) -> "LLMClient":
@@ -291,11 +292,9 @@ class LLMClient:
         for attempt in range(self.config.max_retries + 1):
             try:
                 return await self._call_once(request, usage)
+            except LLMAuthError:
+                raise
             except openai.APIStatusError as exc:
-                if exc.status_code in _AUTH_STATUS:
-                    raise LLMAuthError(
-                        f"{self.config.model} at {self.config.base_url}: HTTP {exc.status_code}: the server refused the "
-                        f"credentials; check the key in ${self.config.api_key_env} and that it may use this model") from None
                 if exc.status_code < 500 and exc.status_code not in _RETRY_STATUS:
                     raise LLMError(self._redact(f"{self.config.model} at {self.config.base_url}: HTTP {exc.status_code}: "
                                                 f"{exc.message}")) from None
@@ -323,7 +322,17 @@ class LLMClient:
         # that carry Retry-After) are the client's, as with ``create``.
         body = {"model": self.config.model, "messages": request.messages, **request.params}
         async with self._slots:
-            reply = await self._http.post("/chat/completions", body=body, cast_to=object)
+            if self._refused is not None:  # the key was refused: no further call, whoever was waiting for a slot
+                raise self._refused
+            try:
+                reply = await self._http.post("/chat/completions", body=body, cast_to=object)
+            except openai.APIStatusError as exc:
+                if exc.status_code in _AUTH_STATUS:
+                    self._refused = LLMAuthError(
+                        f"{self.config.model} at {self.config.base_url}: HTTP {exc.status_code}: the server refused the "
+                        f"credentials; check the key in ${self.config.api_key_env} and that it may use this model")
+                    raise self._refused from None
+                raise
         if not isinstance(reply, dict):
             usage.calls += 1
             raise MalformedReply(f"reply is not a JSON object: {str(reply)[:200]!r}")

@@ -68,13 +68,13 @@ class Faulty:
         return stage_reply(request)
 
 
-def llm_recipe(path: Path, base_url: str, out: str) -> Path:
+def llm_recipe(path: Path, base_url: str, out: str, sources: list | None = None, **endpoint_keys) -> Path:
     endpoint = {"base_url": base_url, "model": "stub-gpt", "concurrency": 8, "timeout_s": 0.5,
                 "backoff_base_s": 0.01, "backoff_max_s": 0.05, "max_retries": 6,
-                "price_input_per_m": 2.5, "price_output_per_m": 10.0}
+                "price_input_per_m": 2.5, "price_output_per_m": 10.0, **endpoint_keys}
     return write_recipe(
         path, output_dir=out,
-        sources=[{"kind": "phantom_deeplesion", "n": 4, "seed": 0}, {"kind": "phantom_coco", "n": 2, "seed": 1}],
+        sources=sources or [{"kind": "phantom_deeplesion", "n": 4, "seed": 0}, {"kind": "phantom_coco", "n": 2, "seed": 1}],
         generation={"backend": "openai", "trajectories_per_sample": 2, "endpoint": endpoint},
         verification={"judge": True, "endpoint": {**endpoint, "model": "stub-judge"}},
         exports={"rl_size": 100, "val_fraction": 0.2},
