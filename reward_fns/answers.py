@@ -99,6 +99,8 @@ _CANON = (
     (re.compile(r"\b(?:computed tomography|ct scans?)\b"), "ct"),
     (re.compile(r"\b(?:magnetic resonance imaging|magnetic resonance|mri scans?|mr)\b"), "mri"),
     (re.compile(r"\b(?:ultrasonography|sonography|ultrasound scans?)\b"), "ultrasound"),
+    (re.compile(r"\baxial\b"), "transverse"),  # SLAKE's planes: "Transverse Plane" is the axial one
+    (re.compile(r"\b(transverse|coronal|sagittal)(?: planes?)?\b"), r"\1 plane"),
     (re.compile(r"\b(\w{2,}[^suie\W])s\b"), r"\1"),  # lungs -> lung (not mass, abscess, sinus, denies)
 )
 
@@ -473,13 +475,15 @@ def _question_predicates(tokens: list[str], question: str) -> set[str]:
     """With the question: "not W" for a content word W of the question says no ("Is the heart
     enlarged?" "It is not enlarged"), and normal/abnormal answer "Is it normal?" (and vice versa)."""
     asked = set(normalize(question).split()) - _STOP
+    asks_abnormal = any(word.startswith("abnormal") for word in asked)  # abnormal, abnormality, ...
+    asks_normal = "normal" in asked or asks_abnormal
     said = set()
     for i, tok in enumerate(tokens):
         negated = i > 0 and tokens[i - 1] == "not"
         if negated and tok in asked:
             said.add("no")
-        elif tok in ("normal", "abnormal", "unremarkable") and ({"normal", "abnormal"} & asked):
-            agrees = (tok != "abnormal") == ("normal" in asked)
+        elif tok in ("normal", "abnormal", "unremarkable") and asks_normal:
+            agrees = (tok == "abnormal") == asks_abnormal
             said.add("yes" if agrees != negated else "no")
     return said
 

@@ -276,6 +276,9 @@ FAMILY_CASES = [
     ("normal", "The heart looks normal.", "yes", None, "Is the heart normal?", True),
     ("normal", "The heart is not enlarged.", "no", None, "Is the heart enlarged?", True),
     ("normal", "Not normal: yes.", "yes", None, "Is there a lesion?", True),
+    ("normal", "Normal.", "no", None, "Is there an abnormality?", True),
+    ("normal", "Abnormal.", "no", None, "Is there an abnormality?", False),
+    ("normal", "Unremarkable.", "yes", None, "Is the liver normal?", True),
     # multi-part open answers in another order
     ("parts", "Kidney and liver", "Liver, Kidney", None, None, True),
     ("parts", "The liver and the kidneys", "kidney and liver", None, None, True),
@@ -288,6 +291,9 @@ FAMILY_CASES = [
     ("modality", "CT", "X-Ray", None, None, False),
     ("modality", "Magnetic resonance imaging", "MRI", None, None, True),
     ("modality", "X-ray", "C", {"A": "CT", "B": "MRI", "C": "Xray"}, None, True),
+    ("modality", "Axial", "Transverse Plane", None, None, True),
+    ("modality", "Coronal plane", "Coronal", None, None, True),
+    ("modality", "Sagittal", "Coronal", None, None, False),
     # very short references
     ("short", "A", "A", None, None, True),
     ("short", "The answer is A.", "A", None, None, True),
