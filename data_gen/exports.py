@@ -75,14 +75,15 @@ class StreamedFile:
 class SftWriter:
     """The LLaMA-Factory sharegpt json, one sample at a time (a JSON array, as LLaMA-Factory reads it)."""
 
-    def __init__(self, sft_dir: Path, name: str, max_per_sample: int):
-        self.sft_dir, self.name, self.max_per_sample = sft_dir, name, max_per_sample
+    def __init__(self, sft_dir: Path, name: str, max_per_sample: int, size: int | None = None):
+        self.sft_dir, self.name, self.max_per_sample, self.size = sft_dir, name, max_per_sample, size
         self.rows = 0
         self._file = StreamedFile(sft_dir / f"{name}.json")
         self._file.write("[")
 
     def add(self, v: Verified) -> None:
-        for t in v.accepted[: self.max_per_sample]:
+        room = self.max_per_sample if self.size is None else min(self.max_per_sample, self.size - self.rows)
+        for t in v.accepted[: max(room, 0)]:
             row = {"messages": [{"role": "user", "content": user_turn(v.sample)}, {"role": "assistant", "content": t.text}],
                    "images": [v.sample.image]}
             self._file.write(("," if self.rows else "") + "\n" + json.dumps(row, ensure_ascii=False))

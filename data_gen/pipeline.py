@@ -185,8 +185,9 @@ def _client(endpoint: LLMConfig, cache: Path) -> LLMClient:
     return LLMClient(replace(endpoint, cache_path=cache))
 
 
-def _rank(seed: int, record_id: str) -> int:
-    return int(hashlib.sha1(f"{seed}|{record_id}".encode("utf-8")).hexdigest(), 16)
+def _rank(seed: int, key: str) -> int:
+    """A seeded pseudo-random position for a record or sample id: sampling and export order by it."""
+    return int(hashlib.sha1(f"{seed}|{key}".encode("utf-8")).hexdigest(), 16)
 
 
 def _keep_lowest(heap: list[tuple[int, str]], cap: int, rank: int, record_id: str) -> None:
@@ -359,11 +360,12 @@ class Builder:
                 total[key] += value
 
     def export(self, store: TrajectoryStore) -> None:
-        """Stream this build's committed samples, in id order, into every export; then the card."""
+        """Stream this build's committed samples into every export, then write the card. The order is
+        seeded by sample id (stable, and mixed across sources), so ``exports.sft_size`` takes a sample."""
         cfg, stats = self.config.exports, self.stats
-        ids = sorted({i for i in self.sample_ids if i in store})
+        ids = sorted({i for i in self.sample_ids if i in store}, key=lambda i: _rank(self.config.seed, i))
         stats.samples = len(set(self.sample_ids))
-        sft = SftWriter(self.sft_dir, cfg.sft_dataset_name, cfg.sft_max_per_sample)
+        sft = SftWriter(self.sft_dir, cfg.sft_dataset_name, cfg.sft_max_per_sample, cfg.sft_size)
         pairs, listing = PairsWriter(self.out / "scorer" / "pairs.jsonl"), SamplesWriter(self.out / "samples.jsonl")
         candidates = []
         for sample_id in ids:

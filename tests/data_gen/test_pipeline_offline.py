@@ -164,3 +164,21 @@ def test_multi_image_records_are_skipped_and_named_in_the_card(tmp_path):
     assert "1 record(s) with several images were skipped (`multi_image`)" in (tmp_path / "out" / "card" / "README.md").read_text()
     rows = json.loads((tmp_path / "out" / "sft" / "sage_sft.json").read_text())
     assert all(len(r["images"]) == 1 for r in rows) and len({r["images"][0] for r in rows}) == 2
+
+
+def test_caps_sample_by_seed_per_source_and_in_total_and_an_unpicked_rows_removal_moves_nothing(tmp_path):
+    from medsage.data_gen.pipeline import Builder
+
+    root = phantom.write_deeplesion(tmp_path / "dl", 12, seed=0)
+    recipe = write_recipe(tmp_path / "r.yaml", max_records=7, exports={"rl_size": 10, "sft_size": 5},
+                          sources=[{"kind": "deeplesion", "root": str(root), "max_records": 4},
+                                   {"kind": "phantom_coco", "n": 10, "seed": 1}])
+    spaces, selected = Builder(load_config(recipe), progress=False).survey()
+    assert len(selected[0]) == 4 and len(selected[0]) + len(selected[1]) == 7
+    lines = (root / "DL_info.csv").read_text().splitlines(keepends=True)
+    unpicked = next(i for i, line in enumerate(lines[1:], start=1) if not any(line.startswith(r.split("/")[1]) for r in selected[0]))
+    (root / "DL_info.csv").write_text("".join(lines[:unpicked] + lines[unpicked + 1:]))
+    assert Builder(load_config(recipe), progress=False).survey()[1] == selected
+    stats = build(load_config(recipe), progress=False)
+    assert stats.filtered["not_sampled:max_records"] == 11 + 10 - 7
+    assert stats.outputs["sft/sage_sft.json"] == 5 and len(json.loads((tmp_path / "out" / "sft" / "sage_sft.json").read_text())) == 5
