@@ -134,6 +134,8 @@ Stage text generator: **{stats.generator}**. Judge: **{stats.judge}**.
 ## Samples
 ![](by_source.png) ![](by_modality.png) ![](by_task.png)
 
+Each sample with its image, ROIs and accepted and rejected trajectories: [`../explore/samples.html`](../explore/samples.html), once `medsage-explore` has run on the build's output_dir.
+
 {_table(stats.by_source, "source")}
 {_table(stats.by_modality, "modality")}
 {_table(stats.by_task, "task type")}

@@ -99,6 +99,11 @@ def _fallback_note(ours: Mapping[str, GroupSummary]) -> str:
     return f"\nAnswers read by a fallback (no answer where the prompt asks for it): {counts}.\n"
 
 
+# medsage-explore writes its site into the folder it shows (explore/) unless told otherwise
+EXPLORER_NOTE = ("\nEach question with the model's stages, extracted answer, reference and verdict: "
+                 "[`explore/predictions.html`](explore/predictions.html), once `medsage-explore` has run on this folder.\n")
+
+
 def write_table1(summaries: Sequence[GroupSummary], label: str, out_dir: Path) -> tuple[Path, Path]:
     ours = overall(summaries)
     header, md_rows, csv_rows = _table1_rows(ours, label)
@@ -107,7 +112,7 @@ def write_table1(summaries: Sequence[GroupSummary], label: str, out_dir: Path) -
         "# Table 1: accuracy (%)\n\n"
         "Ours: accuracy with a 95% bootstrap interval; a response without a readable answer counts as wrong. "
         f"Rows marked '{PUBLISHED_LABEL}' are copied from the MEDSAGE paper's Table 1 and were not run here.\n\n"
-        + md_table(header, md_rows) + _fallback_note(ours),
+        + md_table(header, md_rows) + _fallback_note(ours) + EXPLORER_NOTE,
         encoding="utf-8",
     )
     path = out_dir / "table1.csv"
