@@ -336,8 +336,20 @@ def stage_report(cfg: QuickstartConfig, run: Path) -> dict[str, Any]:
     _plot_learning(
         {label: done[stage] for stage, label in EVALUATED.items()}, run / "report" / "learning_signal.png"
     )
+    explorer = _explore(run)
     report.write_text(_report_markdown(cfg, done, run))
-    return {"report": str(report)}
+    return {"report": str(report), "explorer": str(explorer)}
+
+
+def _explore(run: Path) -> Path:
+    """``medsage-explore`` over the data, the RL sessions and the SFT and SFT + R-GRPO evaluations (side by side)."""
+    from medsage.explore.cli import main as explore
+
+    out = run / "report" / "explore"
+    folders = [run / "data", run / "rl" / "sessions", run / "eval_sft_model", run / "eval_rl_model"]
+    if explore([*map(str, folders), "--out", str(out)]) != 0:
+        raise RuntimeError(f"medsage-explore could not show {', '.join(map(str, folders))}")
+    return out / "index.html"
 
 
 # ------------------------------------------------------------------------------------- helpers
@@ -464,6 +476,9 @@ def _report_markdown(cfg: QuickstartConfig, done: dict[str, dict[str, Any]], run
         "Every stage ran on this machine's CPU with a tiny Qwen2.5-VL (random initial weights) on the",
         "embedded phantom data. Numbers show that the pipeline works and learns; they say nothing about",
         "the paper's 7B results.",
+        "",
+        "Every sample, RL session and prediction (SFT and SFT + R-GRPO side by side), in the HTML explorer:"
+        " [`explore/index.html`](explore/index.html).",
         "",
         "## Stages",
         "| stage | seconds | outputs |",
