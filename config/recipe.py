@@ -11,6 +11,7 @@ must not die halfway on a typo), and every error says ``FILE: key.path: expected
 from __future__ import annotations
 
 import dataclasses
+import functools
 import types
 from collections.abc import Mapping, Sequence
 from importlib import resources
@@ -206,7 +207,7 @@ def _dataclass(cls: type, value: Any, where: _Where) -> Any:
     for name in value:
         if name not in fields:
             raise where.child(str(name)).error(f"unknown key; valid keys here: {', '.join(fields)}")
-    hints = get_type_hints(cls)
+    hints = _hints(cls)
     values = {}
     for name, spec in fields.items():
         if name in value:
@@ -218,6 +219,12 @@ def _dataclass(cls: type, value: Any, where: _Where) -> Any:
         return cls(**values)
     except (TypeError, ValueError) as err:  # the section's own checks across its keys
         raise where.error(str(err)) from None
+
+
+@functools.lru_cache(maxsize=None)
+def _hints(cls: type) -> dict[str, Any]:
+    """A section's resolved annotations; cached, as reward workers read theirs once per sample."""
+    return get_type_hints(cls)
 
 
 def _check_range(spec: dataclasses.Field, value: Any, where: _Where) -> None:

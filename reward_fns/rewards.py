@@ -12,11 +12,13 @@ The trajectory-consistency reward comes from a trained scorer behind an HTTP ser
 
 from __future__ import annotations
 
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, field
 from typing import Any, Mapping
 
+from medsage.config import bounded, build
+
 from .answers import extract_answer, match_answer
-from .consistency.client import ConsistencyClient, consistency_client
+from .consistency.client import ConsistencyClient, ConsistencyConfig, consistency_client
 from .scaffold import STAGES, Parsed, names_region, parse
 
 # Format credit in tenths (integers, so a perfect response sums to exactly 1.0): the five
@@ -29,19 +31,28 @@ _STAGE_TENTHS = 7
 class RewardWeights:
     """How the reward parts add up to ``score``; set from a recipe through verl's reward kwargs."""
 
-    accuracy: float = 0.9
-    format: float = 0.1
-    consistency: float = 0.0
+    accuracy: float = bounded(0.9, ge=0)
+    format: float = bounded(0.1, ge=0)
+    consistency: float = bounded(0.0, ge=0)
 
     @classmethod
     def from_config(cls, config: Mapping[str, Any] | None) -> "RewardWeights":
-        """Build from a mapping such as ``{"accuracy": 1.0, "format": 0.5}``; unknown keys are an error."""
-        config = dict(config or {})
-        known = {f.name for f in fields(cls)}
-        unknown = set(config) - known
-        if unknown:
-            raise ValueError(f"unknown reward weight(s) {sorted(unknown)}; expected some of {sorted(known)}")
-        return cls(**{k: float(v) for k, v in config.items()})
+        """Build from a mapping such as ``{"accuracy": 1.0, "format": 0.5}`` with the one recipe loader
+        (:mod:`medsage.config`): an unknown key or a value that is not a number is an error."""
+        return build(cls, dict(config or {}), "reward_kwargs", "reward_weights")
+
+
+@dataclass(frozen=True)
+class RewardKwargs:
+    """What a recipe's ``reward_kwargs`` may hold (the keyword arguments of :func:`compute_score`), so the
+    R-GRPO entry point checks them before training instead of a reward worker at the first sample."""
+
+    reward_weights: RewardWeights = field(default_factory=RewardWeights)
+    consistency: ConsistencyConfig | None = None
+
+    def __post_init__(self) -> None:
+        if self.reward_weights.consistency and self.consistency is None:
+            raise ValueError("consistency.url: required when reward_weights.consistency is not 0 (the scorer's address)")
 
 
 def format_reward(response: object, parsed: Parsed | None = None) -> float:

@@ -17,6 +17,7 @@ import jinja2
 from omegaconf import DictConfig, OmegaConf
 
 from medsage.config import bounded, build, package_file
+from medsage.reward_fns.rewards import RewardKwargs
 from medsage.reward_fns.scaffold import SELF_CHECK_DIMENSIONS, SELF_CHECK_TAG, STAGE_TITLES, STAGES
 
 SECTION = "medsage"
@@ -46,7 +47,9 @@ class RGRPOSettings:
         if section is None:
             raise ValueError(f"the trainer config has no '{SECTION}' section; compose it from rgrpo_trainer.yaml")
         values = OmegaConf.to_container(section, resolve=True) if isinstance(section, DictConfig) else dict(section)
-        return build(cls, values, "the verl config", SECTION)
+        settings = build(cls, values, "the verl config", SECTION)
+        build(RewardKwargs, settings.reward_kwargs, "the verl config", f"{SECTION}.reward_kwargs")
+        return settings
 
     def templates(self) -> tuple[str, str]:
         """The rendered self-check and retry instructions (files must exist)."""

@@ -20,12 +20,12 @@ import time
 import urllib.error
 import urllib.request
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, fields
-from typing import Any
+from dataclasses import dataclass
+from typing import Any, Literal
+
+from medsage.config import bounded, build
 
 from .pairs import ScoreItem
-
-POLICIES = ("fail", "zero")
 
 
 class ScorerUnreachable(RuntimeError):
@@ -37,25 +37,18 @@ class ConsistencyConfig:
     """Where the scorer lives and what to do when it does not answer."""
 
     url: str
-    timeout_s: float = 30.0
-    on_unreachable: str = "fail"
-    cooldown_s: float = 10.0
+    timeout_s: float = bounded(30.0, gt=0)
+    on_unreachable: Literal["fail", "zero"] = "fail"
+    cooldown_s: float = bounded(10.0, ge=0)
 
     def __post_init__(self) -> None:
-        if self.on_unreachable not in POLICIES:
-            raise ValueError(f"reward_kwargs.consistency.on_unreachable must be one of {POLICIES}, got {self.on_unreachable!r}")
         if not self.url.startswith(("http://", "https://")):
-            raise ValueError(f"reward_kwargs.consistency.url must be an http(s) URL, got {self.url!r}")
+            raise ValueError(f"url: expected an http(s) URL, got {self.url!r}")
 
     @classmethod
     def from_mapping(cls, config: Mapping[str, Any]) -> "ConsistencyConfig":
-        known = {f.name for f in fields(cls)}
-        unknown = set(config) - known
-        if unknown:
-            raise ValueError(f"unknown reward_kwargs.consistency key(s) {sorted(unknown)}; expected some of {sorted(known)}")
-        if not config.get("url"):
-            raise ValueError("reward_kwargs.consistency.url is required when the consistency weight is not 0")
-        return cls(**{k: v for k, v in config.items()})
+        """Read verl's ``reward_kwargs.consistency`` with the one recipe loader (:mod:`medsage.config`)."""
+        return build(cls, config, "reward_kwargs", "consistency")
 
 
 @dataclass(frozen=True)
