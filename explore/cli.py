@@ -18,7 +18,6 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from . import predictions, samples, sessions
 from .site import ImageStore, Page, PageSummary, write_site
 
 
@@ -36,6 +35,8 @@ class Found:
 
     def add(self, folder: Path) -> bool:
         """Classify ``folder``; False when it is none of the kinds."""
+        from . import predictions, samples, sessions  # after parsing: --help stays fast
+
         if samples.is_build(folder):
             self.builds.append(folder)
         elif predictions.is_eval_run(folder):
@@ -71,6 +72,8 @@ def detect(folders: Sequence[Path]) -> Found:
 
 
 def pages(found: Found, images: ImageStore) -> list[Page]:
+    from . import predictions, samples, sessions
+
     out = [samples.page(b, images) for b in found.builds] + [sessions.page(s) for s in found.sessions]
     if found.evals:
         try:
