@@ -19,7 +19,7 @@ import io
 import json
 import re
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from functools import cached_property
 from pathlib import Path
 
@@ -66,6 +66,10 @@ class Item:
     rules: str = "medsage"
     subject: str = ""
     subfield: str = ""
+    # a copy asked again (see :func:`repeat_items`): the question it copies, its option rotation, its sample
+    base_id: str = ""
+    rotation: int = -1  # -1: options as published; 0..n-1: CircularEval rotation
+    sample: int = 0
 
     @cached_property
     def kind(self) -> AnswerType:
@@ -445,14 +449,50 @@ LOADERS: dict[str, Callable[..., list[Item]]] = {
 }
 
 
-def load_benchmark(name: str, path: str | Path, limit: int | None = None, **options: object) -> list[Item]:
-    """Load a benchmark by its name in :data:`LOADERS`; ``limit`` keeps the first N items."""
+def load_benchmark(
+    name: str, path: str | Path, limit: int | None = None, circular: bool = False, samples: int = 1, **options: object
+) -> list[Item]:
+    """Load a benchmark by its name in :data:`LOADERS`; ``limit`` keeps the first N questions;
+    ``circular`` and ``samples`` (recipe ``options.circular`` / ``options.samples``) ask each
+    question again (:func:`repeat_items`); the other options are the loader's own keywords."""
     if name not in LOADERS:
         raise BenchmarkFormatError(f"unknown benchmark {name!r}; known: {sorted(LOADERS)}")
     _check_options(name, options)
     items = LOADERS[name](path, **options)
     _check_unique_ids(items, name)
-    return items[:limit] if limit is not None else items
+    return repeat_items(items[:limit] if limit is not None else items, bool(circular), int(samples))
+
+
+def repeat_items(items: list[Item], circular: bool = False, samples: int = 1) -> list[Item]:
+    """Each question asked several times, for the robustness checks beyond the suites' single pass.
+
+    ``circular``: VLMEvalKit's CircularEval: a multiple-choice question with n options is asked n
+    times with its options rotated (the right letter moves), and scores right only when every
+    rotation is answered right, so a model that favours a position gains nothing. ``samples``:
+    each question (and rotation) is generated that many times, for mean accuracy and pass@k
+    (sampled decoding needs a temperature above 0). Copies get ids ``<id>|c<rotation>|s<sample>``.
+    """
+    if samples < 1:
+        raise BenchmarkFormatError(f"options.samples must be at least 1; got {samples}")
+    if not circular and samples == 1:
+        return items
+    out = []
+    for item in items:
+        rotations = range(len(item.options)) if circular and item.options else (None,)
+        for r in rotations:
+            rotated = _rotated(item, r) if r is not None else item
+            for k in range(samples):
+                tag = (f"|c{r}" if r is not None else "") + f"|s{k}"
+                out.append(replace(rotated, id=f"{item.id}{tag}", base_id=item.id, sample=k))
+    return out
+
+
+def _rotated(item: Item, r: int) -> Item:
+    """``item`` with its option texts shifted ``r`` places (option r becomes A) and the answer following."""
+    letters, texts = list(item.options), list(item.options.values())
+    turned = texts[r:] + texts[:r]
+    answer = letters[(letters.index(item.answer) - r) % len(letters)] if item.answer in letters else item.answer
+    return replace(item, options=dict(zip(letters, turned)), answer=answer, rotation=r)
 
 
 def _check_options(name: str, options: dict) -> None:

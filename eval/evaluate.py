@@ -114,6 +114,9 @@ def run_evaluation(config: EvalConfig, backend: Backend | None = None) -> EvalRe
     """The whole run of a recipe; ``backend`` replaces the recipe's engine (tests, notebooks). An
     engine built here is closed here; one passed in stays open for its owner."""
     config.output_dir.mkdir(parents=True, exist_ok=True)
+    for b in config.benchmarks:
+        if int(b.options.get("samples", 1)) > 1 and not config.temperature:
+            raise ValueError(f"benchmark {b.name}: options.samples > 1 needs sampled decoding (temperature > 0)")
     benchmarks = [load_benchmark(b.name, b.path, b.limit, **b.options) for b in config.benchmarks]
     setup = predict_setup(config)
     owned = backend is None

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from .published import PUBLISHED_LABEL, TABLE1, TABLE1_BENCHMARKS, TABLE1_TITLES, TABLE2, TABLE2_DIMENSIONS
-from .scoring import GroupSummary
+from .scoring import Estimate, GroupSummary
 
 
 @dataclass(frozen=True)
@@ -32,6 +32,10 @@ class ReportFiles:
 
 def _pct(value: float | None) -> str:
     return "—" if value is None else f"{100 * value:.1f}"
+
+
+def _pct_ci(estimate: Estimate | None) -> list[str]:
+    return [_pct(None)] * 3 if estimate is None else [_pct(estimate.value), _pct(estimate.low), _pct(estimate.high)]
 
 
 def _title(benchmark: str) -> str:
@@ -95,8 +99,16 @@ def _pub(value: float | None) -> str:
 
 def _fallback_note(ours: Mapping[str, GroupSummary]) -> str:
     """Per benchmark, how many answers came from a fallback rather than the ``<ANSWER>`` stage."""
-    counts = ", ".join(f"{_title(b)} {s.fallback_n}/{s.n}" for b, s in ours.items())
-    return f"\nAnswers read by a fallback (no answer where the prompt asks for it): {counts}.\n"
+    counts = ", ".join(f"{_title(b)} {s.fallback_n}" for b, s in ours.items())
+    note = f"\nAnswers read by a fallback (no answer where the prompt asks for it): {counts}.\n"
+    for b, s in ours.items():
+        if s.circular:
+            note += f"\n{_title(b)}: multiple choice scored by CircularEval (right only if right in every option rotation).\n"
+        if s.pass_at_k is not None:
+            p = s.pass_at_k
+            note += (f"\n{_title(b)}: accuracy is the mean over {s.samples} samples per question; pass@{s.samples} "
+                     f"{_pct(p.value)} [{_pct(p.low)}, {_pct(p.high)}].\n")
+    return note
 
 
 # medsage-explore writes its site into the folder it shows (explore/) unless told otherwise
@@ -125,6 +137,7 @@ def write_table1(summaries: Sequence[GroupSummary], label: str, out_dir: Path) -
 _BREAKDOWN_HEADER = [
     "benchmark", "by", "key", "n", "accuracy", "ci_low", "ci_high", "parse_failure_pct", "closed_n", "closed_accuracy",
     "open_n", "open_accuracy", "open_exact", "open_recall", "open_f1", "open_scored_by", "fallback_n", "fallback_pct",
+    "circular", "samples", "pass_at_k", "pass_at_k_low", "pass_at_k_high",
 ]
 
 
@@ -133,6 +146,7 @@ def _breakdown_row(s: GroupSummary) -> list[object]:
         s.benchmark, s.by, s.key, s.n, _pct(s.accuracy.value), _pct(s.accuracy.low), _pct(s.accuracy.high),
         _pct(s.parse_failure_rate), s.closed_n, _pct(s.closed_accuracy), s.open_n, _pct(s.open_accuracy),
         _pct(s.open_exact), _pct(s.open_recall), _pct(s.open_f1), s.open_scored_by, s.fallback_n, _pct(s.fallback_rate),
+        s.circular, s.samples, *_pct_ci(s.pass_at_k),
     ]
 
 

@@ -12,13 +12,16 @@ Every number here avoids the known pitfalls of existing suites (notes/DATASETS.m
 * open questions report exact match, token recall and F1 as named fields (never positional), and
   the accuracy of an open question comes from the matcher or, when enabled, the LLM judge; each
   summary says which (``open_scored_by``);
-* every accuracy carries a bootstrap 95% confidence interval.
+* every accuracy carries a bootstrap 95% confidence interval, resampling questions;
+* beyond the suites' single pass (:func:`medsage.eval.benchmarks.repeat_items`): CircularEval
+  (a multiple-choice question is right only when all its option rotations are) and repeated
+  sampling (mean accuracy over samples and pass@k, both with intervals).
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 
@@ -51,6 +54,9 @@ class ScoredItem:
     fallback: bool = False  # the answer was not where the prompt style asks for it
     subject: str = ""
     subfield: str = ""
+    base_id: str = ""  # the question a repeated copy asks again ("" = this one)
+    sample: int = 0
+    circular: bool = False  # one rotation of a CircularEval question
 
 
 @dataclass(frozen=True)
@@ -82,6 +88,9 @@ class GroupSummary:
     open_scored_by: str
     fallback_n: int = 0
     fallback_rate: float = 0.0
+    samples: int = 1  # generations per question; accuracy is then their mean
+    pass_at_k: Estimate | None = None  # with samples > 1: right in at least one of the k = samples
+    circular: bool = False  # multiple choice scored by CircularEval
 
 
 def response_answer(response: str, style: str, fallback: bool = True) -> str | None:
@@ -135,6 +144,9 @@ def score_item(
         fallback=answer is not None and source not in _PRIMARY_SOURCES[style],
         subject=item.subject,
         subfield=item.subfield,
+        base_id=item.base_id,
+        sample=item.sample,
+        circular=item.rotation >= 0,
     )
 
 
@@ -161,7 +173,11 @@ def _mean(values: list[float]) -> float | None:
 def summarize_group(
     scored: list[ScoredItem], benchmark: str, by: str = "all", key: str = "all", n_resamples: int = 1000, seed: int = 0
 ) -> GroupSummary:
-    """Accuracy (with CI) over all items, closed and open accuracy, open overlap, parse-failure rate."""
+    """Accuracy (with CI) over all questions, closed and open accuracy, open overlap, parse-failure
+    rate; with repeated samples, accuracy is each question's mean over them and pass@k is reported."""
+    scored = collapse_circular(scored)
+    per_question = _per_question(scored)
+    samples = max((len(v) for v in per_question.values()), default=1)
     closed = [s for s in scored if s.closed]
     open_ = [s for s in scored if not s.closed]
     open_kind = [s for s in open_ if s.kind == AnswerType.OPEN.value]
@@ -169,8 +185,8 @@ def summarize_group(
         benchmark=benchmark,
         by=by,
         key=key,
-        n=len(scored),
-        accuracy=bootstrap_ci([s.correct for s in scored], n_resamples, seed),
+        n=len(per_question),
+        accuracy=bootstrap_ci([sum(v) / len(v) for v in per_question.values()], n_resamples, seed),
         parse_failure_rate=_mean([not s.answered for s in scored]) or 0.0,
         closed_n=len(closed),
         closed_accuracy=_mean([s.correct for s in closed]),
@@ -182,7 +198,34 @@ def summarize_group(
         open_scored_by="judge" if any(s.judged for s in open_) else "matcher",
         fallback_n=sum(s.fallback for s in scored),
         fallback_rate=_mean([s.fallback for s in scored]) or 0.0,
+        samples=samples,
+        pass_at_k=bootstrap_ci([any(v) for v in per_question.values()], n_resamples, seed) if samples > 1 else None,
+        circular=any(s.circular for s in scored),
     )
+
+
+def _per_question(scored: list[ScoredItem]) -> dict[str, list[bool]]:
+    """Each question's verdicts over its samples."""
+    out: dict[str, list[bool]] = {}
+    for s in scored:
+        out.setdefault(s.base_id or s.id, []).append(s.correct)
+    return out
+
+
+def collapse_circular(scored: list[ScoredItem]) -> list[ScoredItem]:
+    """CircularEval (VLMEvalKit): the rotations of one question (per sample) become one verdict,
+    right only when every rotation is right and answered only when every one is."""
+    rotations: dict[tuple[str, int], list[ScoredItem]] = {}
+    out = []
+    for s in scored:
+        if s.circular:
+            rotations.setdefault((s.base_id, s.sample), []).append(s)
+        else:
+            out.append(s)
+    for (base, sample), group in rotations.items():
+        out.append(replace(group[0], id=f"{base}|s{sample}", correct=all(g.correct for g in group),
+                           answered=all(g.answered for g in group), fallback=any(g.fallback for g in group)))
+    return out
 
 
 SLICES: Mapping[str, Callable[[ScoredItem], str]] = {

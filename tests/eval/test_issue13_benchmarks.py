@@ -174,10 +174,14 @@ def test_mmmu_open_questions_scored_by_mmmu_rules(answer, reference, right):
 
 
 def test_fallback_answers_are_scored_and_counted_per_benchmark(tmp_path):
-    yes = Item("vqa_rad", "y", "Is there a fracture?", "yes", ())
-    mc = Item("pmc_vqa", "m", "Which?", "C", (), options={"A": "CT", "B": "MRI", "C": "Xray"})
-    responses = [(yes, lvkc("Yes")), (yes, "Thinking...\nThe answer is yes."), (yes, "no tags at all\nYes"),
-                 (mc, "Reasoning.\n\\boxed{C}"), (mc, lvkc("C")), (mc, "<CON>hm</CON><ANSWER></ANSWER>")]
+    def yes(i: int) -> Item:
+        return Item("vqa_rad", f"y{i}", "Is there a fracture?", "yes", ())
+
+    def mc(i: int) -> Item:
+        return Item("pmc_vqa", f"m{i}", "Which?", "C", (), options={"A": "CT", "B": "MRI", "C": "Xray"})
+
+    responses = [(yes(0), lvkc("Yes")), (yes(1), "Thinking...\nThe answer is yes."), (yes(2), "no tags at all\nYes"),
+                 (mc(0), "Reasoning.\n\\boxed{C}"), (mc(1), lvkc("C")), (mc(2), "<CON>hm</CON><ANSWER></ANSWER>")]
     scored = [score_item(item, response) for item, response in responses]
     assert [s.extracted_by for s in scored] == ["answer_tag", "answer_is", "final_line", "boxed", "answer_tag", ""]
     assert [s.correct for s in scored] == [True, True, True, True, True, False]
@@ -189,7 +193,7 @@ def test_fallback_answers_are_scored_and_counted_per_benchmark(tmp_path):
     assert rows[("vqa_rad", "all", "all")]["fallback_n"] == "2" and rows[("pmc_vqa", "all", "all")]["fallback_n"] == "1"
     table1 = {r["benchmark"]: r["fallback_n"] for r in csv.DictReader(files.table1_csv.open()) if r["group"] == "ours"}
     assert table1 == {"vqa_rad": "2", "pmc_vqa": "1"}
-    assert "VQA-RAD 2/3" in files.table1_md.read_text()
+    assert "VQA-RAD 2" in files.table1_md.read_text()
 
 
 def test_reward_requires_the_answer_stage_unless_switched():
@@ -200,3 +204,62 @@ def test_reward_requires_the_answer_stage_unless_switched():
     assert compute_score("slake", plain, "no")["accuracy"] == 0.0
     assert compute_score("slake", lvkc("Not normal"), "no", {"question": "Is the liver normal?"})["accuracy"] == 1.0
 
+
+
+# ---------------------------------------------------------------------------------------------
+# beyond the suites: CircularEval and repeated sampling
+
+FOUR = ["Tendonitis", "Muscle strain", "Flexor pathology", "Nerve compression"]
+
+
+def _always_a(item: Item) -> str:
+    return lvkc("A")  # a model that favours the first position
+
+
+def _knows(item: Item) -> str:
+    return lvkc(item.options[item.answer])  # a model that knows the answer, wherever it is listed
+
+
+def test_circular_eval_exposes_a_position_biased_model(tmp_path):
+    write_pmc_vqa(tmp_path, [(f"Question {i}?", FOUR, "B" if i == 3 else "A") for i in range(4)])
+    plain = load_benchmark("pmc_vqa", tmp_path)
+    circular = load_benchmark("pmc_vqa", tmp_path, circular=True)
+    assert len(circular) == 16 and circular[1].id == "pmc_vqa-0|c1|s0"
+    assert circular[1].options == dict(zip("ABCD", FOUR[1:] + FOUR[:1])) and circular[1].answer == "D"
+
+    def accuracy(items, model):
+        (overall, *_) = summarize([score_item(i, model(i)) for i in items], n_resamples=50)
+        return overall
+
+    assert accuracy(plain, _always_a).accuracy.value == 0.75
+    biased = accuracy(circular, _always_a)
+    assert biased.accuracy.value == 0.0 and biased.n == 4 and biased.circular
+    assert accuracy(circular, _knows).accuracy.value == accuracy(plain, _knows).accuracy.value == 1.0
+
+
+def test_repeated_sampling_gives_mean_accuracy_and_pass_at_k_with_intervals(tmp_path):
+    write_pmc_vqa(tmp_path, [("Q0?", FOUR, "C"), ("Q1?", FOUR, "C")])
+    items = load_benchmark("pmc_vqa", tmp_path, samples=3)
+    assert [i.id for i in items[:3]] == ["pmc_vqa-0|s0", "pmc_vqa-0|s1", "pmc_vqa-0|s2"]
+    answers = {"pmc_vqa-0": ["C", "B", "A"], "pmc_vqa-1": ["C", "C", "C"]}  # 1/3 and 3/3 right
+    scored = [score_item(i, lvkc(answers[i.base_id][i.sample])) for i in items]
+    overall = summarize(scored, n_resamples=200)[0]
+    assert overall.n == 2 and overall.samples == 3
+    assert overall.accuracy.value == pytest.approx((1 / 3 + 1) / 2)
+    assert overall.pass_at_k.value == 1.0 and overall.pass_at_k.low <= 1.0 <= overall.pass_at_k.high
+    assert overall.accuracy.low < overall.accuracy.value < overall.accuracy.high
+    files = write_reports([overall], "ours", tmp_path / "out")
+    row = next(csv.DictReader(files.breakdown_csv.open()))
+    assert (row["samples"], row["pass_at_k"]) == ("3", "100.0")
+    assert "pass@3 100.0" in files.table1_md.read_text()
+
+
+def test_circular_and_samples_together_and_bad_sample_counts(tmp_path):
+    write_pmc_vqa(tmp_path, [("Q0?", FOUR, "A")])
+    items = load_benchmark("pmc_vqa", tmp_path, circular=True, samples=2)
+    assert len(items) == 8 and len({i.id for i in items}) == 8
+    scored = [score_item(i, _knows(i)) for i in items]
+    overall = summarize(scored, n_resamples=20)[0]
+    assert (overall.n, overall.samples, overall.accuracy.value, overall.pass_at_k.value) == (1, 2, 1.0, 1.0)
+    with pytest.raises(BenchmarkFormatError, match="options.samples must be at least 1"):
+        load_benchmark("pmc_vqa", tmp_path, samples=0)
