@@ -86,11 +86,12 @@ class ImageStore:
             return Path(rel).with_suffix(".png").as_posix()
         if isinstance(source, bytes):
             target.write_bytes(source)
-        elif not target.exists():
-            try:
-                os.link(source, target)
-            except OSError:
-                shutil.copyfile(source, target)
+            return rel
+        target.unlink(missing_ok=True)  # a site written again: the image may have changed under its name
+        try:
+            os.link(source, target)
+        except OSError:  # another file system, or one without hard links
+            shutil.copyfile(source, target)
         return rel
 
 
@@ -143,7 +144,8 @@ def _script(key: str, value: object) -> str:
 def write_page(page: Page, out: Path) -> PageSummary:
     """Stream ``page.entries`` into chunk files and write the page's meta file; memory holds one chunk."""
     data = out / "data" / page.kind
-    data.mkdir(parents=True, exist_ok=True)
+    shutil.rmtree(data, ignore_errors=True)  # chunks of an earlier, larger site must not linger
+    data.mkdir(parents=True)
     values: dict[str, dict[str, int]] = {name: {} for name in page.facets}
     codes: dict[str, list[str]] = {name: [] for name in page.facets}
     bits: dict[str, list[str]] = {name: [] for name in page.flags}
