@@ -184,6 +184,7 @@ _BOXED_RE = re.compile(r"\\boxed\{((?:[^{}]|\{[^{}]*\}){0,500})\}")
 _LATEX_TEXT_RE = re.compile(r"\\(?:text|textbf|mathrm)\{([^{}]{0,500})\}")
 _ANSWER_IS_RE = re.compile(r"(?i)\b(?:final answer|correct answer|the answer|answer)\s*(?:is|:)\s*([^\n]{1,500})")
 _TAG_RE = re.compile(r"</?[A-Z]{2,12}>")
+_FALLBACK_LINE_CHARS = 300  # a plain answer is a word, a phrase or a sentence or two
 
 
 def _unwrap_latex(text: str) -> str:
@@ -216,8 +217,8 @@ def extract_answer(response: object, require_tag: bool = False) -> tuple[str | N
     if stated and normalize(stated[-1]):
         return stated[-1].strip(), "answer_is"
     lines = [line.strip() for line in _TAG_RE.sub("\n", response).splitlines() if line.strip()]
-    if not lines:
-        return None, ""
+    if not lines or len(lines[-1]) > _FALLBACK_LINE_CHARS:
+        return None, ""  # a final line this long is prose (or a degenerate loop), not an answer
     return lines[-1], "whole" if len(lines) == 1 else "final_line"
 
 
@@ -405,6 +406,8 @@ def _choice(prediction: object, opts: dict[str, str]) -> str | None:
 
 _YES = frozenset({"yes", "yeah", "yep", "true", "correct", "affirmative", "positive"})
 _NO = frozenset({"no", "nope", "false", "incorrect", "negative"})
+_YES_WORDS = frozenset({"yes", "yeah", "yep", "affirmative"})  # say yes anywhere; "correct"/"true" only as "is correct"
+_COPULAS = frozenset({"is", "are", "be", "not"})
 _LEAD_ONLY = {"present": "yes", "absent": "no"}  # "Present." / "Absent, ..." open a reply, never inside one
 _FILLERS = frozenset({"answer", "final", "is", "my", "i", "would", "say", "maybe", "probably", "possibly", "perhaps",
                       "likely", "definitely", "certainly", "most", "actually", "wait", "well", "oh", "so", "ok",
@@ -441,8 +444,9 @@ def _answer_word(tokens: list[str]) -> set[str]:
         rest = rest[1:]
     if rest and all(t in _YES or t in _NO or t in ("and", "or") for t in rest):
         return {"yes" if t in _YES else "no" for t in rest if t not in ("and", "or")}
-    if rest and rest[0] in _YES | _NO and not (rest[0] in ("positive", "negative") and len(rest) > 1 and rest[1] != "for"):
-        return {"yes" if rest[0] in _YES else "no"}
+    if rest and (rest[0] in _YES_WORDS or rest[0] in ("no", "nope") or len(rest) == 1 or rest[1:2] == ["for"]):
+        if rest[0] in _YES or rest[0] in _NO:  # "correct"/"negative" lead only alone or as "negative for X"
+            return {"yes" if rest[0] in _YES else "no"}
     if rest and rest[0] in _LEAD_ONLY:
         return {_LEAD_ONLY[rest[0]]}
     if "answer" in tokens:
@@ -459,9 +463,10 @@ def _statements(tokens: list[str], question: str | None) -> set[str]:
         return {"yes", "no"}
     said = set()
     for i, tok in enumerate(tokens):
-        negated = i > 0 and tokens[i - 1] == "not"
-        if tok in _YES and tok != "positive" or (tok == "positive" and tokens[i + 1 : i + 2] == ["for"]):
-            said.add("no" if negated else "yes")
+        previous = tokens[i - 1] if i else ""
+        negated = previous == "not"
+        if tok in _YES_WORDS or (tok in _YES and previous in _COPULAS) or (tok == "positive" and tokens[i + 1 : i + 2] == ["for"]):
+            said.add("no" if negated else "yes")  # "yes", "that is (not) correct", "positive for X"
         elif tok in _NO and not negated:
             said.add("no")
     if _STATED_NO_RE.search(text):

@@ -309,6 +309,9 @@ FAMILY_CASES = [
     ("neg-mc", "Tendonitis is less likely than flexor pathology.", "C", OPTS, None, True),
     ("neg-mc", "Flexor pathology is more likely than tendonitis.", "C", OPTS, None, True),
     ("neg-mc", "Not tendonitis.", "A", OPTS, None, False),
+    ("guarantee", ">op Echo Correct below Correct effusion Correct", "yes", None, None, False),  # garbage is no yes
+    ("guarantee", "That is correct.", "yes", None, None, True),
+    ("guarantee", "The correct diagnosis is a cyst.", "yes", None, None, False),
     # the old guarantees
     ("guarantee", "The liver appears normal.", "no", None, None, False),
     ("guarantee", "A nodule is seen.", "no", None, None, False),
@@ -418,6 +421,7 @@ def test_mmmu_open_rules_are_number_aware(prediction, reference, expected):
         ("Yes.", False, ("Yes.", "whole")),
         ("<CON>The lung is clear</CON>\nNo", False, ("No", "final_line")),
         ("The answer is yes", True, (None, "")),
+        ("Reasoning.\n" + "Correct effusion " * 40, False, (None, "")),  # a degenerate loop is no answer
         ("", False, (None, "")),
         (None, False, (None, "")),
     ],
