@@ -63,7 +63,9 @@ def run_view(run: EvalRun, prediction: dict | None, scored: dict | None, width: 
     names = TURNS.get(len(responses)) or [f"turn {k}" for k in range(1, len(responses) + 1)]
     final = responses[-1]
     answer = response_answer(final, run.prompt_style)
-    turns = [{"name": name, **stages(text)} for name, text in zip(names, responses)]
+    # a plain-style answer has no stages to check: shown as written
+    turns = [{"name": name, **(stages(text) if run.prompt_style == "lvkc" else {"segments": [["", text]]})}
+             for name, text in zip(names, responses)]
     loc = dict(turns[-1]["segments"]).get("LOC")
     return {
         "label": run.label, "turns": turns, "answer": answer, "verdict": verdict(scored),
@@ -73,7 +75,10 @@ def run_view(run: EvalRun, prediction: dict | None, scored: dict | None, width: 
     }
 
 
-def change(first: str, last: str) -> str:
+def change(first: str | None, last: str | None) -> str:
+    """How the verdict moved from the first run to the last (None: the question is not in that run)."""
+    if first is None or last is None:
+        return "not in both"
     if first == "right":
         return "stayed right" if last == "right" else "broken"
     return "fixed" if last == "right" else "stayed wrong"
@@ -89,7 +94,7 @@ def item_entry(item: Item, runs: list[EvalRun], views: list[dict], image: tuple[
     facets = {"benchmark": item.benchmark, "modality": item.modality or "unknown"}
     facets.update({f"verdict{k}": v.get("verdict", "not run") for k, v in enumerate(views)})
     if len(runs) > 1:
-        facets["change"] = change(views[0].get("verdict", ""), views[-1].get("verdict", ""))
+        facets["change"] = change(views[0].get("verdict"), views[-1].get("verdict"))
     flags = {"wrong": any(v["verdict"] != "right" for v in present),
              "parse_failure": any(v["verdict"] == "parse failure" for v in present),
              "fallback": any(v["fallback"] for v in present)}

@@ -97,9 +97,9 @@ class Scripted:
         pass
 
 
-def run_eval(benchmark: Path, out: Path, label: str, answer) -> Path:
+def run_eval(benchmark: Path, out: Path, label: str, answer, limit: int | None = None, style: str = "lvkc") -> Path:
     config = EvalConfig(ModelSpec(path=str(out / "no-checkpoint"), label=label),
-                        (BenchmarkSpec("phantom", str(benchmark)),), out, bootstrap_resamples=50)
+                        (BenchmarkSpec("phantom", str(benchmark), limit),), out, prompt_style=style, bootstrap_resamples=50)
     run_evaluation(config, backend=Scripted(answer))
     return out
 
@@ -124,6 +124,7 @@ def inputs(tmp_path_factory) -> dict[str, Path]:
         "base": run_eval(benchmark, root / "eval_base", "base", base_answer),
         "trained": run_eval(benchmark, root / "eval_trained", "trained", trained_answer),
         "root": root,
+        "benchmark": benchmark,
     }
 
 

@@ -12,7 +12,7 @@ from medsage.explore import site
 from medsage.explore.cli import build_site, main
 from medsage.reward_fns.scaffold import STAGES
 
-from conftest import HEIGHT, SESSIONS, WIDTH, bodies, facet_values, flag_values, registered
+from conftest import HEIGHT, SESSIONS, WIDTH, bodies, facet_values, flag_values, registered, run_eval
 
 
 @pytest.fixture(scope="module")
@@ -126,3 +126,13 @@ def test_an_eval_run_that_does_not_name_its_benchmarks_is_refused_with_why(input
     (old / "summary.json").write_text(json.dumps({k: v for k, v in summary.items() if k != "benchmarks"}))
     assert main([str(old), "--out", str(tmp_path / "site")]) == 2
     assert "does not name its benchmarks" in capsys.readouterr().err
+
+
+def test_a_run_with_fewer_questions_and_plain_answers_lines_up_by_id(inputs, tmp_path):
+    plain = run_eval(inputs["benchmark"], tmp_path / "eval_plain", "plain", lambda question: "Yes", limit=2, style="plain")
+    build_site([inputs["base"], plain], tmp_path / "site")
+    items = bodies(tmp_path / "site", "predictions")
+    assert [len(i["runs"]) for i in items] == [2] * 6
+    assert [i["runs"][1].get("missing", False) for i in items] == [False, False, True, True, True, True]
+    assert items[0]["runs"][1]["turns"] == [{"name": "answer", "segments": [["", "Yes"]]}]  # no stages asked, none checked
+    assert facet_values(tmp_path / "site", "predictions", "change")[2:] == ["not in both"] * 4
