@@ -258,15 +258,25 @@
         svg("image", { href: src, x: 0, y: 0, width, height, preserveAspectRatio: "none" }), shapes));
   }
 
+  // Pointing at a trajectory or a run picks out its boxes on the image.
+  function highlighting(article) {
+    for (const part of article.querySelectorAll(".trajectory[data-who], .run[data-who]")) {
+      const boxes = article.querySelectorAll(`.roi > [data-who="${part.dataset.who}"]`);
+      part.addEventListener("mouseenter", () => boxes.forEach((b) => b.classList.add("hl")));
+      part.addEventListener("mouseleave", () => boxes.forEach((b) => b.classList.remove("hl")));
+    }
+    return article;
+  }
+
   // ------------------------------------------------------------------ samples
   M.renderers.samples = function (s) {
     const column = (title, list) => el("div", { class: "column" }, el("h4", {}, `${title} (${list.length})`),
-      list.map((t) => el("div", { class: "trajectory " + (t.accepted ? "accepted" : "rejected") },
+      list.map((t) => el("div", { class: "trajectory " + (t.accepted ? "accepted" : "rejected"), "data-who": `T${t.n}` },
         el("div", { class: "head" }, `T${t.n} · ROI ${t.roi_kind} · ${t.template} · ${t.generator} · `,
           el("b", {}, t.accepted ? "accepted" : "rejected"),
           t.reasons.length ? el("span", { class: "reasons" }, " — " + t.reasons.join("; ")) : null),
         stageView(t))));
-    return el("article", { class: "item sample" },
+    return highlighting(el("article", { class: "item sample" },
       el("div", { class: "top" },
         figure(s.image, s.width, s.height, s.rois),
         el("div", { class: "about" },
@@ -279,7 +289,7 @@
           el("p", { class: "legend" }, "Boxes: T<k> = trajectory k's <LOC>, 'annotation' = the source's box; dashed = global ROI."))),
       el("div", { class: "columns" },
         column("accepted", s.trajectories.filter((t) => t.accepted)),
-        column("rejected", s.trajectories.filter((t) => !t.accepted))));
+        column("rejected", s.trajectories.filter((t) => !t.accepted)))));
   };
 
   // ------------------------------------------------------------------ sessions
@@ -309,7 +319,7 @@
 
   // ------------------------------------------------------------------ predictions
   M.renderers.predictions = function (p) {
-    return el("article", { class: "item prediction" },
+    return highlighting(el("article", { class: "item prediction" },
       el("div", { class: "top" },
         figure(p.image, p.width, p.height, p.rois),
         el("div", { class: "about" },
@@ -319,13 +329,13 @@
           options(p.options, p.reference),
           el("p", {}, "Reference: ", el("b", {}, p.reference)),
           el("p", { class: "legend" }, "Boxes: R<k> = run k's final <LOC>."))),
-      el("div", { class: "columns" }, p.runs.map((r, k) => el("div", { class: "column run" },
+      el("div", { class: "columns" }, p.runs.map((r, k) => el("div", { class: "column run", "data-who": `R${k + 1}` },
         el("h4", {}, `R${k + 1}: ${r.label}`),
         r.missing ? el("p", {}, "not in this run") : [
           el("p", { class: "verdict verdict-" + r.verdict.replace(" ", "-"), "data-verdict": r.verdict },
             el("b", {}, r.verdict), " · extracted answer: ", el("code", {}, r.answer === null ? "(none)" : r.answer),
             r.fallback ? el("span", { class: "fallback" }, ` (fallback extraction${r.extracted_by ? ": " + r.extracted_by : ""}, not from <ANSWER>)`) : null),
           r.turns.map((t) => el("div", { class: "turn" }, r.turns.length > 1 ? el("h5", {}, t.name) : null, stageView(t))),
-        ]))));
+        ])))));
   };
 })();

@@ -61,6 +61,10 @@ def test_samples_page_draws_boxes_and_filters_by_source_and_verdict(browser, bui
     assert rect == ["50", "10", "100", "40"]
     assert browser.evaluate("document.querySelector('article svg').getAttribute('viewBox')") == "0 0 200 100"
     assert browser.evaluate("document.querySelectorAll('article[data-index=\"2\"] .trajectory.rejected').length") == 2
+    hovered = browser.evaluate("(() => { const a = document.querySelector('article[data-index=\"0\"]');"
+                               " a.querySelector('.trajectory[data-who=T1]').dispatchEvent(new Event('mouseenter'));"
+                               " return [...a.querySelectorAll('.hl')].map(b => b.dataset.who); })()")
+    assert hovered == ["T1"]  # pointing at a trajectory picks out its box
     choose(browser, "select[data-facet=source]", option_value(browser, "source", "roboflow"))
     assert shown(browser) == [1]
     choose(browser, "select[data-facet=source]", "-1")
