@@ -1,7 +1,7 @@
 """Evaluation prompts: the LVKC prompt the SFT and RL data use (paper section 3.2; data_gen's
 ``lvkc_instruction``, so the model is scored on the instruction it was trained on), plain baselines,
 and the inference-time self-check modes. The self-check and retry instructions themselves are the
-R-GRPO templates (recipes/rl/templates/*.jinja, rendered by ``medsage.plugins.verl.settings``), so
+R-GRPO templates (shipped in plugins/verl/templates/, rendered by ``medsage.plugins.verl.settings``), so
 a model reviews itself at test time with the words it was trained on (section 3.3).
 
 A conversation is a list of :class:`Turn`; every backend turns that into its own wire format, so
