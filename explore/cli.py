@@ -64,8 +64,8 @@ def detect(folders: Sequence[Path]) -> Found:
         if not folder.is_dir():
             raise ExploreError(f"{folder}: not a folder")
         if not found.add(folder) and not [sub for sub in _subfolders(folder) if found.add(sub)]:
-            raise ExploreError(f"{folder}: holds no data build (work/trajectories.jsonl), RL session records (step_<k>.jsonl) "
-                               "or evaluation run (summary.json + predictions/)")
+            raise ExploreError(f"{folder}: holds no data build (samples.jsonl + work/trajectories.jsonl), RL session "
+                               "records (step_<k>.jsonl) or evaluation run (summary.json + predictions/)")
     if len(found.builds) > 1 or len(found.sessions) > 1:
         raise ExploreError("give one data build and one RL run at most (several evaluation runs are shown side by side)")
     return found

@@ -1,15 +1,16 @@
 """Samples page: a data build's samples, each with its image, ROIs, question and every trajectory.
 
-The build commits each finished sample to ``work/trajectories.jsonl`` as one line holding the
-sample (question, options, answer, image, record with its annotated ROIs) and its verified
-trajectories. The file is indexed by byte offset (a resumed build may have appended a sample
-again; its last line is current) and read one sample at a time, so a build of any size streams
-through in bounded memory.
+``samples.jsonl`` lists this build's samples in export order; ``work/trajectories.jsonl`` holds each
+committed sample as one line (the sample with its record and annotated ROIs, and its verified
+trajectories). That file is indexed by byte offset (a resumed build may have appended a sample
+again; its last line is current; samples of earlier builds that this one no longer asks are not in
+the list) and read one sample at a time, so a build of any size streams through in bounded memory.
 """
 
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 from typing import Iterator
 
@@ -18,25 +19,26 @@ from medsage.data_gen.trajectories import Trajectory
 
 from .site import Entry, ImageStore, Page, box_shape, shapes, stages
 
-TRAJECTORIES = "work/trajectories.jsonl"
+SAMPLES, TRAJECTORIES = "samples.jsonl", "work/trajectories.jsonl"
 FACETS = {"source": "source", "task_type": "task type", "modality": "modality", "verdicts": "trajectories"}
+# The store writes the id first: read it without parsing the whole line (other layouts: parsed whole)
+_ID = re.compile(rb'^\{"sample_id": ("(?:[^"\\]|\\.)*")')
 
 
 def is_build(folder: Path) -> bool:
-    return (folder / TRAJECTORIES).is_file() and (folder / "sft").is_dir()
+    return (folder / SAMPLES).is_file() and (folder / TRAJECTORIES).is_file()
 
 
 def offsets(path: Path) -> dict[str, int]:
-    """Byte offset of each sample's last complete line; lines without a sample (older builds) and a
-    torn last line (a build killed mid-write, or one still running) are skipped."""
+    """Byte offset of each sample's last complete line; a torn last line (a build killed mid-write,
+    or one still running) is skipped."""
     found: dict[str, int] = {}
     position = 0
     with path.open("rb") as f:
         for line in f:
             if line.endswith(b"\n"):
-                data = json.loads(line)
-                if "sample" in data:
-                    found[data["sample_id"]] = position
+                m = _ID.match(line)
+                found[json.loads(m.group(1)) if m else json.loads(line)["sample_id"]] = position
             position += len(line)
     return found
 
@@ -71,15 +73,15 @@ def sample_entry(sample: Sample, trajectories: list[Trajectory], image: str) -> 
 
 
 def entries(build: Path, images: ImageStore) -> Iterator[Entry]:
-    with (build / TRAJECTORIES).open("rb") as f:
-        for offset in offsets(build / TRAJECTORIES).values():
-            f.seek(offset)
+    where = offsets(build / TRAJECTORIES)
+    with (build / SAMPLES).open(encoding="utf-8") as listing, (build / TRAJECTORIES).open("rb") as f:
+        for line in filter(str.strip, listing):
+            f.seek(where[json.loads(line)["sample_id"]])
             data = json.loads(f.readline())
             sample = Sample.from_json(data["sample"])
-            trajectories = [Trajectory.from_json(t) for t in data["trajectories"]]
             image, _, _ = images.add(build / "sft" / sample.image, sample.image.removeprefix("images/"),
                                      (sample.width, sample.height))
-            yield sample_entry(sample, trajectories, image)
+            yield sample_entry(sample, [Trajectory.from_json(t) for t in data["trajectories"]], image)
 
 
 def page(build: Path, images: ImageStore) -> Page:

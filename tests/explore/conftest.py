@@ -10,7 +10,9 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
+from medsage.data_gen.exports import SamplesWriter, Verified
 from medsage.data_gen.instructions import Sample
+from medsage.data_gen.pipeline import TrajectoryStore
 from medsage.data_gen.phantom import write_phantom_benchmark
 from medsage.data_gen.records import ROI, Record
 from medsage.data_gen.trajectories import Trajectory
@@ -42,12 +44,12 @@ def sample(n: int, source: str, modality: str, task: str, image: str) -> Sample:
 
 
 def write_build(out: Path) -> Path:
-    """A data build's output as the explorer reads it: ``sft/images`` and ``work/trajectories.jsonl``,
-    one line per committed sample (the sample and its verified trajectories), as the build writes it."""
+    """A data build's output as the explorer reads it, written by the build's own writers: ``sft/images``,
+    ``work/trajectories.jsonl`` (each committed sample with its verified trajectories) and ``samples.jsonl``."""
     image = "images/deeplesion/abc.png"
     (out / "sft" / image).parent.mkdir(parents=True)
     Image.new("L", (WIDTH, HEIGHT), 90).save(out / "sft" / image)
-    rows = []
+    store, listing = TrajectoryStore(out / "work" / "trajectories.jsonl"), SamplesWriter(out / "samples.jsonl")
     for n, (source, modality, task) in enumerate([("deeplesion", "CT", "yes_no"), ("roboflow", "X-ray", "multiple_choice"),
                                                   ("deeplesion", "CT", "open")]):
         s = sample(n, source, modality, task, image)
@@ -56,9 +58,12 @@ def write_build(out: Path) -> Path:
                  trajectory(s.sample_id, "text", response(s.answer, box=None, point=(500, 500)), n == 0 or n == 1)]
         if n == 2:
             found[2] = trajectory(s.sample_id, "text", "<LOC>x</LOC><ANSWER>No</ANSWER>", False, ("invalid_scaffold:missing",))
-        rows.append({"sample_id": s.sample_id, "sample": s.to_json(), "trajectories": [t.to_json() for t in found]})
-    (out / "work").mkdir()
-    (out / "work" / "trajectories.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows) + '{"sample_id": "torn', encoding="utf-8")
+        store.add(Verified(s, tuple(found)))
+        listing.add(Verified(s, tuple(found)))
+    store.close()
+    listing.close()
+    with (out / "work" / "trajectories.jsonl").open("a") as f:
+        f.write('{"sample_id": "torn')  # a build still writing: its unfinished line is not read
     return out
 
 

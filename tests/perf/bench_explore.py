@@ -29,6 +29,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "explore"))
 
 from chromium import Chromium  # noqa: E402
 
+from medsage.data_gen.exports import SamplesWriter, Verified  # noqa: E402
 from medsage.data_gen.instructions import Sample  # noqa: E402
 from medsage.data_gen.records import ROI, Record  # noqa: E402
 from medsage.data_gen.trajectories import Trajectory  # noqa: E402
@@ -60,6 +61,8 @@ def write_build(out: Path, n: int, rng: random.Random) -> None:
         path.parent.mkdir(parents=True, exist_ok=True)
         Image.effect_noise((256, 256), 40 + k % 50).save(path)
     (out / "work").mkdir(parents=True)
+    listing = SamplesWriter(out / "samples.jsonl")
+    # the line TrajectoryStore.add writes, without its fsync per sample
     with (out / "work" / "trajectories.jsonl").open("w", encoding="utf-8") as f:
         for i in range(n):
             source, modality = SOURCES[i % len(SOURCES)]
@@ -72,6 +75,8 @@ def write_build(out: Path, n: int, rng: random.Random) -> None:
                      for k, kind in enumerate(("annotated", "perturbed", "expanded", "global"))]
             f.write(json.dumps({"sample_id": sample.sample_id, "sample": sample.to_json(),
                                 "trajectories": [t.to_json() for t in found]}) + "\n")
+            listing.add(Verified(sample, tuple(found)))
+    listing.close()
 
 
 def write_sessions(out: Path, n: int, rng: random.Random, steps: int = 20) -> None:
