@@ -5,8 +5,9 @@ high-capacity VLLMs for semantic enrichment and label imputation." A record with
 PubMedVision or LLaVA record whose text names no class, a DeepLesion lesion of type -1, a
 Roboflow image without annotations) that passed the image checks is shown, with its modality,
 body part and any question/answer it came with, to an OpenAI-compatible endpoint, which names
-its main finding. The label then feeds the templated tasks like a source label (and joins the
-source's label space, the distractor pool). Calls go through the one :class:`LLMClient`, so they
+its main finding. The label then feeds the templated tasks like a source label; the
+distractor pool stays the labels the source names itself (it is read before any record is imputed,
+so a streamed build knows it up front, and a model's free-text labels never make it grow per record). Calls go through the one :class:`LLMClient`, so they
 are cached and a killed build resumes without asking again. A reply that names nothing, or
 more than a short label, leaves the record unlabeled and is counted by reason.
 
@@ -20,7 +21,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from medsage.data_gen.instructions import Materialised
-from medsage.data_gen.llm_client import LLMClient, LLMConfig, LLMError
+from medsage.data_gen.llm_client import LLMAuthError, LLMClient, LLMConfig, LLMError
 from medsage.data_gen.records import Record
 from medsage.data_gen.trajectories import image_part
 from medsage.data_gen.verify import json_object
@@ -75,6 +76,8 @@ class Imputer:
         try:
             reply = await self.client.chat(messages, temperature=0.0, max_tokens=self.config.max_tokens,
                                            validate=lambda text: parse_label(text) is not None)
+        except LLMAuthError:
+            raise  # a refused key stops the build; it is not this record's failure
         except LLMError:
             return record, "failed"
         label = (parse_label(reply.text)["label"] or "").strip().strip("\"'.").strip()
