@@ -186,6 +186,7 @@
     const started = performance.now();
     const mine = ++generation;
     const state = readState();
+    for (const f of meta.facets) if (!(state.facets[f.name] < f.values.length)) delete state.facets[f.name]; // a hand-edited URL
     const controlsBox = document.getElementById("controls");
     controlsBox.replaceChildren(controls(meta, state));
     const found = matches(meta, state);
