@@ -32,7 +32,10 @@
       const s = document.createElement("script");
       s.src = src;
       s.charset = "utf-8";
-      s.onerror = () => (M.waiting[key] || []).forEach((w) => w.reject(new Error("cannot load " + src)));
+      s.onerror = () => {
+        (M.waiting[key] || []).forEach((w) => w.reject(new Error("cannot load " + src)));
+        delete M.waiting[key]; // a later page may try again
+      };
       s.onload = () => s.remove();
       document.head.appendChild(s);
       loaded.push(key);
