@@ -35,6 +35,17 @@ def test_sample_rois_are_drawn_at_their_pixels_on_the_known_image_size(built):
     assert (built / first["image"]).is_file()
 
 
+def test_a_large_image_is_shown_as_a_thumbnail_while_boxes_keep_its_original_pixels(tmp_path):
+    from PIL import Image
+
+    Image.new("RGB", (2000, 1000)).save(tmp_path / "big.png")
+    store = site.ImageStore(tmp_path / "site")
+    rel, width, height = store.add(tmp_path / "big.png", "x/big.png")
+    assert (width, height) == (2000, 1000)  # the SVG's viewBox: shapes stay in the original pixels
+    assert Image.open(tmp_path / "site" / rel).size == (site.MAX_SIDE, site.MAX_SIDE // 2)
+    assert store.add(tmp_path / "big.png", "x/big.png") == (rel, width, height)
+
+
 def test_sample_shows_question_stages_and_both_verdicts_with_reasons(built):
     samples = bodies(built, "samples")
     assert [s["id"] for s in samples] == ["deeplesion/0::yes_no:0", "roboflow/1::multiple_choice:0", "deeplesion/2::open:0"]
