@@ -7,6 +7,7 @@ from dataclasses import asdict
 from pathlib import Path
 
 import pytest
+from PIL import Image
 
 from medsage.explore import site
 from medsage.explore.cli import build_site, main
@@ -36,8 +37,6 @@ def test_sample_rois_are_drawn_at_their_pixels_on_the_known_image_size(built):
 
 
 def test_a_large_image_is_shown_as_a_thumbnail_while_boxes_keep_its_original_pixels(tmp_path):
-    from PIL import Image
-
     Image.new("RGB", (2000, 1000)).save(tmp_path / "big.png")
     store = site.ImageStore(tmp_path / "site")
     rel, width, height = store.add(tmp_path / "big.png", "x/big.png")
