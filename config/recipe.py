@@ -218,7 +218,15 @@ def _dataclass(cls: type, value: Any, where: _Where) -> Any:
     try:
         return cls(**values)
     except (TypeError, ValueError) as err:  # the section's own checks across its keys
-        raise where.error(str(err)) from None
+        raise _section_error(where, str(err), fields) from None
+
+
+def _section_error(where: _Where, message: str, fields: Mapping[str, Any]) -> ConfigError:
+    """A section's own check names its key first (``"url: expected ..."``); that key joins the path."""
+    key, sep, rest = message.partition(": ")
+    if sep and key.split(".")[0] in fields:
+        return where.child(key).error(rest)
+    return where.error(message)
 
 
 @functools.lru_cache(maxsize=None)

@@ -73,7 +73,7 @@ def test_recipe_errors_name_the_key(tmp_path):
         load_recipe(RECIPES / "table1.yaml", ("model.dtype=bf16",))
     with pytest.raises(ConfigError, match=r"model.gpu_memory_utilization: expected <= 1, got 1.5"):
         load_recipe(RECIPES / "table1.yaml", ("model.gpu_memory_utilization=1.5",))
-    with pytest.raises(ConfigError, match=r"model: base_url: required for the openai backend"):
+    with pytest.raises(ConfigError, match=r"model.base_url: required for the openai backend"):
         load_recipe(RECIPES / "table1.yaml", ("model.backend=openai",))
     bad = tmp_path / "bad.yaml"
     bad.write_text("model: {path: m}\nbenchmarks: [{name: slake}]\noutput_dir: x\n")

@@ -114,7 +114,7 @@ def test_unknown_key_is_rejected_by_hydra():
         ("medsage.reward_kwargs.reward_weights.accuracy=high", ValueError,
          r"medsage.reward_kwargs.reward_weights.accuracy: expected float, got 'high'"),
         ("+medsage.reward_kwargs.reward_weights.consistency=0.1", ValueError,
-         r"medsage.reward_kwargs: consistency.url: required when reward_weights.consistency is not 0"),
+         r"medsage.reward_kwargs.consistency.url: required when reward_weights.consistency is not 0"),
         ("actor_rollout_ref.actor.strategy=fsdp", ConfigError, r"freeze_vision_tower needs .*strategy=fsdp2"),
         ("algorithm.adv_estimator=gae", ConfigError, r"algorithm.adv_estimator must be 'grpo'"),
         ("trainer.v1.trainer_mode=sync", ConfigError, r"trainer_mode must be 'rgrpo'"),
