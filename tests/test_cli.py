@@ -85,3 +85,15 @@ def test_a_user_mistake_is_one_line_and_exit_code_2(command, args, message, caps
     err = capsys.readouterr().err
     assert err.startswith(f"{command.split()[0]}: ") and message in err and "Traceback" not in err
     assert len(err.strip().splitlines()) == 1
+
+
+def test_the_quickstart_checks_the_data_recipe_it_names_before_any_stage(tmp_path, capsys, monkeypatch):
+    monkeypatch.chdir(REPO)
+    monkeypatch.syspath_prepend(str(RECIPES / "quickstart"))
+    from quickstart import main
+
+    data = tmp_path / "data.yaml"
+    data.write_text("output_dir: x\nsources: [{kind: phantom_coco, n: 2}]\nexports: {rl_size: 10k}\n")
+    assert main(["recipes/quickstart/quickstart.yaml", f"data.recipe={data}", f"run_dir={tmp_path / 'run'}"]) == 2
+    assert f"quickstart: {data}: exports.rl_size: expected int, got '10k'" in capsys.readouterr().err
+    assert not (tmp_path / "run").exists()

@@ -648,8 +648,13 @@ STAGE_OUTPUTS = {
 
 
 def load_config(path: Path, overrides: list[str]) -> QuickstartConfig:
-    """The recipe with ``a.b=value`` overrides, checked whole before any stage runs."""
-    return load(QuickstartConfig, path, overrides)
+    """The recipe with ``a.b=value`` overrides, checked whole before any stage runs, with the data
+    recipe it names (the data stage runs minutes after the first stage starts)."""
+    from medsage.data_gen.config import load_config as load_data_recipe
+
+    cfg = load(QuickstartConfig, path, overrides)
+    load_data_recipe(REPO / cfg.data.recipe)
+    return cfg
 
 
 def main(argv: list[str] | None = None) -> int:
