@@ -1,6 +1,7 @@
 """The build, as a stream: sources -> records -> filter -> label imputation -> leakage -> questions -> ROI sets -> trajectories -> verification -> exports.
 
-Paper section 3.1 and appendix A.3 end to end, in memory that does not grow with the input.
+Paper section 3.1 and appendix A.3 end to end, in memory that does not grow with the input
+beyond the ids of its samples (an id and a file offset each, about 200 bytes).
 
 * A first pass reads every source's annotations, no pixels: the read log, each source's label
   space (the distractor pool, the imputer's hints) and, when the recipe caps records
@@ -241,15 +242,16 @@ class Builder:
             self.stats.read[f"{i}:{source.kind}"] = {"seen": skips.seen, "kept": skips.kept, "reasons": skips.reasons,
                                                      "dropped": skips.dropped, "examples": skips.examples}
             heaps.append(heap if caps else None)
-        if total is not None:  # every source has a heap: keep the lowest ranks over all of them
-            lowest = heapq.nsmallest(total, ((-neg, i, rid) for i, h in enumerate(heaps) for neg, rid in h))
-            heaps = [[(0, rid) for _, j, rid in lowest if j == i] for i in range(len(heaps))]
-        selected = [None if h is None else {rid for _, rid in h} for h in heaps]
-        return {s: sorted(labels) for s, labels in spaces.items()}, selected
+        labels = {s: sorted(names) for s, names in spaces.items()}
+        if total is None:
+            return labels, [None if h is None else {rid for _, rid in h} for h in heaps]
+        # every source has a heap (capped by the total at least): the lowest ranks over all of them
+        lowest = heapq.nsmallest(total, ((-neg, i, rid) for i, h in enumerate(heaps) for neg, rid in h))
+        return labels, [{rid for _, j, rid in lowest if j == i} for i in range(len(heaps))]
 
     def records(self, selected: list[set[str] | None]):
         """Second pass: the selected records, source by source, in reading order."""
-        for source, chosen in zip(self.config.sources, selected):
+        for source, chosen in zip(self.config.sources, selected, strict=True):
             for record in read_source(source, self.out / "raw", SkipLog()):
                 if chosen is None or record.record_id in chosen:
                     yield record

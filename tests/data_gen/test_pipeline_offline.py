@@ -173,7 +173,7 @@ def test_caps_sample_by_seed_per_source_and_in_total_and_an_unpicked_rows_remova
     recipe = write_recipe(tmp_path / "r.yaml", max_records=7, exports={"rl_size": 10, "sft_size": 5},
                           sources=[{"kind": "deeplesion", "root": str(root), "max_records": 4},
                                    {"kind": "phantom_coco", "n": 10, "seed": 1}])
-    spaces, selected = Builder(load_config(recipe), progress=False).survey()
+    _, selected = Builder(load_config(recipe), progress=False).survey()
     assert len(selected[0]) == 4 and len(selected[0]) + len(selected[1]) == 7
     lines = (root / "DL_info.csv").read_text().splitlines(keepends=True)
     unpicked = next(i for i, line in enumerate(lines[1:], start=1) if not any(line.startswith(r.split("/")[1]) for r in selected[0]))

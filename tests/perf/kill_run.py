@@ -31,7 +31,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "data_gen"))
 
-from openai_stub import StubReply, StubServer, completion_body, last_user_text  # noqa: E402
+from openai_stub import StubReply, StubServer, completion_body  # noqa: E402
 from test_pipeline_llm import llm_recipe, stage_reply  # noqa: E402
 
 from medsage.data_gen.config import load_config  # noqa: E402
