@@ -42,7 +42,9 @@ import re
 import string
 from dataclasses import dataclass
 from enum import Enum
+from collections.abc import Iterator
 from functools import lru_cache
+from itertools import islice
 from typing import NamedTuple
 
 from .scaffold import answer_text
@@ -259,6 +261,15 @@ def _negated(before: list[str], after: list[str]) -> bool:
     return bool(after) and _NEG_AFTER_RE.match(" ".join(after[:6])) is not None
 
 
+_CONTEXT_CHARS = 80  # negation scope is a few words: look no further, so long clauses stay linear
+
+
+def _context(clause: str, start: int, end: int) -> tuple[list[str], list[str]]:
+    """The words just before and just after ``clause[start:end]``."""
+    return clause[max(0, start - _CONTEXT_CHARS) : start].split()[1 if start > _CONTEXT_CHARS else 0 :], \
+        clause[end : end + _CONTEXT_CHARS].split()
+
+
 def _listed(before: list[str], after: list[str]) -> bool:
     """Whether a mention is one of a list of candidates ("X or Y", "either X", "X vs Y")."""
     return bool(before and before[-1] in _LIST_WORDS) or bool(after and after[0] in _LIST_WORDS)
@@ -279,7 +290,7 @@ def _mentions(clauses: list[str], needle: str) -> tuple[bool, bool, bool]:
     asserted = negated = listed = False
     for clause in clauses:
         for s, e in _spans(clause, needle):
-            before, after = clause[:s].split(), clause[e:].split()
+            before, after = _context(clause, s, e)
             if _negated(before, after):
                 negated = True
             elif _listed(before, after):
@@ -307,47 +318,63 @@ _LETTER_PATTERNS = (
     re.compile(r"(?<![\w\-])([A-J])(?![\w\-'\u2019])"),  # "I choose B", "B is correct", "C, not B"
 )
 _WORD_BEFORE_RE = re.compile(r"(\w+)\W*$")
-_WORD_AFTER_RE = re.compile(r"^[\)\]]?\s*([A-Za-z]+)")
+_WORD_AFTER_RE = re.compile(r"[\)\]]?\s*([A-Za-z]+)")  # used with match(): anchored at its pos
 
 
 def _is_label(clause: str, start: int, end: int, pattern_index: int) -> bool:
     """Whether a matched letter reads as an option label rather than English ("A tear", "I think",
     "hepatitis B", "vitamin D")."""
     letter = clause[start:end]
-    following = _WORD_AFTER_RE.match(clause[end:])
+    following = _WORD_AFTER_RE.match(clause, end, end + _CONTEXT_CHARS)
     if letter in "AIai" and following and following.group(1).islower() and following.group(1) not in _LABEL_VERBS:
         return pattern_index == 0
     if pattern_index < 4:
         return True
-    previous = _WORD_BEFORE_RE.search(clause[:start])
+    previous = _WORD_BEFORE_RE.search(clause, max(0, start - _CONTEXT_CHARS), start)
     return previous is None or previous.group(1).lower() in _LABEL_CONTEXT or re.fullmatch(r"[A-J]", previous.group(1)) is not None
 
 
 def _letter_mentions(clause: str, opts: dict[str, str]) -> list[tuple[str, bool]]:
     """(letter, negated) for each option label the clause names."""
-    found = []
+    found = set()
+    seen: set[tuple[int, str, str]] = set()  # a looping response repeats the same few words: judge each look once
     for index, pattern in enumerate(_LETTER_PATTERNS):
         for m in pattern.finditer(clause):
-            letter = m.group(1).upper()
-            if letter in opts and _is_label(clause, m.start(1), m.end(1), index):
-                before, after = normalize(clause[: m.start(1)]).split(), normalize(clause[m.end(1):]).split()
-                found.append((letter, _negated(before, after)))
-    return found
+            letter, start, end = m.group(1).upper(), m.start(1), m.end(1)
+            window = (index, clause[max(0, start - _CONTEXT_CHARS) : start], clause[start:end + _CONTEXT_CHARS])
+            if letter not in opts or window in seen:
+                continue
+            seen.add(window)
+            if _is_label(clause, start, end, index):
+                before, after = _context(clause, start, end)
+                found.add((letter, _negated(normalize(" ".join(before)).split(), normalize(" ".join(after)).split())))
+    return list(found)
 
 
 def _text_mentions(clause: str, opts: dict[str, str]) -> list[tuple[str, bool]]:
     """(letter, negated) for option texts named as whole words in a canonical clause, ignoring a
     mention inside a longer option's ("spleen" inside "spleen laceration")."""
-    spans = []
-    for letter, text in opts.items():
-        needle = _canon(_normalized_option(text))
-        if needle:
-            spans += [(s, e, letter) for s, e in _spans(clause, needle)]
+    needles = {letter: _canon(_normalized_option(text)) for letter, text in opts.items()}
+    starts = {letter: {s for s, _ in _spans(clause, needle)} for letter, needle in needles.items() if needle}
     found = []
-    for s, e, letter in spans:
-        if not any(s2 <= s and e <= e2 and (e2 - s2) > (e - s) for s2, e2, _ in spans):
-            found.append((letter, _negated(clause[:s].split(), clause[e:].split())))
+    for letter, own in starts.items():
+        needle = needles[letter]
+        # where this option's text sits inside a longer option's text, as offsets from that one's start
+        inside = [(other, off) for other, text in needles.items() if other != letter and len(text) > len(needle)
+                  for off in _offsets(f" {text} ", f" {needle} ")]
+        for s in own:
+            if not any(s - off in starts.get(other, ()) for other, off in inside):
+                found.append((letter, _negated(*_context(clause, s, s + len(needle)))))
     return found
+
+
+def _offsets(haystack: str, needle: str) -> list[int]:
+    """Every offset of ``needle`` in ``haystack`` (both space-padded, so whole words only)."""
+    out, at = [], haystack.find(needle)
+    while at != -1:
+        out.append(at)
+        at = haystack.find(needle, at + 1)
+    return out
 
 
 def _clause_mentions(clause: str, opts_key: tuple[tuple[str, str], ...]) -> tuple[tuple[str, bool], ...]:
@@ -439,9 +466,8 @@ def _zh_polarity(text: str) -> str | None:
 def _answer_word(tokens: list[str]) -> set[str]:
     """Polarities a segment opens with ("Yes, ...", "Probably no", "the answer is no"); a segment
     made of yes/no words only ("yes and no") gives every polarity it names."""
-    rest = tokens
-    while rest and rest[0] in _FILLERS:
-        rest = rest[1:]
+    first = next((i for i, tok in enumerate(tokens) if tok not in _FILLERS), len(tokens))
+    rest = tokens[first:]
     if rest and all(t in _YES or t in _NO or t in ("and", "or") for t in rest):
         return {"yes" if t in _YES else "no" for t in rest if t not in ("and", "or")}
     if rest and (rest[0] in _YES_WORDS or rest[0] in ("no", "nope") or len(rest) == 1 or rest[1:2] == ["for"]):
@@ -557,30 +583,33 @@ class Quantity(NamedTuple):
         return math.isclose(self.value, other.value, rel_tol=1e-9, abs_tol=1e-12)
 
 
-def _numbers(text: str) -> list[Quantity]:
+def _numbers(text: str) -> Iterator[Quantity]:
     """Each number in a text: "1,000", "3.5cm", "5 mm", ".5", "two", "twenty-five"."""
-    found = []
     for m in _NUMBER_RE.finditer(text):
         value = float(m.group(0)[: m.end(0) - m.start(0) - len(m.group(1) or "")].replace(",", "").strip())
         unit = _UNITS.get((m.group(1) or "").lower())
-        found.append(Quantity(value, *unit) if unit else Quantity(value))
+        yield Quantity(value, *unit) if unit else Quantity(value)
     for m in _NUMBER_WORD_RE.finditer(text.lower()):
-        found.append(Quantity(float(_NUMBER_WORDS[m.group(1)] + (_NUMBER_WORDS[m.group(2)] if m.group(2) else 0))))
-    return found
+        yield Quantity(float(_NUMBER_WORDS[m.group(1)] + (_NUMBER_WORDS[m.group(2)] if m.group(2) else 0)))
 
 
 def _numeric_reference(reference: str) -> Quantity | None:
     """The one quantity a reference states when it is nothing but a number (and unit)."""
-    found = _numbers(reference)
+    found = list(islice(_numbers(reference), 2))
     if len(found) != 1:
         return None
     rest = _NUMBER_WORD_RE.sub(" ", _NUMBER_RE.sub(" ", reference.lower()))
     return found[0] if not normalize(rest) else None
 
 
+_MAX_NUMBERS = 32
+
+
 def _numeric_match(prediction: str, reference: Quantity) -> bool:
     """Right when the prediction states the reference value and no other value of its kind."""
-    stated = _numbers(prediction)
+    stated = list(islice(_numbers(prediction), _MAX_NUMBERS + 1))
+    if len(stated) > _MAX_NUMBERS:
+        return False  # a list of numbers is not one value
     with_unit = [q for q in stated if reference.dimension and q.dimension == reference.dimension]
     same_kind = with_unit or [q for q in stated if q.dimension is None or reference.dimension is None]
     return bool(same_kind) and all(q.equals(reference) for q in same_kind)

@@ -448,6 +448,11 @@ def test_verdict_counts_parse_failures():
         "1,000.5 mm " * 18_000,
         "\\boxed{" * 28_000,
         "是" * 200_000,
+        "Muscle strain " * 14_500,  # one clause, thousands of mentions
+        "C " * 100_000,
+        "answer is " * 20_000,
+        "maybe " * 33_000 + "yes",
+        "A B " * 50_000,
     ],
 )
 def test_200_kb_predictions_score_fast_in_every_path(prediction):
