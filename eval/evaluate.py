@@ -28,7 +28,7 @@ from .judge import judge_open_answers, judge_reasoning
 from .predictions import PredictionStore, PredictSetup, checkpoint_fingerprint, predict
 from .published import TABLE2_DIMENSIONS
 from .report import ReportFiles, write_reports
-from .scoring import GroupSummary, ScoredItem, score_item, summarize
+from .scoring import GroupSummary, ScoredItem, score_item, summarize, summarize_group
 
 
 @dataclass(frozen=True)
@@ -106,7 +106,8 @@ def evaluate_benchmark(config: EvalConfig, items: list[Item], backend: Backend, 
     reasoning = _reasoning_means(config.reasoning_judge, config, items, responses) if config.reasoning_judge else {}
     first = None
     if setup.self_check_turns:
-        first = sum(score_item(i, p.first, config.prompt_style).correct for i, p in zip(items, predictions)) / len(items)
+        first_scored = [score_item(i, p.first, config.prompt_style) for i, p in zip(items, predictions)]
+        first = summarize_group(first_scored, name, n_resamples=1).accuracy.value  # per question, as the final one
     return BenchmarkOutcome(scored, reasoning, first)
 
 
