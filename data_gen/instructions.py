@@ -165,12 +165,13 @@ def label_spaces(records) -> dict[str, list[str]]:
 
 
 def content_digest(record: Record) -> str:
-    """SHA-1 of what a record says (source, image, annotations, question, answer, split, window): the
+    """SHA-1 of what a record says (source, image, annotations, question, answer, split, window, metadata): the
     root of its samples' ids and choices, independent of where the record sits in its input."""
     content = {"id": record.record_id, "source": record.source, "image": record.image.name,
                "rois": [[r.label, r.box, r.text, r.kind] for r in record.rois], "labels": record.labels,
                "question": record.question, "answer": record.answer, "split": record.split,
-               "window": record.window, "modality": record.modality, "body_part": record.body_part}
+               "window": record.window, "modality": record.modality, "body_part": record.body_part,
+               "meta": record.meta}
     return hashlib.sha1(json.dumps(content, sort_keys=True, default=str).encode("utf-8")).hexdigest()
 
 

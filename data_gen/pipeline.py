@@ -31,8 +31,9 @@ import heapq
 import json
 import os
 import random
+from collections import Counter
 from contextlib import AsyncExitStack
-from dataclasses import asdict, dataclass, replace
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
 from tqdm import tqdm
@@ -52,6 +53,7 @@ from medsage.data_gen.exports import (
 from medsage.data_gen.imputation import Imputer
 from medsage.data_gen.instructions import (
     QuestionBuilder,
+    content_digest,
     Sample,
     label_problem,
     load_question_templates,
@@ -182,6 +184,47 @@ class TrajectoryStore:
         self._read.close()
 
 
+@dataclass
+class Outcome:
+    """What one record came to: filtered (and why), or its samples; with its imputation, leak and question skips."""
+
+    filtered: str | None = None
+    imputation: str | None = None
+    leaks: list[dict] = field(default_factory=list)
+    samples: list[str] = field(default_factory=list)
+    question_skips: dict[str, int] = field(default_factory=dict)
+
+
+class RecordLog:
+    """``records.jsonl``: each finished record's :class:`Outcome` under a key of its content, its image
+    file and the build settings that shape its samples. A rerun replays a finished record from here
+    (no decoding, imputation or cache lookup); a torn last line is cut off as in the store."""
+
+    def __init__(self, path: Path):
+        self.known: dict[str, Outcome] = {}
+        path.touch()
+        end = 0
+        with path.open("rb") as f:
+            for line in f:
+                if not line.endswith(b"\n"):
+                    break
+                data = json.loads(line)
+                key = data.pop("key")
+                self.known[key] = Outcome(**data)
+                end += len(line)
+        if path.stat().st_size > end:
+            os.truncate(path, end)
+        self._file = path.open("a", encoding="utf-8")
+
+    def add(self, key: str, outcome: Outcome) -> None:
+        self.known[key] = outcome
+        self._file.write(json.dumps({"key": key, **asdict(outcome)}) + "\n")
+        self._file.flush()
+
+    def close(self) -> None:
+        self._file.close()
+
+
 def _client(endpoint: LLMConfig, cache: Path) -> LLMClient:
     return LLMClient(replace(endpoint, cache_path=cache))
 
@@ -210,6 +253,8 @@ class _Stage:
     imputer: Imputer | None
     evaluation: dict[str, bytes]
     bar: tqdm
+    log: RecordLog
+    settings: str  # digest of what shapes a record's samples besides its content
 
 
 class Builder:
@@ -279,15 +324,24 @@ class Builder:
                 imputer, clients = Imputer(client, cfg.imputation, self.sft_dir, spaces), clients + [client]
             evaluation = hash_folders([Path(d) for d in cfg.leakage.eval_dirs]) if cfg.leakage.eval_dirs else {}
             bar = stack.enter_context(tqdm(desc="samples", disable=not self.progress))
+            log = RecordLog(self.work / "records.jsonl")
+            stack.callback(log.close)
             stage = _Stage(store, QuestionBuilder(cfg.instructions, spaces, load_question_templates(), cfg.seed),
                            generator, Verifier(judge, prompts, self.sft_dir, cfg.verification.max_tokens),
-                           imputer, evaluation, bar)
+                           imputer, evaluation, bar, log, self._settings(spaces))
             try:
                 await self._run_workers(selected, stage)
             finally:
                 for client in clients:
                     self._account(client)
-            self.stats.filtered.update({f"question:{k}": v for k, v in stage.questions.skipped.items()})
+
+    def _settings(self, spaces: dict[str, list[str]]) -> str:
+        """Digest of the settings a record's outcome depends on besides its content (any change: worked out again)."""
+        cfg = self.config
+        shaping = {"seed": cfg.seed, "filter": asdict(cfg.filter), "instructions": asdict(cfg.instructions),
+                   "imputation": [cfg.imputation.enabled, cfg.imputation.endpoint.model, cfg.imputation.max_label_words],
+                   "leakage": asdict(cfg.leakage), "spaces": spaces}
+        return hashlib.sha1(json.dumps(shaping, sort_keys=True, default=str).encode()).hexdigest()
 
     async def _run_workers(self, selected: list[set[str] | None], stage: _Stage) -> None:
         queue: asyncio.Queue = asyncio.Queue(maxsize=self.config.generation.records_in_flight)
@@ -307,27 +361,62 @@ class Builder:
             await self._record(record, stage)
 
     async def _record(self, record: Record, stage: _Stage) -> None:
-        """One record: checks, image, label, leakage, questions; then each new sample."""
+        """One record: replayed from the record log when it was finished before, else worked out; its
+        outcome logged once every sample of it is committed and its imputation did not fail (a failed
+        sample or imputation is tried again next run)."""
+        key = self._record_key(record, stage)
+        outcome = stage.log.known.get(key)
+        fresh = outcome is None or not all(s in stage.store for s in outcome.samples)
+        if fresh:
+            outcome = await self._work_out(record, stage)
+        self._apply(outcome, record)
+        if fresh and outcome.imputation != "failed" and all(s in stage.store for s in outcome.samples):
+            stage.log.add(key, outcome)
+
+    @staticmethod
+    def _record_key(record: Record, stage: _Stage) -> str:
+        try:
+            file = record.image.stat()
+            image = f"{file.st_size}:{file.st_mtime_ns}"
+        except OSError:
+            image = "unreadable"
+        return hashlib.sha1(f"{content_digest(record)}|{image}|{stage.settings}".encode()).hexdigest()
+
+    async def _work_out(self, record: Record, stage: _Stage) -> Outcome:
+        """Checks, image, label, leakage, questions; then each sample not yet committed."""
         cfg = self.config
         reason = "test_split" if record.split == "test" else label_problem(record, cfg.filter)
         if reason is not None and not (reason == "unlabeled" and stage.imputer):
-            return self._filtered(reason, record)
+            return Outcome(filtered=reason)
         image = await asyncio.to_thread(materialise, record, self.sft_dir, cfg.filter, bool(stage.evaluation))
         if isinstance(image, str):
-            return self._filtered(image, record)
+            return Outcome(filtered=image)
+        outcome = Outcome()
         if stage.imputer is not None and not record.labels:
-            record, outcome = await stage.imputer.impute(record, image)
-            self.stats.imputation[outcome] += 1
+            record, outcome.imputation = await stage.imputer.impute(record, image)
             if not record.labels and not (record.question and record.answer):
-                return self._filtered("unlabeled", record)
+                return replace(outcome, filtered="unlabeled")
         if stage.evaluation:
-            leaks = find_leaks({str(record.image): image.fingerprint}, stage.evaluation, cfg.leakage.max_distance)
-            if leaks:
-                self.stats.leaks.extend(asdict(m) for m in leaks)
-                return self._filtered("benchmark_leak", record)
+            outcome.leaks = [asdict(m) for m in find_leaks({str(record.image): image.fingerprint}, stage.evaluation,
+                                                           cfg.leakage.max_distance)]
+            if outcome.leaks:
+                return replace(outcome, filtered="benchmark_leak")
+        before = Counter(stage.questions.skipped)
         samples = stage.questions.samples(record, image)
-        self.sample_ids.extend(s.sample_id for s in samples)
+        outcome.question_skips = dict(Counter(stage.questions.skipped) - before)
+        outcome.samples = [s.sample_id for s in samples]
         await asyncio.gather(*(self._sample(s, stage) for s in samples if s.sample_id not in stage.store))
+        return outcome
+
+    def _apply(self, outcome: Outcome, record: Record) -> None:
+        """Count a record's outcome in this build's statistics, whether worked out now or replayed."""
+        if outcome.imputation:
+            self.stats.imputation[outcome.imputation] += 1
+        self.stats.leaks.extend(outcome.leaks)
+        if outcome.filtered:
+            self._filtered(outcome.filtered, record)
+        self.stats.filtered.update({f"question:{k}": v for k, v in outcome.question_skips.items()})
+        self.sample_ids.extend(outcome.samples)
 
     async def _generator(self, stack: AsyncExitStack, prompts: StagePrompts):
         gen = self.config.generation

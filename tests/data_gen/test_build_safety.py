@@ -218,3 +218,19 @@ def test_a_torn_last_line_is_cut_and_the_rerun_reproduces_the_outputs(tmp_path):
     store = TrajectoryStore(store_path)
     assert len(store.index) == len(lines)
     store.close()
+
+
+def test_a_rerun_replays_finished_records_without_decoding_an_image(tmp_path, monkeypatch):
+    import medsage.data_gen.pipeline as pipeline
+
+    root = phantom.write_deeplesion(tmp_path / "dl", 6, seed=0)
+    config = load_config(write_recipe(tmp_path / "r.yaml", sources=[{"kind": "deeplesion", "root": str(root)}]))
+    first = build(config, progress=False)
+    decoded = []
+    real = pipeline.materialise
+    monkeypatch.setattr(pipeline, "materialise", lambda record, *a: decoded.append(record.record_id) or real(record, *a))
+    again = build(config, progress=False)
+    assert decoded == [] and (again.filtered, again.by_task, again.accepted) == (first.filtered, first.by_task, first.accepted)
+    _rewrite(root / "DL_info.csv", lambda rows: [{**r, "Patient_age": "77"} if i == 1 else r for i, r in enumerate(rows)])
+    build(config, progress=False)
+    assert len(decoded) == 1  # only the edited row's record is worked out again
