@@ -354,18 +354,27 @@ def _letter_mentions(clause: str, opts: dict[str, str]) -> list[tuple[str, bool]
 def _text_mentions(clause: str, opts: dict[str, str]) -> list[tuple[str, bool]]:
     """(letter, negated) for option texts named as whole words in a canonical clause, ignoring a
     mention inside a longer option's ("spleen" inside "spleen laceration")."""
-    needles = {letter: _canon(_normalized_option(text)) for letter, text in opts.items()}
-    starts = {letter: {s for s, _ in _spans(clause, needle)} for letter, needle in needles.items() if needle}
+    layout = _option_layout(tuple(opts.items()))
+    starts = {letter: {s for s, _ in _spans(clause, needle)} for letter, (needle, _) in layout.items()}
     found = []
     for letter, own in starts.items():
-        needle = needles[letter]
-        # where this option's text sits inside a longer option's text, as offsets from that one's start
-        inside = [(other, off) for other, text in needles.items() if other != letter and len(text) > len(needle)
-                  for off in _offsets(f" {text} ", f" {needle} ")]
+        needle, inside = layout[letter]
         for s in own:
             if not any(s - off in starts.get(other, ()) for other, off in inside):
                 found.append((letter, _negated(*_context(clause, s, s + len(needle)))))
     return found
+
+
+@lru_cache(maxsize=4096)
+def _option_layout(opts_key: tuple[tuple[str, str], ...]) -> dict[str, tuple[str, list[tuple[str, int]]]]:
+    """Per option: its canonical text, and where that text sits inside a longer option's text (as
+    (other letter, offset) pairs), so a mention inside the longer one is told apart in linear time."""
+    needles = {letter: _canon(_normalized_option(text)) for letter, text in opts_key}
+    return {
+        letter: (needle, [(other, off) for other, text in needles.items() if other != letter and len(text) > len(needle)
+                          for off in _offsets(f" {text} ", f" {needle} ")])
+        for letter, needle in needles.items() if needle
+    }
 
 
 def _offsets(haystack: str, needle: str) -> list[int]:
