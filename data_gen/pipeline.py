@@ -136,6 +136,22 @@ class BuildLock:
         self._file.close()
 
 
+def _complete_lines(path: Path):
+    """(offset, object) of each complete JSON line of an append-only file, created if absent; a torn last
+    line (a kill mid-write) is cut off, so the next append starts on a line of its own."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.touch()
+    end = 0
+    with path.open("rb") as f:
+        for line in f:
+            if not line.endswith(b"\n"):
+                break
+            yield end, json.loads(line)
+            end += len(line)
+    if path.stat().st_size > end:
+        os.truncate(path, end)
+
+
 class TrajectoryStore:
     """``trajectories.jsonl``: one line per finished sample (the sample and its verified trajectories).
 
@@ -146,19 +162,9 @@ class TrajectoryStore:
     def __init__(self, path: Path):
         self.path = path
         self.index: dict[str, int] = {}
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.touch()
-        end = 0
-        with path.open("rb") as f:
-            for line in f:
-                if not line.endswith(b"\n"):
-                    break
-                data = json.loads(line)
-                if "sample" in data:  # lines of older builds carry no sample: those samples are made again
-                    self.index[data["sample_id"]] = end
-                end += len(line)
-        if path.stat().st_size > end:
-            os.truncate(path, end)
+        for offset, data in _complete_lines(path):
+            if "sample" in data:  # lines of older builds carry no sample: those samples are made again
+                self.index[data["sample_id"]] = offset
         self._append, self._read = path.open("ab"), path.open("rb")
 
     def __contains__(self, sample_id: str) -> bool:
@@ -202,18 +208,9 @@ class RecordLog:
 
     def __init__(self, path: Path):
         self.known: dict[str, Outcome] = {}
-        path.touch()
-        end = 0
-        with path.open("rb") as f:
-            for line in f:
-                if not line.endswith(b"\n"):
-                    break
-                data = json.loads(line)
-                key = data.pop("key")
-                self.known[key] = Outcome(**data)
-                end += len(line)
-        if path.stat().st_size > end:
-            os.truncate(path, end)
+        for _, data in _complete_lines(path):
+            key = data.pop("key")
+            self.known[key] = Outcome(**data)
         self._file = path.open("a", encoding="utf-8")
 
     def add(self, key: str, outcome: Outcome) -> None:
