@@ -1,7 +1,8 @@
 """The build, as a stream: sources -> records -> filter -> label imputation -> leakage -> questions -> ROI sets -> trajectories -> verification -> exports.
 
 Paper section 3.1 and appendix A.3 end to end, in memory that does not grow with the input
-beyond the ids of its samples (an id and a file offset each, about 200 bytes).
+beyond the ids of its samples and records (an id and a file offset, or a record's outcome: a few
+hundred bytes each).
 
 * A first pass reads every source's annotations, no pixels: the read log, each source's label
   space (the distractor pool, the imputer's hints) and, when the recipe caps records
@@ -12,9 +13,11 @@ beyond the ids of its samples (an id and a file offset each, about 200 bytes).
   released), imputes a label when enabled, checks leakage, builds questions and generates and
   verifies every sample not already committed. A finished sample is committed at once to
   ``work/trajectories.jsonl`` (appended, fsync'd): a killed build loses at most the samples in
-  flight, and a rerun skips committed samples without a cache lookup.
-* The exports then stream this build's committed samples, in sample-id order, into the SFT json,
-  the scorer pairs and the RL parquet, and the card is written.
+  flight, and a rerun skips committed samples without a cache lookup. A record whose samples are
+  all committed is logged in ``work/records.jsonl``; a rerun counts it from there without decoding
+  its image or imputing its label.
+* The exports then stream this build's committed samples, in a seeded order of their ids, into the
+  SFT json, the scorer pairs, ``samples.jsonl`` and the RL parquet, and the card is written.
 
 Sample ids derive from content (:func:`medsage.data_gen.instructions.content_digest`), every LLM
 reply is in a request cache and every billed reply in its ledger, so a resumed or edited build
