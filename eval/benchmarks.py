@@ -135,7 +135,9 @@ def _hf_tables(root: Path, split: str) -> list[tuple[Path, pd.DataFrame]]:
         files = sorted(root.rglob(f"{name}-*.parquet"))
         if files:
             return [(path, pd.read_parquet(path)) for path in files]
-    raise BenchmarkFormatError(f"no '{split}-*.parquet' file (nor a save_to_disk folder) under {root}; split names tried: {names}")
+    raise BenchmarkFormatError(
+        f"no '{split}-*.parquet' file (nor a save_to_disk folder) under {root}; split names tried: {names}"
+    )
 
 
 def _saved_dataset(folder: Path) -> list[tuple[Path, pd.DataFrame]]:
@@ -311,7 +313,8 @@ def load_pmc_vqa(root: str | Path, csv_name: str = "test_2.csv", image_dir: str 
             text = re.sub(rf"^\s*{letter}\s*:\s*", "", rec[column]).strip()
             if text:
                 options[letter] = text
-        image = _first_file([root / folder / rec["Figure_path"] for folder in folders], f"{source}, row {row}, field 'Figure_path'")
+        candidates = [root / folder / rec["Figure_path"] for folder in folders]
+        image = _first_file(candidates, f"{source}, row {row}, field 'Figure_path'")
         items.append(
             Item(
                 benchmark="pmc_vqa",

@@ -40,11 +40,11 @@ import json
 import math
 import re
 import string
+from collections.abc import Iterator
 from dataclasses import dataclass
 from enum import Enum
-from collections.abc import Iterator
 from functools import lru_cache
-from itertools import islice
+from itertools import islice, pairwise
 from typing import NamedTuple
 
 from .scaffold import answer_text
@@ -227,7 +227,9 @@ def extract_answer(response: object, require_tag: bool = False) -> tuple[str | N
 # ---------------------------------------------------------------------------------------------
 # negation and hedging scope, shared by every kind of question
 
-_CLAUSE_RE = re.compile(r"\.(?!\d)|[;!?\n\u3002\uff1b\uff01\uff1f]|\b(?:but|however|whereas|although|though)\b", re.I)
+_CLAUSE_RE = re.compile(
+    r"\.(?!\d)|[;!?\n\u3002\uff1b\uff01\uff1f]|\b(?:but|however|whereas|although|though)\b", re.IGNORECASE
+)
 _NEG_BEFORE = frozenset({"not", "no", "never", "without", "absent", "absence", "neither", "nor", "negative", "denies",
                          "free", "cannot", "unlikely", "exclude", "excluded", "excluding", "except", "than"})
 _NEG_BEFORE_PAIRS = frozenset({("rule", "out"), ("ruled", "out"), ("rules", "out"), ("instead", "of")})
@@ -256,7 +258,7 @@ def _negated(before: list[str], after: list[str]) -> bool:
     negators = _NEG_BEFORE.intersection(window)
     if negators == {"than"} and "less" in before[-_NEGATION_WINDOW - 1 :]:
         negators = set()  # "X is less likely than Y": Y is the favoured one
-    if negators or any(pair in _NEG_BEFORE_PAIRS for pair in zip(window, window[1:])):
+    if negators or any(pair in _NEG_BEFORE_PAIRS for pair in pairwise(window)):
         return True
     return bool(after) and _NEG_AFTER_RE.match(" ".join(after[:6])) is not None
 
@@ -331,7 +333,10 @@ def _is_label(clause: str, start: int, end: int, pattern_index: int) -> bool:
     if pattern_index < 4:
         return True
     previous = _WORD_BEFORE_RE.search(clause, max(0, start - _CONTEXT_CHARS), start)
-    return previous is None or previous.group(1).lower() in _LABEL_CONTEXT or re.fullmatch(r"[A-J]", previous.group(1)) is not None
+    if previous is None:
+        return True
+    word = previous.group(1)
+    return word.lower() in _LABEL_CONTEXT or re.fullmatch(r"[A-J]", word) is not None  # "B, C": a list of labels
 
 
 def _letter_mentions(clause: str, opts: dict[str, str]) -> list[tuple[str, bool]]:
@@ -448,7 +453,9 @@ _LEAD_ONLY = {"present": "yes", "absent": "no"}  # "Present." / "Absent, ..." op
 _FILLERS = frozenset({"answer", "final", "is", "my", "i", "would", "say", "maybe", "probably", "possibly", "perhaps",
                       "likely", "definitely", "certainly", "most", "actually", "wait", "well", "oh", "so", "ok",
                       "okay", "sorry", "correction", "it", "s", "think", "believe", "then", "therefore", "thus"})
-_SEGMENT_RE = re.compile(r"[,:]|\.(?!\d)|[;!?\n\u3002\uff0c\uff1b\uff1a\uff01\uff1f]|\b(?:but|however|though)\b", re.I)
+_SEGMENT_RE = re.compile(
+    r"[,:]|\.(?!\d)|[;!?\n\u3002\uff0c\uff1b\uff1a\uff01\uff1f]|\b(?:but|however|though)\b", re.IGNORECASE
+)
 _STATED_NO_RE = re.compile(
     rf"\b(?:not {_SEEN}|(?:is|are|was|were) absent|ruled out|unlikely|negative for|no evidence|"
     r"(?:do|does|did) not (?:see|show|identify|detect|find|reveal|demonstrate|contain|have))\b"
@@ -457,7 +464,8 @@ _HEDGE_RE = re.compile(r"\b(?:cannot|can not|could not|not) (?:be )?(?:excluded|
 _STOP = frozenset({"is", "are", "was", "were", "there", "this", "that", "it", "in", "of", "on", "does", "do", "image",
                    "picture", "any", "seen", "shown", "present", "visible", "evidence", "what", "which"})
 # SLAKE's Chinese closed answers: an affirmative word, or the same word negated (不/没); 否/无 alone say no.
-_ZH_YES_WORDS = ("是", "有", "包含", "含有", "可以", "正常", "存在", "能", "对", "会", "正确", "属于", "需要", "在", "显示")
+_ZH_YES_WORDS = ("是", "有", "包含", "含有", "可以", "正常", "存在", "能", "对", "会", "正确", "属于", "需要", "在",
+                 "显示")
 _ZH_NO_PREFIXES = ("不", "没", "否", "无", "非")
 _ZH_STRIP = " \t\r\n*_`#$\u3002\uff0c.,!\uff01:\uff1a\"'\u201c\u201d"
 
@@ -477,13 +485,14 @@ def _answer_word(tokens: list[str]) -> set[str]:
     made of yes/no words only ("yes and no") gives every polarity it names."""
     first = next((i for i, tok in enumerate(tokens) if tok not in _FILLERS), len(tokens))
     rest = tokens[first:]
-    if rest and all(t in _YES or t in _NO or t in ("and", "or") for t in rest):
-        return {"yes" if t in _YES else "no" for t in rest if t not in ("and", "or")}
-    if rest and (rest[0] in _YES_WORDS or rest[0] in ("no", "nope") or len(rest) == 1 or rest[1:2] == ["for"]):
-        if rest[0] in _YES or rest[0] in _NO:  # "correct"/"negative" lead only alone or as "negative for X"
+    if rest:
+        if all(t in _YES or t in _NO or t in ("and", "or") for t in rest):
+            return {"yes" if t in _YES else "no" for t in rest if t not in ("and", "or")}
+        leads = rest[0] in _YES_WORDS or rest[0] in ("no", "nope") or len(rest) == 1 or rest[1:2] == ["for"]
+        if leads and (rest[0] in _YES or rest[0] in _NO):  # "correct" leads only alone, "negative" also "for X"
             return {"yes" if rest[0] in _YES else "no"}
-    if rest and rest[0] in _LEAD_ONLY:
-        return {_LEAD_ONLY[rest[0]]}
+        if rest[0] in _LEAD_ONLY:
+            return {_LEAD_ONLY[rest[0]]}
     if "answer" in tokens:
         tail = [t for t in tokens[tokens.index("answer") + 1 :] if t not in ("is", "would", "be")]
         if tail and (tail[0] in _YES or tail[0] in _NO):
@@ -500,7 +509,8 @@ def _statements(tokens: list[str], question: str | None) -> set[str]:
     for i, tok in enumerate(tokens):
         previous = tokens[i - 1] if i else ""
         negated = previous == "not"
-        if tok in _YES_WORDS or (tok in _YES and previous in _COPULAS) or (tok == "positive" and tokens[i + 1 : i + 2] == ["for"]):
+        positive_for = tok == "positive" and tokens[i + 1 : i + 2] == ["for"]
+        if tok in _YES_WORDS or (tok in _YES and previous in _COPULAS) or positive_for:
             said.add("no" if negated else "yes")  # "yes", "that is (not) correct", "positive for X"
         elif tok in _NO and not negated:
             said.add("no")
@@ -563,18 +573,21 @@ def _polarity_reference(reference: object) -> str | None:
 # ---------------------------------------------------------------------------------------------
 # numbers
 
-_NUMBER_RE = re.compile(r"(?<![\w.])-?(?:\d{1,3}(?:,\d{3})+(?:\.\d+)?|\d+(?:\.\d+)?|\.\d+)(?![\w.]*\d)\s?(%|[a-zA-Z\u00b5\u03bc]+)?")
+_NUMBER_RE = re.compile(  # "1,000.5", "3.5", ".5", then an optional unit ("cm", "%"); not the 2 of "T2"
+    r"(?<![\w.])-?(?:\d{1,3}(?:,\d{3})+(?:\.\d+)?|\d+(?:\.\d+)?|\.\d+)(?![\w.]*\d)\s?(%|[a-zA-Z\u00b5\u03bc]+)?"
+)
 _UNITS = {
     "mm": ("length", 1e-3), "cm": ("length", 1e-2), "m": ("length", 1.0),
     "mg": ("mass", 1e-3), "g": ("mass", 1.0), "kg": ("mass", 1e3), "mcg": ("mass", 1e-6), "\u00b5g": ("mass", 1e-6),
     "ml": ("volume", 1e-3), "cc": ("volume", 1e-3), "l": ("volume", 1.0),
     "%": ("percent", 1.0), "percent": ("percent", 1.0),
 }
-_NUMBER_WORDS = {w: i for i, w in enumerate(
-    "zero one two three four five six seven eight nine ten eleven twelve thirteen fourteen fifteen sixteen "
-    "seventeen eighteen nineteen twenty".split())}
-_NUMBER_WORDS.update({w: 10 * i for i, w in enumerate("thirty forty fifty sixty seventy eighty ninety".split(), 3)})
-_NUMBER_WORD_RE = re.compile(r"\b(" + "|".join(_NUMBER_WORDS) + r")(?:[\s-](" + "|".join(list(_NUMBER_WORDS)[1:10]) + r"))?\b")
+_ONES = ("zero one two three four five six seven eight nine ten eleven twelve thirteen fourteen fifteen sixteen "
+         "seventeen eighteen nineteen twenty").split()
+_TENS = ("thirty", "forty", "fifty", "sixty", "seventy", "eighty", "ninety")
+_NUMBER_WORDS = {w: i for i, w in enumerate(_ONES)} | {w: 10 * i for i, w in enumerate(_TENS, 3)}
+_NUMBER_WORD_RE = re.compile(rf"\b({'|'.join(_NUMBER_WORDS)})(?:[\s-]({'|'.join(_ONES[1:10])}))?\b")
+
 
 class Quantity(NamedTuple):
     """A number as written (``value``) and, with a known unit, its dimension and size in base units."""
@@ -583,7 +596,7 @@ class Quantity(NamedTuple):
     dimension: str | None = None
     scale: float = 1.0
 
-    def equals(self, other: "Quantity") -> bool:
+    def equals(self, other: Quantity) -> bool:
         """Same value: in base units when both carry a unit of one dimension ("35 mm" = "3.5 cm"),
         as written when either has none ("5" answers "5 mm")."""
         if self.dimension and other.dimension:
@@ -628,7 +641,7 @@ def _numeric_match(prediction: str, reference: Quantity) -> bool:
 # open-ended, either-or, MMMU open
 
 _OPEN_EXTRA_TOKENS = 12  # an open answer may wrap the reference in this many extra words, no more
-_PARTS_RE = re.compile(r"\s*(?:,|;|\band\b|&|\+)\s*", re.I)
+_PARTS_RE = re.compile(r"\s*(?:,|;|\band\b|&|\+)\s*", re.IGNORECASE)
 _SHORT_PART = 3  # a list item of at most this many words is an extra candidate answer
 _CJK_NEGATORS = ("不", "没", "无", "非", "否")
 

@@ -7,9 +7,13 @@ from medsage.reward_fns.answers import (
     AnswerType,
     answer_type,
     coerce_options,
+    extract_answer,
     extract_choice,
+    judge,
     match_answer,
+    mmmu_open_match,
     normalize,
+    question_choices,
     token_scores,
     yes_no,
 )
@@ -188,8 +192,6 @@ def test_matcher_never_raises_on_garbage(garbage):
 
 # ---------------------------------------------------------------------------------------------
 # issue 13: known-answer suites per family, both directions (wrong must fail, right must pass)
-
-from medsage.reward_fns.answers import extract_answer, judge, mmmu_open_match, question_choices  # noqa: E402
 
 FAMILY_CASES = [
     # (family, prediction, reference, options, question, expected correct)
