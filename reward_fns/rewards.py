@@ -100,6 +100,7 @@ def score_response(
     weights: RewardWeights = RewardWeights(),
     consistency: ConsistencyClient | None = None,
     question: str = "",
+    require_answer_tag: bool = True,
 ) -> dict[str, float]:
     """All reward parts of one response and their weighted total ``score``.
 
@@ -108,7 +109,7 @@ def score_response(
     stood in for an unreachable scorer, so verl's per-key means report the rate).
     """
     parsed = parse(response)
-    accuracy = accuracy_reward(response, ground_truth, options, parsed, question=question)
+    accuracy = accuracy_reward(response, ground_truth, options, parsed, require_answer_tag, question)
     fmt = format_reward(response, parsed)
     parts = {"score": weights.accuracy * accuracy + weights.format * fmt, "accuracy": accuracy, "format": fmt}
     if weights.consistency:
@@ -128,6 +129,7 @@ def compute_score(
     extra_info: Mapping[str, Any] | None = None,
     reward_weights: Mapping[str, Any] | None = None,
     consistency: Mapping[str, Any] | None = None,
+    require_answer_tag: bool = True,
     **kwargs: Any,
 ) -> dict[str, float]:
     """verl's custom reward (``reward.custom_reward_function.path``/``name``).
@@ -135,12 +137,14 @@ def compute_score(
     ``extra_info["options"]`` maps letters to option texts for multiple choice (``ground_truth``
     is then the letter); ``extra_info["question"]`` is what the consistency scorer reads beside the
     response. ``reward_weights`` and ``consistency`` (``{url, timeout_s, on_unreachable}``) come
-    from the recipe's ``reward_kwargs``.
+    from the recipe's ``reward_kwargs``, and so does ``require_answer_tag`` (default True: only the
+    ``<ANSWER>`` stage is paid; see :func:`accuracy_reward`).
     """
     info = extra_info if isinstance(extra_info, Mapping) else {}
     weights = RewardWeights.from_config(reward_weights)
     client = consistency_client(consistency) if weights.consistency and consistency else None
     question = info.get("question")
     return score_response(
-        solution_str, ground_truth, info.get("options"), weights, client, question if isinstance(question, str) else ""
+        solution_str, ground_truth, info.get("options"), weights, client, question if isinstance(question, str) else "",
+        require_answer_tag,
     )

@@ -202,6 +202,7 @@ def test_reward_requires_the_answer_stage_unless_switched():
     assert accuracy_reward(plain, "no", require_answer_tag=False) == 1.0
     assert accuracy_reward(lvkc("No"), "no") == 1.0
     assert compute_score("slake", plain, "no")["accuracy"] == 0.0
+    assert compute_score("slake", plain, "no", require_answer_tag=False)["accuracy"] == 1.0
     assert compute_score("slake", lvkc("Not normal"), "no", {"question": "Is the liver normal?"})["accuracy"] == 1.0
 
 
