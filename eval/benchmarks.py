@@ -237,17 +237,15 @@ def load_slake(
     language: str = "en",
     name: str = "slake",
     split_file: str = "test.json",
-    lang: str | None = None,
 ) -> list[Item]:
     """SLAKE: ``test.json`` + ``imgs/<img_name>``; ``answer_type`` OPEN/CLOSED; ``q_lang`` en or zh.
 
     ``language`` (recipe key ``options.language``): ``en`` (1,061 test items), ``zh`` (1,033) or
-    ``both`` (the 2,094 MedEvalKit scores); any other value is an error, never 0 items. ``lang``
-    is the older spelling of the same key. A closed English question that offers two alternatives
-    ("Is this a CT or MRI?") carries them as ``choices`` and is scored as that choice.
+    ``both`` (the 2,094 MedEvalKit scores); any other value is an error, never 0 items (and the
+    older key ``lang`` is an unknown option, named as such). A closed English question that offers
+    two alternatives ("Is this a CT or MRI?") carries them as ``choices`` and is scored as that choice.
     The phantom benchmark of data_gen is written in this format and loads through here too.
     """
-    language = lang if lang is not None else language
     if language not in SLAKE_LANGUAGES:
         raise BenchmarkFormatError(f"{name}: options.language must be one of {', '.join(SLAKE_LANGUAGES)}; got {language!r}")
     root = Path(root)

@@ -57,7 +57,7 @@ def test_slake_loader_english_by_default_and_chinese_selectable(tmp_path):
     assert [(i.answer, i.closed, i.modality) for i in english] == [("Liver", False, "CT"), ("Yes", True, "MRI")]
     assert english[0].id == "slake-1000" and english[0].question_type == "Organ"
     assert load_image(english[0].images[0]).mode == "RGB"
-    chinese = load_benchmark("slake", tmp_path, lang="zh")
+    chinese = load_benchmark("slake", tmp_path, language="zh")
     assert [i.answer for i in chinese] == ["肝脏"]
 
 
