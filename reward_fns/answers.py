@@ -573,8 +573,9 @@ def _polarity_reference(reference: object) -> str | None:
 # ---------------------------------------------------------------------------------------------
 # numbers
 
-_NUMBER_RE = re.compile(  # "1,000.5", "3.5", ".5", then an optional unit ("cm", "%"); not the 2 of "T2"
-    r"(?<![\w.])-?(?:\d{1,3}(?:,\d{3})+(?:\.\d+)?|\d+(?:\.\d+)?|\.\d+)(?![\w.]*\d)\s?(%|[a-zA-Z\u00b5\u03bc]+)?"
+_NUMBER_RE = re.compile(  # "1/2", "1,000.5", "3.5", ".5", then an optional unit ("cm", "%"); not the 2 of "T2"
+    r"(?<![\w./])(-?(?:\d+/[1-9]\d*|\d{1,3}(?:,\d{3})+(?:\.\d+)?|\d+(?:\.\d+)?|\.\d+))(?![\w./]*\d)"
+    r"\s?(%|[a-zA-Z\u00b5\u03bc]+)?"
 )
 _UNITS = {
     "mm": ("length", 1e-3), "cm": ("length", 1e-2), "m": ("length", 1.0),
@@ -608,8 +609,10 @@ class Quantity(NamedTuple):
 def _numbers(text: str) -> Iterator[Quantity]:
     """Each number in a text: "1,000", "3.5cm", "5 mm", ".5", "two", "twenty-five"."""
     for m in _NUMBER_RE.finditer(text):
-        value = float(m.group(0)[: m.end(0) - m.start(0) - len(m.group(1) or "")].replace(",", "").strip())
-        unit = _UNITS.get((m.group(1) or "").lower())
+        written = m.group(1).replace(",", "")
+        numerator, _, denominator = written.partition("/")
+        value = float(numerator) / float(denominator) if denominator else float(written)
+        unit = _UNITS.get((m.group(2) or "").lower())
         yield Quantity(value, *unit) if unit else Quantity(value)
     for m in _NUMBER_WORD_RE.finditer(text.lower()):
         yield Quantity(float(_NUMBER_WORDS[m.group(1)] + (_NUMBER_WORDS[m.group(2)] if m.group(2) else 0)))

@@ -248,6 +248,10 @@ FAMILY_CASES = [
     ("numbers", "1,500", "1,000", None, None, False),
     ("numbers", "twenty-five", "25", None, None, True),
     ("numbers", "T2", "2", None, None, False),
+    ("numbers", "0.5", "1/2", None, None, True),
+    ("numbers", "1/3", "1/2", None, None, False),
+    ("numbers", "50%", "50 %", None, None, True),
+    ("numbers", "-3", "3", None, None, False),
     # multiple-choice letters in every form
     ("letters", "c", "C", OPTS, None, True),
     ("letters", "(c)", "C", OPTS, None, True),
