@@ -22,7 +22,7 @@ Kinds of question, told apart by the reference (and options / the two alternativ
   and hedging count before ("no X", "rule out X") and after the finding ("X is unlikely", "X
   cannot be excluded"); a list of candidates ("X or Y") or extra listed items is wrong; multi-part
   references match in any order; modality spellings (X-ray, Xray, x ray, radiograph) are one word;
-  numeric references compare values (decimals, number words, units, thousands separators).
+  numeric references compare values (decimals, fractions, number words, units, thousands separators).
   ``rules="mmmu"`` scores open questions with MMMU's own number-aware rules instead.
 
 :func:`extract_answer` finds the answer in a response: the ``<ANSWER>`` stage, or (unless the
