@@ -2,6 +2,7 @@
 its console scripts start from any directory, and the RL environment of README "GPU clusters"
 resolves."""
 
+import ast
 import json
 import subprocess
 import sys
@@ -13,7 +14,12 @@ from pathlib import Path
 import pytest
 
 REPO = Path(__file__).resolve().parents[1]
-FOLDERS = ("reward_fns", "plugins", "data_gen", "eval")
+# setup.py's own list: a folder added there is checked here too.
+FOLDERS = next(
+    ast.literal_eval(node.value)
+    for node in ast.parse((REPO / "setup.py").read_text()).body
+    if isinstance(node, ast.Assign) and getattr(node.targets[0], "id", "") == "FOLDERS"
+)
 SCRIPTS = sorted(e.name for e in distribution("medsage").entry_points if e.group == "console_scripts")
 
 
