@@ -1,5 +1,6 @@
 """The quickstart end to end in a CI-sized configuration: every stage runs, resumes, and reports."""
 
+import importlib.util
 import json
 import subprocess
 import sys
@@ -149,3 +150,17 @@ def test_the_ablation_command_prints_the_papers_tables(finished_run):
     assert (run / "ablation" / "figure5.png").stat().st_size > 0
     grpo = json.loads((run / "ablation" / "grpo" / "arm.json").read_text())
     assert grpo["self_check_rate"] == 0.0 and grpo["steps"] == 2  # plain GRPO never self-checks
+
+
+def test_progress_prints_every_step_even_when_several_finish_between_two_polls(tmp_path, capsys):
+    """A fast machine finishes several steps inside one 5 s poll; each step's line must still appear once."""
+    spec = importlib.util.spec_from_file_location("quickstart", SCRIPT)
+    script = sys.modules.setdefault("quickstart", importlib.util.module_from_spec(spec))
+    spec.loader.exec_module(script)
+    log = tmp_path / "trainer_log.jsonl"
+    writer = "import json,sys; open(sys.argv[1],'w').write(''.join(json.dumps({'current_steps':k,'loss':1/k})+'\\n' for k in (1,2,3)))"
+    script._call([sys.executable, "-c", writer, str(log)], tmp_path / "run.log",
+                 progress=lambda: script._train_progress(log, 3))
+    printed = capsys.readouterr().out
+    assert [printed.count(f"step {k}/3, loss") for k in (1, 2, 3)] == [1, 1, 1]
+    assert printed.count("loading model and data") == 1

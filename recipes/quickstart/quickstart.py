@@ -283,13 +283,11 @@ def _rl_metrics(metrics_file: Path) -> list[dict[str, float]]:
     return [{"step": r["step"], **{k: float(v) for k, v in r["data"].items() if isinstance(v, (int, float))}} for r in rows]
 
 
-def _rl_progress(metrics_file: Path, steps: int) -> str:
-    done = _rl_metrics(metrics_file)
-    if not done:
-        return "starting Ray, the actor, reference and rollout workers (about 2-3 minutes)"
-    last = done[-1]
-    return (f"step {last['step']}/{steps}: reward {last.get('critic/score/mean', 0):.3f}, first-attempt accuracy "
-            f"{last.get('medsage/first_accuracy', 0):.2f}, self-check rate {last.get('medsage/self_check_rate', 0):.2f}")
+def _rl_progress(metrics_file: Path, steps: int) -> list[str]:
+    return ["starting Ray, the actor, reference and rollout workers (about 2-3 minutes)"] + [
+        f"step {m['step']}/{steps}: reward {m.get('critic/score/mean', 0):.3f}, first-attempt accuracy "
+        f"{m.get('medsage/first_accuracy', 0):.2f}, self-check rate {m.get('medsage/self_check_rate', 0):.2f}"
+        for m in _rl_metrics(metrics_file)]
 
 
 def _plot_rl(steps: list[dict[str, float]], path: Path) -> None:
@@ -355,18 +353,23 @@ def _explore(run: Path) -> Path:
 # ------------------------------------------------------------------------------------- helpers
 
 
-def _call(cmd: list[str], log_file: Path, env: dict[str, str] | None = None, progress: Callable[[], str] | None = None) -> None:
-    """Run one framework command, its output in ``log_file``; its progress printed when it changes."""
+def _call(cmd: list[str], log_file: Path, env: dict[str, str] | None = None,
+          progress: Callable[[], list[str]] = list) -> None:
+    """Run one framework command, its output in ``log_file``. ``progress`` lists the progress lines so far
+    (one per logged step); each is printed once, including steps that finished between two polls."""
     log_file.parent.mkdir(parents=True, exist_ok=True)
-    shown = None
+    shown = 0
     with log_file.open("w") as sink:
         proc = subprocess.Popen(cmd, stdout=sink, stderr=subprocess.STDOUT, env={**os.environ, **(env or {})}, cwd=REPO)
-        while proc.poll() is None:
-            time.sleep(5)
-            line = progress() if progress is not None else None
-            if line != shown:
+        while True:
+            finished = proc.poll() is not None
+            lines = progress()
+            for line in lines[shown:]:
                 print(f"    {line}", flush=True)
-                shown = line
+            shown = len(lines)
+            if finished:
+                break
+            time.sleep(5)
     if proc.returncode != 0:
         tail = "".join(log_file.read_text(errors="replace").splitlines(keepends=True)[-25:])
         raise RuntimeError(f"{' '.join(cmd)} failed with exit code {proc.returncode}; log {log_file}:\n{tail}")
@@ -379,9 +382,8 @@ def _losses(trainer_log: Path) -> list[tuple[int, float]]:
     return [(r["current_steps"], r["loss"]) for r in rows if "loss" in r]
 
 
-def _train_progress(trainer_log: Path, max_steps: int) -> str:
-    losses = _losses(trainer_log)
-    return f"step {losses[-1][0]}/{max_steps}, loss {losses[-1][1]:.3f}" if losses else "loading model and data"
+def _train_progress(trainer_log: Path, max_steps: int) -> list[str]:
+    return ["loading model and data"] + [f"step {step}/{max_steps}, loss {loss:.3f}" for step, loss in _losses(trainer_log)]
 
 
 def _headline(stats: dict[str, Any]) -> dict[str, Any]:
