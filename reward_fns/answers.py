@@ -151,6 +151,23 @@ def coerce_options(options: object) -> dict[str, str]:
     Parquet round trips turn dicts into structs with None for absent letters and lists into
     arrays, so every shape a data loader may hand over is accepted; anything else gives ``{}``.
     """
+    return dict(_option_items(options))
+
+
+def _option_items(options: object) -> tuple[tuple[str, str], ...]:
+    """:func:`coerce_options` as ``(letter, text)`` pairs; a dict of strings (the same options for a
+    whole benchmark or GRPO group) is coerced once and reused."""
+    if isinstance(options, dict) and all(type(k) is str and type(v) is str for k, v in options.items()):
+        return _str_option_items(tuple(options.items()))
+    return tuple(_coerce_options(options).items())
+
+
+@lru_cache(maxsize=4096)
+def _str_option_items(items: tuple[tuple[str, str], ...]) -> tuple[tuple[str, str], ...]:
+    return tuple(_coerce_options(dict(items)).items())
+
+
+def _coerce_options(options: object) -> dict[str, str]:
     if isinstance(options, str):
         try:
             options = json.loads(options)
@@ -500,6 +517,12 @@ def _answer_word(tokens: list[str]) -> set[str]:
     return set()
 
 
+@lru_cache(maxsize=65536)
+def _segment_lead(segment: str) -> frozenset[str]:
+    """:func:`_answer_word` of a short segment: "Yes", "No" and "The answer is no" open reply after reply."""
+    return frozenset(_answer_word(normalize(segment).split()))
+
+
 def _statements(tokens: list[str], question: str | None) -> set[str]:
     """Polarities stated without a leading yes/no word; a hedge makes the reply ambiguous."""
     text = " ".join(tokens)
@@ -550,7 +573,7 @@ def yes_no(prediction: object, question: str | None = None) -> str | None:
     lead: set[str] = set()
     for segment in set(_SEGMENT_RE.split(text)):
         if segment:
-            lead |= _answer_word(normalize(segment).split())
+            lead |= _segment_lead(segment) if len(segment) <= 256 else _answer_word(normalize(segment).split())
     said = lead or _statements(normalize(text).split(), question)
     return said.pop() if len(said) == 1 else None
 
@@ -815,7 +838,7 @@ def judge(
     questions by MMMU's rules (:func:`mmmu_open_match`).
     """
     try:
-        opts = tuple(coerce_options(options).items())
+        opts = _option_items(options)
         if isinstance(prediction, str) and len(prediction) <= _CACHED_CHARS and isinstance(reference, str):
             return _verdict_cached(prediction, reference, opts, question, tuple(choices), rules)
         return _verdict(prediction, reference, opts, question, tuple(choices), rules)
@@ -860,3 +883,11 @@ def match_answer(prediction: object, reference: object, options: object = None, 
     """Whether ``prediction`` gives the ``reference`` answer (:func:`judge`'s ``correct``; ``context``:
     ``question``, ``choices``, ``rules`` as there); never raises on any prediction or reference."""
     return judge(prediction, reference, options, **context).correct  # type: ignore[arg-type]
+
+
+def clear_caches() -> None:
+    """Empty every cache of the matcher (verdicts, clauses, segments, canonical texts, options): a
+    benchmark calls it between rounds so that no round is scored from an earlier round's work."""
+    for value in list(globals().values()):
+        if callable(getattr(value, "cache_clear", None)):
+            value.cache_clear()

@@ -13,13 +13,14 @@ The trajectory-consistency reward comes from a trained scorer behind an HTTP ser
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from functools import lru_cache
 from typing import Any, Mapping
 
 from medsage.config import bounded, build
 
 from .answers import extract_answer, match_answer
 from .consistency.client import ConsistencyClient, ConsistencyConfig, consistency_client
-from .scaffold import STAGES, Parsed, names_region, parse
+from .scaffold import _REGION_WORDS_RE, STAGES, Parsed, names_region, parse
 
 # Format credit in tenths (integers, so a perfect response sums to exactly 1.0): the five
 # well-formed stages share 7, and one each goes to stage order, no defect at all, and a
@@ -38,8 +39,27 @@ class RewardWeights:
     @classmethod
     def from_config(cls, config: Mapping[str, Any] | None) -> "RewardWeights":
         """Build from a mapping such as ``{"accuracy": 1.0, "format": 0.5}`` with the one recipe loader
-        (:mod:`medsage.config`): an unknown key or a value that is not a number is an error."""
-        return build(cls, dict(config or {}), "reward_kwargs", "reward_weights")
+        (:mod:`medsage.config`): an unknown key or a value that is not a number is an error.
+
+        verl calls the reward once per response with the same ``reward_kwargs``, so a checked result is
+        reused for an equal mapping (the weights are frozen); a mapping that is not hashable is built anew.
+        """
+        if not config:
+            return _DEFAULT_WEIGHTS
+        try:
+            key = tuple(sorted(config.items()))
+            hash(key)
+        except (TypeError, AttributeError):
+            return build(cls, dict(config), "reward_kwargs", "reward_weights")
+        return _weights_from_items(key)
+
+
+_DEFAULT_WEIGHTS = RewardWeights()
+
+
+@lru_cache(maxsize=64)
+def _weights_from_items(items: tuple) -> RewardWeights:
+    return build(RewardWeights, dict(items), "reward_kwargs", "reward_weights")
 
 
 @dataclass(frozen=True)
@@ -65,8 +85,16 @@ def format_reward(response: object, parsed: Parsed | None = None) -> float:
     tenths = _STAGE_TENTHS * well_formed / len(STAGES)
     tenths += not any(p.kind == "misordered" for p in parsed.problems)
     tenths += not parsed.problems
-    tenths += names_region(parsed.get("LOC"))
+    tenths += _names_region(parsed.get("LOC"))
     return tenths / 10
+
+
+def _names_region(loc: str | None) -> bool:
+    """:func:`~medsage.reward_fns.scaffold.names_region`, its cheap half first: region words decide
+    most ``<LOC>`` stages without decoding their grounding objects (same result either way)."""
+    if loc and _REGION_WORDS_RE.search(loc) is not None:
+        return True
+    return names_region(loc)
 
 
 def accuracy_reward(

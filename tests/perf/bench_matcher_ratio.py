@@ -59,7 +59,7 @@ def _ratio(batch: list[tuple[str, str, dict | None]], rounds: int = 5) -> tuple[
         start = time.perf_counter()
         floor()
         best_floor = min(best_floor, time.perf_counter() - start)
-        answers._verdict_cached.cache_clear()  # every round pays for its verdicts, as a new GRPO step does
+        answers.clear_caches()  # every round pays for its verdicts, clauses and options, as a new GRPO step does
         start = time.perf_counter()
         score()
         best_score = min(best_score, time.perf_counter() - start)
