@@ -24,7 +24,8 @@ class BenchmarkSpec:
     name: str
     path: str
     limit: int | None = bounded(None, ge=1)
-    options: dict[str, Any] = field(default_factory=dict)  # loader keywords: lang, split, subjects, ...
+    # loader keywords (SLAKE language, split, subjects, ...) and circular / samples (recipes/eval/README.md)
+    options: dict[str, Any] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
