@@ -18,11 +18,13 @@ Ablations: ``alpha=0`` is "base reward only" (Table 4); running the loop with se
 
 from __future__ import annotations
 
-from typing import Mapping, Sequence
+from typing import Any, Mapping, Sequence
 
 import numpy as np
 import torch
 from verl.trainer.ppo.core_algos import compute_grpo_outcome_advantage
+
+from .sessions import SessionOutcome, read_outcomes
 
 
 def group_normalized_scores(
@@ -79,8 +81,11 @@ def self_check_advantages(
     return g.unsqueeze(-1) * outcome_mask.to(torch.float32) + bonus.unsqueeze(-1) * self_check_mask.to(torch.float32)
 
 
-def session_masks(sessions: Sequence[Mapping], response_mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """``outcome_mask``, ``self_check_mask`` [B, T] and ``r_sc`` [B] from the loop's ``extra_fields``.
+def session_masks(
+    sessions: Sequence[Mapping[str, Any] | SessionOutcome], response_mask: torch.Tensor
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """``outcome_mask``, ``self_check_mask`` [B, T] and ``r_sc`` [B] of the sessions' outcomes
+    (each a :class:`SessionOutcome` or the ``extra_fields`` verl carried it in).
 
     Masks are right-padded (or cut) to the batch width T and multiplied by ``response_mask``, so
     verl's synthetic padding rows (``response_mask`` 0) get no advantage whatever they carry.
@@ -88,15 +93,14 @@ def session_masks(sessions: Sequence[Mapping], response_mask: torch.Tensor) -> t
     batch, width = response_mask.shape
     if len(sessions) != batch:
         raise ValueError(f"{len(sessions)} sessions for a batch of {batch} rows")
+    outcomes = read_outcomes(sessions)
     outcome, check = torch.zeros(batch, width), torch.zeros(batch, width)
-    for row, session in enumerate(sessions):
-        for target, key in ((outcome, "outcome_mask"), (check, "self_check_mask")):
-            if key not in session:
-                raise ValueError(f"row {row} has no extra_fields['{key}']: was it rolled out by the self-check loop?")
-            values = torch.as_tensor(list(session[key])[:width], dtype=torch.float32)
+    for row, session in enumerate(outcomes):
+        for target, mask in ((outcome, session.outcome_mask), (check, session.self_check_mask)):
+            values = torch.as_tensor(mask[:width], dtype=torch.float32)
             target[row, : len(values)] = values
     keep = response_mask.to(torch.float32)
-    r_sc = torch.tensor([float(s.get("r_sc", 0.0)) for s in sessions])
+    r_sc = torch.tensor([s.r_sc for s in outcomes])
     return outcome * keep, check * keep, r_sc
 
 
@@ -104,7 +108,7 @@ def advantages_from_sessions(
     token_level_rewards: torch.Tensor,
     response_mask: torch.Tensor,
     index: np.ndarray,
-    sessions: Sequence[Mapping],
+    sessions: Sequence[Mapping[str, Any] | SessionOutcome],
     alpha: float = 0.2,
     norm_adv_by_std: bool = True,
 ) -> torch.Tensor:

@@ -51,7 +51,7 @@ from __future__ import annotations
 
 import asyncio
 import weakref
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from functools import partial
 from typing import Any, Awaitable, Callable
 from uuid import uuid4
@@ -63,6 +63,7 @@ from verl.utils.tokenizer.continuous_token import MergeResult
 
 from medsage.reward_fns.rewards import compute_score
 
+from .sessions import SessionOutcome, StopReason
 from .settings import RGRPOSettings
 
 AGENT_NAME = "medsage_self_check"
@@ -94,26 +95,6 @@ class Transcript:
         return mask
 
 
-@dataclass(frozen=True)
-class SessionOutcome:
-    """What one session hands the trainer through ``extra_fields`` (besides the two masks)."""
-
-    first_correct: bool
-    final_correct: bool
-    self_checked: bool
-    retried: bool
-    stop_reason: str  # accepted | retried | no_self_check | budget_before_check | budget_before_retry | placeholder_in_response
-    reward_parts: dict[str, float]  # every part of the final trajectory's reward, e.g. accuracy, format
-    first_reward_parts: dict[str, float]
-    self_check_length: int
-    capped_spans: list[str]  # generated spans (tau1, check, tau2) cut at their cap or the session's budget
-
-    @property
-    def r_sc(self) -> float:
-        """Self-check success, eq. 10: the first answer was wrong and the retry is right."""
-        return float(self.retried and not self.first_correct and self.final_correct)
-
-
 @register(AGENT_NAME)
 class SelfCheckAgentLoop(AgentLoopBase):
     """verl agent loop running one R-GRPO self-check session per call of :meth:`run`."""
@@ -140,14 +121,14 @@ class SelfCheckAgentLoop(AgentLoopBase):
         session = _Session(self, Transcript(list(prompt_ids), len(prompt_ids), logprobs=logprobs), request)
 
         first_text = await session.generate("tau1", self.settings.attempt_max_tokens)
-        stop = "accepted"
+        stop: StopReason = "accepted"
         if not _correct(await self._score(session, first_text, kwargs)):
             stop = await self._self_check(session, kwargs)
-        output = self._output(session, stop, multi_modal_data)
-        # What the session was asked, for the trainer's session records and reports.
-        output.extra_fields["question"] = (kwargs.get("extra_info") or {}).get("question")
-        output.extra_fields["ground_truth"] = (kwargs.get("reward_model") or {}).get("ground_truth")
-        return output
+        return self._output(
+            session, stop, multi_modal_data,
+            question=(kwargs.get("extra_info") or {}).get("question"),
+            ground_truth=(kwargs.get("reward_model") or {}).get("ground_truth"),
+        )
 
     async def _build_prompt(self, messages: list[dict]) -> tuple[dict, list[int]]:
         """The prompt's images, prepared by verl's dataset class, and its initial token stream."""
@@ -176,7 +157,7 @@ class SelfCheckAgentLoop(AgentLoopBase):
             edits[key] = builder.merge_context_tokens([], user_turn, [self.end_of_turn_id])
         return edits[key]
 
-    async def _self_check(self, session: "_Session", kwargs: dict) -> str:
+    async def _self_check(self, session: "_Session", kwargs: dict) -> StopReason:
         """Steps 2-4 of the session (self-check, retry, score), or a clean stop; returns the stop reason."""
         if not self.settings.self_check:
             return "no_self_check"
@@ -211,10 +192,17 @@ class SelfCheckAgentLoop(AgentLoopBase):
         session.attempts.append(result)
         return result
 
-    def _output(self, session: "_Session", stop_reason: str, multi_modal_data: dict) -> AgentLoopOutput:
+    def _output(
+        self, session: "_Session", stop_reason: StopReason, multi_modal_data: dict,
+        question: str | None = None, ground_truth: str | None = None,
+    ) -> AgentLoopOutput:
+        """The session as verl's output: our :class:`SessionOutcome` plus the ``extra_fields`` keys
+        verl itself reads (per-turn scores, tool rewards, the weight versions it was generated with)."""
         t, first, final = session.transcript, session.attempts[0], session.attempts[-1]
         retried = "tau2" in t.spans
         outcome = SessionOutcome(
+            outcome_mask=t.mask_of("tau2" if retried else "tau1"),
+            self_check_mask=t.mask_of("check"),
             first_correct=_correct(first),
             final_correct=_correct(final),
             self_checked="check" in t.spans,
@@ -222,14 +210,12 @@ class SelfCheckAgentLoop(AgentLoopBase):
             stop_reason=stop_reason,
             reward_parts=_parts(final),
             first_reward_parts=_parts(first),
-            self_check_length=sum(t.mask_of("check")),
             capped_spans=list(t.capped),
+            question=question,
+            ground_truth=ground_truth,
         )
         extra = {
-            **asdict(outcome),
-            "r_sc": outcome.r_sc,
-            "self_check_mask": t.mask_of("check"),
-            "outcome_mask": t.mask_of("tau2" if retried else "tau1"),
+            **outcome.to_extra_fields(),
             "turn_scores": [float(a["score"]) for a in session.attempts],
             "tool_rewards": [],
             **session.global_steps,

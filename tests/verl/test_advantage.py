@@ -120,14 +120,27 @@ def test_bad_shapes_and_overlapping_masks_are_rejected(kwargs, message):
         self_check_advantages(**args)
 
 
+def _outcome(outcome_mask, self_check_mask, corrected, stop="retried", first=False, capped=(), parts=None):
+    """A session outcome as the self-check loop writes it into ``extra_fields``."""
+    from medsage.plugins.verl.sessions import SessionOutcome
+
+    final = first or corrected
+    return SessionOutcome(
+        outcome_mask=list(outcome_mask), self_check_mask=list(self_check_mask), first_correct=first,
+        final_correct=final, self_checked=any(self_check_mask) or stop == "budget_before_retry",
+        retried=stop == "retried", stop_reason=stop, reward_parts=parts or {"accuracy": float(final)},
+        first_reward_parts={"accuracy": float(first)}, capped_spans=list(capped),
+    ).to_extra_fields()
+
+
 def test_session_masks_pad_cut_and_drop_padding_rows():
     from medsage.plugins.verl.advantage import advantages_from_sessions, session_masks
 
     sessions = [
-        {"outcome_mask": [0, 0, 1, 1], "self_check_mask": [0, 1, 0, 0], "r_sc": 1.0},
-        {"outcome_mask": [1, 1], "self_check_mask": [0, 0], "r_sc": 0.0},
+        _outcome([0, 0, 1, 1], [0, 1, 0, 0], corrected=True),
+        _outcome([1, 1], [0, 0], corrected=False, stop="accepted", first=True),
         # verl's synthetic padding row: a copy of row 0's fields, response_mask all 0.
-        {"outcome_mask": [0, 0, 1, 1], "self_check_mask": [0, 1, 0, 0], "r_sc": 1.0},
+        _outcome([0, 0, 1, 1], [0, 1, 0, 0], corrected=True),
     ]
     response_mask = torch.tensor([[1, 1, 1], [1, 1, 0], [0, 0, 0]])
     outcome, check, r_sc = session_masks(sessions, response_mask)
@@ -140,24 +153,38 @@ def test_session_masks_pad_cut_and_drop_padding_rows():
     g = 0.5 / (math.sqrt(0.5) + EPS)
     torch.testing.assert_close(adv, torch.tensor([[0.0, 0.2, g], [-g, -g, 0.0], [0.0, 0.0, 0.0]]))
 
-    with pytest.raises(ValueError, match="row 1 has no extra_fields\\['outcome_mask'\\]"):
+    with pytest.raises(ValueError, match="row 1 extra_fields has no outcome_mask, first_correct.*self-check loop"):
         session_masks([sessions[0], {"self_check_mask": []}], response_mask[:2])
+
+
+def test_session_outcome_survives_verl_storage():
+    """What the loop writes reads back the same after verl stores it (numpy scalars, tuples) and
+    beside verl's own keys; r_sc is derived from the verdicts, not trusted from the row."""
+    from medsage.plugins.verl.sessions import SessionOutcome
+
+    written = _outcome([0, 0, 0, 1], [0, 1, 0, 0], corrected=True, capped=["check"], parts={"accuracy": 1.0, "format": 0.5})
+    stored = {k: (tuple(v) if isinstance(v, list) else np.bool_(v) if isinstance(v, bool) else v) for k, v in written.items()}
+    stored.update({"turn_scores": [0.1, 0.9], "min_global_steps": 2, "reward_extra_info": {}, "r_sc": 0.0})
+    outcome = SessionOutcome.from_extra_fields(stored)
+    assert outcome.to_extra_fields() == written
+    assert (outcome.r_sc, outcome.self_check_length, type(outcome.first_correct)) == (1.0, 1, bool)
+    assert (written["r_sc"], written["self_check_length"]) == (1.0, 1)
 
 
 def test_self_check_metrics():
     from medsage.plugins.verl.metrics import self_check_metrics
 
-    def session(first, final, checked, retried, r_sc, length, stop, acc, capped=()):
-        return {"first_correct": first, "final_correct": final, "self_checked": checked, "retried": retried,
-                "r_sc": r_sc, "self_check_length": length, "stop_reason": stop,
-                "reward_parts": {"accuracy": acc, "format": 1.0}, "capped_spans": list(capped)}
+    def session(first, corrected, check_length, stop, capped=()):
+        acc = float(first or corrected)
+        return _outcome([0] * 40, [1] * check_length + [0] * (40 - check_length), corrected, stop, first, capped,
+                        {"accuracy": acc, "format": 1.0})
 
     metrics = self_check_metrics(
         [
-            session(True, True, False, False, 0.0, 0, "accepted", 1.0),
-            session(False, True, True, True, 1.0, 30, "retried", 1.0, ["check"]),
-            session(False, False, True, True, 0.0, 10, "retried", 0.0, ["tau1", "check", "tau2"]),
-            session(False, False, True, False, 0.0, 20, "budget_before_retry", 0.0, ["tau1"]),
+            session(True, False, 0, "accepted"),
+            session(False, True, 30, "retried", ["check"]),
+            session(False, False, 10, "retried", ["tau1", "check", "tau2"]),
+            session(False, False, 20, "budget_before_retry", ["tau1"]),
         ],
         [100, 300, 280, 200],
     )

@@ -13,6 +13,7 @@ from verl.utils.dataset.rl_dataset import RLHFDataset, collate_fn
 
 from conftest import CHECK, TAU1, TAU2, TEMPLATES, self_check_loop
 from medsage.plugins.verl.hf_backend import HFGenerationBackend
+from medsage.plugins.verl.sessions import SessionOutcome
 from medsage.plugins.verl.settings import render_instruction
 from medsage.reward_fns.rewards import compute_score
 
@@ -76,6 +77,9 @@ def test_right_first_answer_is_accepted(make_config, policy_dir, rl_parquet, bac
     assert extra["reward_parts"] == {"accuracy": 1.0, "format": expected["format"]}
     assert len(out.response_logprobs) == len(out.response_ids)
     assert (extra["min_global_steps"], extra["max_global_steps"]) == (3, 3)
+    outcome = SessionOutcome.from_extra_fields(extra)  # the trainer's reading of what the loop wrote
+    assert (outcome.question, outcome.ground_truth) == (row["extra_info"]["question"], "no")
+    assert outcome.to_extra_fields().items() <= extra.items()
 
 
 def test_wrong_first_answer_self_checks_and_retries(make_config, policy_dir, rl_parquet, backend):
