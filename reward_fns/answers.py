@@ -14,9 +14,11 @@ Kinds of question, told apart by the reference (and options / the two alternativ
   "notable"; a reply that says both ("Yes and no", "No. Actually, yes") is no answer. Without a
   yes/no word, statements decide: "X is not seen / ruled out / unlikely", "negative for X" say no,
   "positive for X" says yes, "X cannot be excluded" is a hedge (no answer); with the question,
-  "not normal" answers "Is it normal?".
-* either-or (``choices``, the two alternatives a closed "A or B" question names): the reference
-  must be named and the other alternative not.
+  "not normal" answers "Is it normal?", and an existence statement about the asked thing ("There is
+  a mass", "A mass is present", "The image shows a mass" for "Is there a mass?") says yes unless
+  hedged ("there may be") or about another thing ("There is a nodule").
+* either-or (``choices``, the two alternatives a closed "A or B" question names, or a Chinese
+  "A还是B" one): the reference must be named and the other alternative not.
 * open-ended: SQuAD-style normalisation and exact match, or the reference stated un-negated in a
   short answer sentence (the paper's answers read "Findings are most consistent with X"). Negation
   and hedging count before ("no X", "rule out X") and after the finding ("X is unlikely", "X
@@ -574,8 +576,93 @@ def yes_no(prediction: object, question: str | None = None) -> str | None:
     for segment in set(_SEGMENT_RE.split(text)):
         if segment:
             lead |= _segment_lead(segment) if len(segment) <= 256 else _answer_word(normalize(segment).split())
-    said = lead or _statements(normalize(text).split(), question)
+    if lead:
+        return lead.pop() if len(lead) == 1 else None
+    said = _statements(normalize(text).split(), question)
+    if question:
+        said |= _existence(text, question)
     return said.pop() if len(said) == 1 else None
+
+
+# Existence statements answer "Is there X?" (SLAKE, VQA-RAD): "There is a mass" says yes, as "X is seen",
+# "the image shows X" do; the thing stated must be the thing asked, and a hedged or negated statement
+# ("there may be", "no mass is seen") states nothing here (the negations have their own rules above).
+_PREPOSITIONS = frozenset({"in", "on", "at", "of", "within", "inside", "near", "around", "along", "over", "under",
+                           "involving", "from", "to", "with", "and", "or", "which", "that", "this", "seen", "present",
+                           "visible", "shown", "noted", "identified", "evident", "image", "picture", "scan", "film"})
+_ASK_FILLERS = frozenset({"any", "some", "evidence", "sign", "signs", "of", "there", "image", "picture", "scan",
+                          "this", "abnormal", "visible", "obvious"})
+_EXIST_NEGATORS = frozenset({"no", "not", "none", "nothing", "neither", "nor", "never", "without", "absent", "free"})
+_EXIST_HEDGES = frozenset({"may", "might", "could", "possibly", "possible", "probably", "probable", "perhaps", "likely",
+                           "unlikely", "questionable", "suspicious", "suspected", "equivocal", "cannot", "uncertain",
+                           "if", "whether", "either", "or", "versus", "vs"})
+_EXIST_SEEN = r"(?:seen|present|noted|identified|visible|evident|observed|detected|demonstrated|appreciated)"
+_ASKED_THING_RES = (
+    re.compile(r"^(?:is|are|was|were) there (\w+(?: \w+){0,7})"),
+    re.compile(r"\b(?:does|do|did) (?:\w+ ){1,4}?(?:show|contain|have|demonstrate|reveal|include) (\w+(?: \w+){0,7})"),
+    re.compile(rf"^(?:is|are) ((?:\w+ ){{1,4}}?)(?:{_EXIST_SEEN})\b"),
+)
+_STATED_THING_RES = (
+    re.compile(r"\bthere (?:is|are|was|were)(?: also)? (\w+(?: \w+){0,7})"),
+    re.compile(r"\b(?:shows?|showing|demonstrates?|demonstrating|reveals?|revealing|contains?|containing|has|have) "
+               r"(\w+(?: \w+){0,7})"),
+    re.compile(rf"((?:\w+ ){{1,4}}?)(?:is|are)(?: also| clearly)? {_EXIST_SEEN}\b"),
+)
+
+
+def _thing(words: str, leading_fillers: frozenset[str] = frozenset()) -> set[str]:
+    """The canonical content words of a noun phrase, up to its first preposition or predicate."""
+    tokens = _canon(words).split()
+    while tokens and tokens[0] in leading_fillers:
+        tokens.pop(0)
+    out = []
+    for tok in tokens:
+        if tok in _PREPOSITIONS:
+            break
+        out.append(tok)
+    return set(out) - _STOP - _FILLERS
+
+
+@lru_cache(maxsize=4096)
+def _asked_thing(question: str) -> frozenset[str]:
+    """What an existence question asks about ("Is there a mass in the lung?" -> {"mass"}), or empty."""
+    q = normalize(question)
+    for pattern in _ASKED_THING_RES:
+        m = pattern.search(q)
+        if m:
+            return frozenset(_stems(_thing(m.group(1), _ASK_FILLERS)))
+    return frozenset()
+
+
+def _existence(text: str, question: str) -> set[str]:
+    """{"yes"} when the prediction states, un-negated and unhedged, that the asked thing exists."""
+    asked = _asked_thing(question)
+    if not asked:
+        return set()
+    for clause in _clauses(text[:_EXISTENCE_CHARS]):
+        norm = normalize(clause)
+        words = norm.split()
+        if _EXIST_HEDGES.intersection(words) or _EXIST_NEGATORS.intersection(words):
+            continue  # "there may be a mass", "no mass is seen", "there is a mass? not sure": not a plain yes
+        for pattern in _STATED_THING_RES:
+            for m in pattern.finditer(norm):
+                if asked & _stems(_thing(m.group(1), _ASK_FILLERS)):
+                    return {"yes"}
+    return set()
+
+
+def _stems(words: set[str] | frozenset[str]) -> set[str]:
+    """Words with their plural endings also dropped, so "nodules" meets "nodule" and "masses" "mass"."""
+    out = set(words)
+    for w in words:
+        if len(w) > 3 and w.endswith("s"):
+            out.add(w[:-1])
+            if w.endswith("es"):
+                out.add(w[:-2])
+    return out
+
+
+_EXISTENCE_CHARS = 4000  # a yes/no reply states existence early; a 200 KB response is not scanned whole
 
 
 def _polarity_reference(reference: object) -> str | None:
@@ -716,8 +803,11 @@ def _letter_answer(prediction: str, letter: str) -> bool:
     return bare.upper() == letter or _choice(prediction, {letter: f"\x00{letter}"}) == letter
 
 
+_CJK_RE = re.compile("[\u4e00-\u9fff]")
+
+
 def _has_cjk(text: str) -> bool:
-    return any("\u4e00" <= ch <= "\u9fff" for ch in text)
+    return _CJK_RE.search(text) is not None
 
 
 def _cjk_match(prediction: str, reference: str) -> bool:
@@ -736,6 +826,8 @@ def question_choices(question: object, reference: object) -> tuple[str, ...]:
     "Is this a CT or MRI?" -> ("mri", "ct")), reference first; () when the question is not one."""
     if not isinstance(question, str) or not isinstance(reference, str):
         return ()
+    if "还是" in question:
+        return _zh_question_choices(question, reference)
     q, ref = _canon(normalize(question)), _canon(normalize(reference))
     if " or " not in f" {q} " or not ref or ref in ("yes", "no"):
         return ()
@@ -749,11 +841,64 @@ def question_choices(question: object, reference: object) -> tuple[str, ...]:
     return ()
 
 
+_CJK_CHOICE_CHARS = 2000  # a Chinese choice answer is a few characters; a runaway reply is not searched whole
+_ASCII_TAIL_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9 .\-]*$")
+_ASCII_HEAD_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9 .\-]*")
+_ZH_QUESTION_END = _ZH_STRIP + "?\uff1f吗呢"
+
+
+def _zh_question_choices(question: str, reference: str) -> tuple[str, ...]:
+    """A Chinese "A还是B" question ("这是CT还是MRI?", "病灶在左肺还是右肺?"): the reference and the other
+    alternative, as written. Chinese has no word boundaries, so a Chinese alternative is as long as the
+    reference (the pairs are parallel: 横断面/冠状面, 左肺/右肺) and a Latin one is its run of Latin letters."""
+    ref = reference.strip(_ZH_STRIP)
+    if not ref or _polarity_reference(reference):
+        return ()
+    left, right = question.split("还是", 1)
+    left, right = left.strip(), right.strip().rstrip(_ZH_QUESTION_END)
+
+    mixed = not ref.isascii() and any(ch.isascii() and ch.isalnum() for ch in ref)  # "T2加权"
+
+    def side(text: str, at_end: bool) -> str:
+        edge = text[-1:] if at_end else text[:1]
+        latin = (_ASCII_TAIL_RE.search(text) if at_end else _ASCII_HEAD_RE.match(text))
+        if latin and edge.isascii() and edge.isalnum() and not mixed:
+            return latin.group(0).strip(" .-")
+        return text[-len(ref):] if at_end else text[: len(ref)]
+
+    before, after = side(left, True), side(right, False)
+    if before.lower() == ref.lower() and after:
+        return ref, after
+    if after.lower() == ref.lower() and before:
+        return ref, before
+    return ()
+
+
+def _zh_named(text: str, choice: str) -> bool:
+    """Whether a reply names ``choice`` un-negated ("是MRI", "MRI"; not "不是MRI", "比肾脏大"'s 肾脏, nor
+    the "CT" inside "CTA")."""
+    hay, needle = text.lower(), choice.lower()
+    latin = needle[:1].isascii()
+    at = hay.find(needle)
+    while at != -1:
+        end = at + len(needle)
+        bounded = not latin or ((at == 0 or not (hay[at - 1].isascii() and hay[at - 1].isalnum()))
+                                and (end >= len(hay) or not (hay[end].isascii() and hay[end].isalnum())))
+        before = hay[max(0, at - 2) : at]
+        if bounded and not any(neg in before for neg in _CJK_NEGATORS) and not before.endswith("比"):
+            return True
+        at = hay.find(needle, at + 1)
+    return False
+
+
 def _either_or(prediction: str, choices: tuple[str, ...]) -> Verdict:
     """An "A or B" question: the reference (``choices[0]``) named un-negated, the other not."""
-    clauses = _canon_clauses(prediction)
-    said = [(_mentions(clauses, c)) for c in choices[:2]]
-    named = [asserted and not negated for asserted, negated, _ in said]
+    if any(_has_cjk(c) for c in choices) or _has_cjk(prediction):
+        named = [_zh_named(prediction[:_CJK_CHOICE_CHARS], c) for c in choices[:2]]
+    else:
+        clauses = _canon_clauses(prediction)
+        said = [(_mentions(clauses, _canon(normalize(c)))) for c in choices[:2]]
+        named = [asserted and not negated for asserted, negated, _ in said]
     if len(choices) < 2 or named[0] == named[1]:
         return Verdict(False, False)
     return Verdict(True, named[0])

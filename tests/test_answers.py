@@ -472,3 +472,90 @@ def test_200_kb_predictions_score_fast_in_every_path(prediction):
         start = time.perf_counter()
         call()
         assert time.perf_counter() - start < 0.5  # well under a second each, on a loaded 2-core machine
+
+
+# Existence statements answer an existence question ("Is there a mass?" "There is a mass." = yes): the thing
+# stated must be the thing asked, and a hedged or negated statement is not a yes.
+@pytest.mark.parametrize(
+    "prediction, question, reference, expected",
+    [
+        ("There is a mass.", "Is there a mass?", "yes", (True, True)),
+        ("There is a mass.", "Is there a mass?", "no", (True, False)),
+        ("There is a mass in the left lung.", "Is there a mass in the lung?", "yes", (True, True)),
+        ("A mass is present in the liver.", "Is there a mass in the liver?", "yes", (True, True)),
+        ("A mass is present in the liver.", "Is there a mass in the liver?", "no", (True, False)),
+        ("There are multiple nodules.", "Are there nodules?", "yes", (True, True)),
+        ("There is a nodule in the right lobe.", "Are there nodules?", "yes", (True, True)),
+        ("There are two masses.", "Is there a mass?", "no", (True, False)),
+        ("Pneumothorax is seen.", "Is there a pneumothorax?", "yes", (True, True)),
+        ("There is evidence of pneumothorax.", "Is there any evidence of pneumothorax?", "yes", (True, True)),
+        ("The lung shows a nodule.", "Is there a nodule?", "yes", (True, True)),
+        ("The picture contains the liver.", "Does the picture contain liver?", "yes", (True, True)),
+        ("The picture contains the liver.", "Does the picture contain liver?", "no", (True, False)),
+        ("Cardiomegaly is present.", "Is cardiomegaly present?", "yes", (True, True)),
+        ("There is a mass, but it is not malignant.", "Is there a mass?", "yes", (True, True)),
+        # negated: the existing negation rules answer no
+        ("There is no mass.", "Is there a mass?", "no", (True, True)),
+        ("There is no mass.", "Is there a mass?", "yes", (True, False)),
+        ("No mass is seen.", "Is there a mass?", "yes", (True, False)),
+        ("There isn't a mass.", "Is there a mass?", "yes", (True, False)),
+        # the stated thing is not the asked one, or the statement hedges: no answer
+        ("There is a nodule in the lung.", "Is there a mass in the lung?", "yes", (False, False)),
+        ("There is a nodule in the lung.", "Is there a mass in the lung?", "no", (False, False)),
+        ("There may be a mass.", "Is there a mass?", "yes", (False, False)),
+        ("There is possibly a mass.", "Is there a mass?", "yes", (False, False)),
+        ("There is a mass or a cyst.", "Is there a mass?", "yes", (False, False)),
+        ("There is a mass.", "Is the heart enlarged?", "yes", (False, False)),
+        ("There is a mass.", None, "yes", (False, False)),  # without the question nothing says what was asked
+        # "no" is a whole word: "notable", "normal", "nodule" never say no
+        ("There is a notable nodule.", "Is there a nodule?", "yes", (True, True)),
+        ("There is a notable nodule.", "Is there a nodule?", "no", (True, False)),
+        ("The nodule is normal in size.", "Is there a nodule?", "no", (False, False)),
+    ],
+)
+def test_existence_statements_answer_existence_questions(prediction, question, reference, expected):
+    assert judge(prediction, reference, question=question) == expected
+
+
+@pytest.mark.parametrize(
+    "question, reference, choices",
+    [
+        ("这是CT还是MRI?", "MRI", ("MRI", "CT")),
+        ("这是CT还是MRI？", "CT", ("CT", "MRI")),
+        ("病灶在左肺还是右肺?", "右肺", ("右肺", "左肺")),
+        ("图像是横断面还是冠状面?", "横断面", ("横断面", "冠状面")),
+        ("哪个器官更大，肝脏还是肾脏？", "肝脏", ("肝脏", "肾脏")),
+        ("这是T1加权还是T2加权?", "T2加权", ("T2加权", "T1加权")),
+        ("这是CT还是磁共振?", "磁共振", ("磁共振", "CT")),
+        ("这是什么器官?", "肝脏", ()),
+        ("这是CT还是MRI?", "是", ()),  # a yes/no reference is not a choice
+        ("这是CT还是MRI?", "超声", ()),  # the reference is neither alternative
+    ],
+)
+def test_chinese_either_or_questions_name_their_two_alternatives(question, reference, choices):
+    assert question_choices(question, reference) == choices
+
+
+@pytest.mark.parametrize(
+    "prediction, expected",
+    [("肝脏", (True, True)), ("肝脏更大", (True, True)), ("肝脏比肾脏大。", (True, True)), ("是肝脏", (True, True)),
+     ("肾脏", (True, False)), ("肾脏比肝脏大", (True, False)), ("是肾脏，不是肝脏", (True, False)),
+     ("肝脏还是肾脏", (False, False)), ("肝脏和肾脏", (False, False)), ("肝脏或肾脏", (False, False)),
+     ("不是肝脏", (False, False)), ("是", (False, False))],
+)
+def test_chinese_either_or_is_scored_as_a_choice(prediction, expected):
+    choices = question_choices("哪个器官更大，肝脏还是肾脏？", "肝脏")
+    assert answer_type("肝脏", None, choices) is AnswerType.EITHER_OR
+    assert judge(prediction, "肝脏", question="哪个器官更大，肝脏还是肾脏？", choices=choices) == expected
+
+
+@pytest.mark.parametrize(
+    "prediction, expected",
+    [("MRI", (True, True)), ("mri", (True, True)), ("是MRI", (True, True)), ("这是MRI图像。", (True, True)),
+     ("The image is an MRI.", (True, True)), ("不是CT，是MRI", (True, True)),
+     ("CT", (True, False)), ("是CT", (True, False)), ("这是CT", (True, False)),
+     ("CT还是MRI", (False, False)), ("不是MRI", (False, False)), ("是MRA", (False, False)), ("是CTA", (False, False))],
+)
+def test_chinese_either_or_with_latin_alternatives(prediction, expected):
+    question = "这是CT还是MRI?"
+    assert judge(prediction, "MRI", question=question, choices=question_choices(question, "MRI")) == expected
