@@ -55,6 +55,10 @@ setup(
         "pillow",
         "pyyaml",
         "tqdm",
+        # medsage-scorer-serve's HTTP side; verl and LLaMA-Factory bring them too, but a base install
+        # must run its own console scripts
+        "fastapi",
+        "uvicorn",
     ],
     extras_require=EXTRAS,
     entry_points={

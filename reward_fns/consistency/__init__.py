@@ -4,7 +4,14 @@ Importing this package stays light (stdlib only) because every reward worker imp
 torch parts live in :mod:`.model`, :mod:`.train` and :mod:`.serve`, imported where needed.
 """
 
-from .client import ConsistencyClient, ConsistencyConfig, ConsistencyResult, ScorerUnreachable, consistency_client
+from .client import (
+    ConsistencyClient,
+    ConsistencyConfig,
+    ConsistencyResult,
+    ScorerAuthError,
+    ScorerUnreachable,
+    consistency_client,
+)
 from .corruptions import CORRUPTION_KINDS, add_corruptions, corrupt
 from .pairs import Group, Negative, Pair, ScoreItem, group_pairs, read_pairs
 
@@ -17,6 +24,7 @@ __all__ = [
     "Negative",
     "Pair",
     "ScoreItem",
+    "ScorerAuthError",
     "ScorerUnreachable",
     "add_corruptions",
     "consistency_client",

@@ -9,12 +9,18 @@ unreachable (connection refused, timeout, HTTP error, malformed reply) the confi
 applies: ``fail`` raises :class:`ScorerUnreachable` (a configuration problem, never model output),
 ``zero`` scores 0.0 and marks the result ``reachable=False`` so the reward counts it in the
 metrics. After a failure the client skips the service for ``cooldown_s`` so a dead scorer costs one
-timeout, not one per sample. Stdlib only: imported by every reward worker.
+timeout, not one per sample; each failure is logged once through :mod:`logging`. A service started
+with an API key gets it from ``$MEDSAGE_SCORER_API_KEY`` (``api_key_env`` names another variable)
+as ``Authorization: Bearer``; a refused key raises :class:`ScorerAuthError` under either policy, as
+zeros would silently train without the reward. The key is read from the environment per request
+and never logged or kept in an error. Stdlib only: imported by every reward worker.
 """
 
 from __future__ import annotations
 
 import json
+import logging
+import os
 import threading
 import time
 import urllib.error
@@ -27,9 +33,16 @@ from medsage.config import bounded, build
 
 from .pairs import ScoreItem
 
+API_KEY_ENV = "MEDSAGE_SCORER_API_KEY"  # medsage-scorer-serve's key when no --api-key is given
+logger = logging.getLogger(__name__)
+
 
 class ScorerUnreachable(RuntimeError):
     """The scoring service could not answer and the policy is ``fail``."""
+
+
+class ScorerAuthError(RuntimeError):
+    """The service refused the API key (HTTP 401/403): a configuration problem under either policy."""
 
 
 @dataclass(frozen=True)
@@ -40,6 +53,7 @@ class ConsistencyConfig:
     timeout_s: float = bounded(30.0, gt=0)
     on_unreachable: Literal["fail", "zero"] = "fail"
     cooldown_s: float = bounded(10.0, ge=0)
+    api_key_env: str = API_KEY_ENV  # the variable holding the service's API key; unset or empty: no key sent
 
     def __post_init__(self) -> None:
         if not self.url.startswith(("http://", "https://")):
@@ -76,18 +90,43 @@ class ConsistencyClient:
         """Scores of ``items`` in one request, or the unreachable policy's results."""
         if time.monotonic() < self._skip_until:
             return self._unreachable(items, "skipped: it failed within the last cooldown_s")
-        body = json.dumps({"items": [{"question": i.question, "trajectory": i.trajectory} for i in items]}).encode()
-        request = urllib.request.Request(self.endpoint, data=body, headers={"Content-Type": "application/json"})
         try:
-            with urllib.request.urlopen(request, timeout=self.config.timeout_s) as reply:
-                scores = json.loads(reply.read())["scores"]
-            if len(scores) != len(items) or not all(isinstance(s, (int, float)) for s in scores):
-                raise ValueError(f"expected {len(items)} numeric scores, got {str(scores)[:80]}")
+            scores = self._post(items)
+        except urllib.error.HTTPError as err:
+            if err.code in (401, 403):
+                raise self._auth_error(err.code) from None
+            return self._failed(items, f"HTTP {err.code}: {_error_text(err)}")
         except (OSError, ValueError, KeyError, TypeError) as err:
-            with self._lock:
-                self._skip_until = time.monotonic() + self.config.cooldown_s
-            return self._unreachable(items, f"{type(err).__name__}: {err}")
+            return self._failed(items, f"{type(err).__name__}: {err}")
         return [ConsistencyResult(min(1.0, max(0.0, float(s))), True) for s in scores]
+
+    def _post(self, items: Sequence[ScoreItem]) -> list[float]:
+        """One ``/score`` request; the key goes in a header only, read from the environment now."""
+        body = json.dumps({"items": [{"question": i.question, "trajectory": i.trajectory} for i in items]}).encode()
+        headers = {"Content-Type": "application/json"}
+        key = os.environ.get(self.config.api_key_env)
+        if key:
+            headers["Authorization"] = f"Bearer {key}"
+        request = urllib.request.Request(self.endpoint, data=body, headers=headers)
+        with urllib.request.urlopen(request, timeout=self.config.timeout_s) as reply:
+            scores = json.loads(reply.read())["scores"]
+        if len(scores) != len(items) or not all(isinstance(s, (int, float)) for s in scores):
+            raise ValueError(f"expected {len(items)} numeric scores, got {str(scores)[:80]}")
+        return scores
+
+    def _auth_error(self, code: int) -> ScorerAuthError:
+        variable = f"${self.config.api_key_env}"
+        problem = "is not the service's key" if os.environ.get(self.config.api_key_env) else "is not set"
+        return ScorerAuthError(f"consistency scorer at {self.endpoint} refused the request (HTTP {code}): {variable} "
+                               f"{problem}; set it to the key medsage-scorer-serve was started with")
+
+    def _failed(self, items: Sequence[ScoreItem], reason: str) -> list[ConsistencyResult]:
+        """Start the cooldown, log the failure once, then apply the policy."""
+        with self._lock:
+            self._skip_until = time.monotonic() + self.config.cooldown_s
+        logger.warning("consistency scorer at %s failed (%s); on_unreachable=%s, not asked again for %g s",
+                       self.endpoint, reason, self.config.on_unreachable, self.config.cooldown_s)
+        return self._unreachable(items, reason)
 
     def _unreachable(self, items: Sequence[ScoreItem], reason: str) -> list[ConsistencyResult]:
         if self.config.on_unreachable == "fail":
@@ -98,6 +137,14 @@ class ConsistencyClient:
         with self._lock:
             self.unreachable += len(items)
         return [ConsistencyResult(0.0, False) for _ in items]
+
+
+def _error_text(err: urllib.error.HTTPError) -> str:
+    """The service's ``{"error": ...}`` reply, shortened (a 413 says the limit it applied)."""
+    try:
+        return str(json.loads(err.read())["error"])[:200]
+    except (OSError, ValueError, KeyError, TypeError):
+        return str(err.reason)
 
 
 _CLIENTS: dict[ConsistencyConfig, ConsistencyClient] = {}

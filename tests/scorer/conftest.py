@@ -6,6 +6,7 @@ import pytest
 import torch
 from scorer_data import tiny_train_config, write_pairs
 
+from medsage.reward_fns.consistency.model import ConsistencyScorer
 from medsage.reward_fns.consistency.train import train
 
 
@@ -24,3 +25,9 @@ def trained_scorer(tiny_model_dir, pairs_file, tmp_path_factory):
     finally:
         torch.set_num_threads(threads)
     return out, metrics
+
+
+@pytest.fixture(scope="session")
+def scorer(trained_scorer) -> ConsistencyScorer:
+    """The trained scorer loaded once, for the services and as the direct reference."""
+    return ConsistencyScorer.load(trained_scorer[0])

@@ -14,17 +14,11 @@ import pytest
 
 from medsage.reward_fns import RewardWeights, compute_score, score_response
 from medsage.reward_fns.consistency import ConsistencyClient, ConsistencyConfig, ScoreItem, ScorerUnreachable
-from medsage.reward_fns.consistency.model import ConsistencyScorer
 from medsage.reward_fns.consistency.serve import ScorerServer, ServeConfig
 from scorer_data import case
 
 CASES = [case(i, random.Random(7)) for i in range(24)]
 ITEMS = [ScoreItem(c["question"], c["positive"]) for c in CASES]
-
-
-@pytest.fixture(scope="module")
-def scorer(trained_scorer):
-    return ConsistencyScorer.load(trained_scorer[0])
 
 
 @pytest.fixture(scope="module")
