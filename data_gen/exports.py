@@ -2,8 +2,8 @@
 
 * ``sft/``: sharegpt json (``messages`` + ``images`` relative to ``sft/``) and ``dataset_info.json``,
   read by ``llamafactory-cli train`` unchanged (``dataset_dir: <output_dir>/sft``).
-* ``rl/train.parquet``, ``rl/val.parquet``: one row per sample, balanced by instruction type, in
-  the columns verl 0.9.1's ``RLHFDataset`` reads; images embedded as PNG bytes so the files are
+* ``rl/train.parquet``, ``rl/val.parquet``: one :class:`RLRow` per sample, balanced by instruction
+  type, in the columns verl 0.9.1's ``RLHFDataset`` reads; images embedded as PNG bytes so the files are
   self-contained, each with the size SFT trains on (see :func:`sft_image_size`); ``extra_info``
   carries what the reward and the self-check loop need.
 * ``scorer/pairs.jsonl``: each accepted trajectory paired with a rejected one of the same sample.
@@ -16,7 +16,7 @@ import io
 import json
 import math
 import re
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import pyarrow as pa
@@ -146,33 +146,77 @@ def sft_image_size(width: int, height: int, max_pixels: int) -> tuple[int, int]:
     return int(width * factor), int(height * factor)
 
 
-def _rl_row(v: Verified, index: int, sft_dir: Path, agent_name: str, image_max_pixels: int) -> dict:
+@dataclass(frozen=True)
+class RLImage:
+    """One image of an RL row: embedded bytes (portable across Ray nodes), its path in the SFT set,
+    and the size SFT trains on (qwen_vl_utils' resize keys; see :func:`sft_image_size`)."""
+
+    bytes: bytes
+    path: str
+    resized_width: int
+    resized_height: int
+
+
+@dataclass(frozen=True)
+class RLExtraInfo:
+    """``extra_info`` of an RL row. The reward reads ``options`` and ``question``
+    (:func:`medsage.reward_fns.rewards.compute_score`), the self-check loop ``question``, verl
+    ``index``; the rest says where the row came from."""
+
+    index: int
+    sample_id: str
+    answer_type: str  # multiple_choice | yes_no | open
+    options: list[str]  # option texts in letter order (A, B, ...); empty when the question has none
+    question: str
+    task_type: str
+    modality: str
+    stages: dict[str, str]  # the first accepted trajectory's stage texts, by tag: a reference answer
+
+
+@dataclass(frozen=True)
+class RLRow:
+    """One row of ``rl/{train,val}.parquet``, in the columns verl 0.9.1's ``RLHFDataset`` reads;
+    ``recipes/rl/README.md`` documents it column by column."""
+
+    data_source: str  # medsage/<source>
+    prompt: list[dict[str, str]]  # one user turn: "<image>" + the LVKC instruction
+    images: list[RLImage]
+    ability: str
+    reward_model: dict[str, str]  # {"style": "rule", "ground_truth": <the answer the matcher compares with>}
+    extra_info: RLExtraInfo
+    agent_name: str  # the agent loop verl runs the row with
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+def _rl_row(v: Verified, index: int, sft_dir: Path, agent_name: str, image_max_pixels: int) -> RLRow:
     s = v.sample
     reference = parse(v.accepted[0].text)
     width, height = sft_image_size(s.width, s.height, image_max_pixels)
-    return {
-        "data_source": f"medsage/{s.record.source}",
-        "prompt": [{"role": "user", "content": user_turn(s)}],
-        "images": [{"bytes": (sft_dir / s.image).read_bytes(), "path": s.image,
-                    "resized_width": width, "resized_height": height}],
-        "ability": ABILITY,
-        "reward_model": {"style": "rule", "ground_truth": s.answer},
-        "extra_info": {
-            "index": index,
-            "sample_id": s.sample_id,
-            "answer_type": s.answer_type,
-            "options": [s.options[k] for k in LETTERS if k in s.options],
-            "question": s.question,
-            "task_type": s.task_type,
-            "modality": s.record.modality,
-            "stages": {tag: reference.get(tag) or "" for tag in STAGES},
-        },
-        "agent_name": agent_name,
-    }
+    return RLRow(
+        data_source=f"medsage/{s.record.source}",
+        prompt=[{"role": "user", "content": user_turn(s)}],
+        images=[RLImage((sft_dir / s.image).read_bytes(), s.image, width, height)],
+        ability=ABILITY,
+        reward_model={"style": "rule", "ground_truth": s.answer},
+        extra_info=RLExtraInfo(
+            index=index,
+            sample_id=s.sample_id,
+            answer_type=s.answer_type,
+            options=[s.options[k] for k in LETTERS if k in s.options],
+            question=s.question,
+            task_type=s.task_type,
+            modality=s.record.modality,
+            stages={tag: reference.get(tag) or "" for tag in STAGES},
+        ),
+        agent_name=agent_name,
+    )
 
 
 RL_BATCH = 256
 _STR = pa.string()
+# The parquet schema of :class:`RLRow` (tests check that the two name the same fields).
 RL_SCHEMA = pa.schema([
     ("data_source", _STR),
     ("prompt", pa.list_(pa.struct([("role", _STR), ("content", _STR)]))),
@@ -201,7 +245,7 @@ def write_rl(candidates: list[Candidate], fetch, rl_dir: Path, sft_dir: Path, si
         members = [(i, c) for i, c in enumerate(chosen) if (c.group in val) == (split == "val")]
         with pq.ParquetWriter(rl_dir / f"{split}.parquet", RL_SCHEMA) as writer:
             for start in range(0, len(members), RL_BATCH):
-                rows = [_rl_row(fetch(c.sample_id), i, sft_dir, agent_name, image_max_pixels)
+                rows = [_rl_row(fetch(c.sample_id), i, sft_dir, agent_name, image_max_pixels).to_dict()
                         for i, c in members[start:start + RL_BATCH]]
                 writer.write_table(pa.Table.from_pylist(rows, schema=RL_SCHEMA))
         counts[split] = len(members)

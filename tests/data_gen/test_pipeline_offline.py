@@ -3,6 +3,7 @@
 import json
 import shutil
 from collections import Counter
+from dataclasses import fields
 from pathlib import Path
 
 import pandas as pd
@@ -55,6 +56,42 @@ def test_every_exported_trajectory_passes_the_rules_and_negatives_do_not(built):
     assert kinds["wrong_answer"] == ["wrong_answer"]
     assert kinds["missing_stage"][0].startswith("invalid_scaffold")
     assert kinds["label_leak"] == ["label_leak:VISUAL"]
+
+
+def _readme_table(text: str, header: str) -> dict[str, str]:
+    """First column -> last column of the markdown table under the line starting with ``header``."""
+    lines = text[text.index(header):].splitlines()[2:]
+    rows = [line.split("|")[1:-1] for line in lines[: next(i for i, l in enumerate(lines) if not l.startswith("|"))]]
+    return {name.strip().strip("`"): cells[-1] for name, *cells in rows}
+
+
+def test_rl_row_schema_is_one_across_exporter_parquet_reward_and_readme(built):
+    """The exporter's RLRow, the parquet schema it writes, the fields the reward reads and the
+    README's tables name the same columns and extra_info fields."""
+    import pyarrow.parquet as pq
+
+    from medsage.data_gen.exports import ABILITY, RL_SCHEMA, RLExtraInfo, RLRow
+
+    columns, extra = [f.name for f in fields(RLRow)], [f.name for f in fields(RLExtraInfo)]
+    assert RL_SCHEMA.names == columns and RL_SCHEMA.field("extra_info").type.names == extra
+    assert pq.read_schema(_out(built) / "rl" / "train.parquet").remove_metadata() == RL_SCHEMA
+    readme = (Path(__file__).parents[2] / "recipes" / "rl" / "README.md").read_text()
+    documented = _readme_table(readme, "| column |")
+    assert list(documented) == columns and f"`{ABILITY}`" in documented["ability"]
+    assert list(_readme_table(readme, "| `extra_info` field |")) == extra
+
+    row = pd.read_parquet(_out(built) / "rl" / "train.parquet").iloc[0]
+    assert row.ability == ABILITY and row.data_source.startswith("medsage/")
+    mc = next(r for r in pd.read_parquet(_out(built) / "rl" / "train.parquet").itertuples()
+              if r.extra_info["answer_type"] == "multiple_choice")
+    options = list(mc.extra_info["options"])
+    letter = mc.reward_model["ground_truth"]
+    answer_text = options["ABCDEFGH".index(letter)]
+    # The reward reads the written options: the option text alone earns the letter's credit.
+    info = {**mc.extra_info, "options": options}
+    assert compute_score(mc.data_source, f"<ANSWER>{answer_text}</ANSWER>", letter, info)["accuracy"] == 1.0
+    wrong = next(o for o in options if o != answer_text)
+    assert compute_score(mc.data_source, f"<ANSWER>{wrong}</ANSWER>", letter, info)["accuracy"] == 0.0
 
 
 def test_samples_are_unique_and_cover_every_task_type(built):

@@ -5,7 +5,6 @@ self-check when asked, and answer right on the retry, so every path of the loop 
 from __future__ import annotations
 
 import io
-import json
 import shutil
 from pathlib import Path
 
@@ -20,6 +19,7 @@ from verl.experimental.agent_loop.agent_loop import DictConfigWrap
 from verl.utils.dataset.rl_dataset import RLHFDataset
 from verl.utils.tokenizer.continuous_token_wiring import create_continuous_token_builder
 
+from medsage.data_gen.exports import ABILITY
 from medsage.plugins.verl.agent_loop import SelfCheckAgentLoop
 from medsage.plugins.verl.settings import render_instruction
 
@@ -59,12 +59,12 @@ def rl_row(index: int, ground_truth: str, img: Image.Image) -> dict:
         "data_source": "phantom_vqa",
         "prompt": [{"role": "user", "content": f"<image>{QUESTION}"}],
         "images": [{"bytes": png_bytes(img)}],
-        "ability": "medical_vqa",
+        "ability": ABILITY,
         "reward_model": {"style": "rule", "ground_truth": ground_truth},
         "extra_info": {
             "index": index,
             "answer_type": "yes_no",
-            "options": json.dumps({}),
+            "options": [],
             "question": QUESTION,
             "task_type": "detection",
         },
