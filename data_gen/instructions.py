@@ -32,7 +32,7 @@ from medsage.data_gen.leakage import dhash
 from medsage.data_gen.prompts import TEMPLATE_DIR
 from medsage.data_gen.records import Record
 from medsage.data_gen.readers.deeplesion import window_hu
-from medsage.reward_fns.answers import LETTERS, normalize
+from medsage.reward_fns.answers import LETTERS, AnswerType, answer_type
 from medsage.reward_fns.scaffold import pixels_to_box_2d
 
 TASK_TYPES = ("multiple_choice", "yes_no", "open", "localization")
@@ -82,9 +82,8 @@ class Sample:
 
     @property
     def answer_type(self) -> str:
-        if self.options:
-            return "multiple_choice"
-        return "yes_no" if normalize(self.answer) in ("yes", "no") else "open"
+        """``multiple_choice`` | ``yes_no`` | ``open``: the matcher's own decision (one place decides it)."""
+        return answer_type(self.answer, self.options).value
 
 
 @dataclass(frozen=True)
@@ -227,7 +226,7 @@ class QuestionBuilder:
 
     def _source_qa(self, record: Record, image: Materialised, digest: str) -> Sample:
         answer = record.answer.strip()
-        short = len(answer.split()) <= 6 and normalize(answer) not in ("yes", "no")
+        short = len(answer.split()) <= 6 and answer_type(answer) is not AnswerType.YES_NO
         return Sample(**self._base(record, image, SOURCE_QA, 0, digest), question=record.question, answer=answer,
                       answer_text=answer, target=answer, leak_terms=(answer,) if short else ())
 

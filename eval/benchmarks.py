@@ -191,7 +191,8 @@ def _letter_of(answer: str, options: dict[str, str], source: Path, row: int, col
 
 
 def _yes_no_closed(answer: str) -> bool:
-    return normalize(answer) in ("yes", "no")
+    """VQA-RAD / PathVQA ship no closed flag: a question is closed when its answer is yes/no (as the matcher decides)."""
+    return answer_type(answer) is AnswerType.YES_NO
 
 
 # ---------------------------------------------------------------------------------------------

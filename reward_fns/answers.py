@@ -189,8 +189,17 @@ def _coerce_options(options: object) -> dict[str, str]:
 
 
 def answer_type(reference: object, options: object = None, choices: object = ()) -> AnswerType:
-    """Which kind of question a reference (and its options or either-or choices) describes."""
-    if coerce_options(options):
+    """Which kind of question a reference (and its options or either-or choices) describes.
+
+    The one place that decides it: :func:`judge` scores by it, evaluation reports and slices by it
+    (``Item.kind``, the loaders' closed flag), data building labels its samples by it. A numeric
+    reference is an open question whose answer is compared by value (decided inside the open match).
+    """
+    return _answer_type(bool(_option_items(options)), reference, choices)
+
+
+def _answer_type(has_options: bool, reference: object, choices: object) -> AnswerType:
+    if has_options:
         return AnswerType.MULTIPLE_CHOICE
     if _polarity_reference(reference):
         return AnswerType.YES_NO
@@ -669,6 +678,11 @@ def _polarity_reference(reference: object) -> str | None:
     """"yes"/"no" when the reference is a yes/no answer (English, or a SLAKE Chinese closed form)."""
     if not isinstance(reference, str):
         return None
+    return _string_polarity(reference) if len(reference) <= 256 else _string_polarity.__wrapped__(reference)
+
+
+@lru_cache(maxsize=4096)
+def _string_polarity(reference: str) -> str | None:
     ref = normalize(reference)
     if ref in ("yes", "no"):
         return ref
@@ -829,7 +843,7 @@ def question_choices(question: object, reference: object) -> tuple[str, ...]:
     if "还是" in question:
         return _zh_question_choices(question, reference)
     q, ref = _canon(normalize(question)), _canon(normalize(reference))
-    if " or " not in f" {q} " or not ref or ref in ("yes", "no"):
+    if " or " not in f" {q} " or not ref or _polarity_reference(reference):
         return ()
     left, right = (side.split() for side in f" {q} ".split(" or ", 1))
     words = ref.split()
@@ -995,15 +1009,15 @@ _CACHED_CHARS = 512  # answers this short repeat (a GRPO group's closed answers,
 
 
 def _verdict(prediction: object, reference: object, opts: tuple, question: str | None, choices: tuple, rules: str) -> Verdict:
-    if opts:
+    kind = _answer_type(bool(opts), reference, choices)
+    if kind is AnswerType.MULTIPLE_CHOICE:
         return _judge_choice(prediction, reference, dict(opts))
     if not isinstance(prediction, str):
         return Verdict(False, False)
-    polarity = _polarity_reference(reference)
-    if polarity:
+    if kind is AnswerType.YES_NO:
         said = yes_no(prediction, question)
-        return Verdict(said is not None, said == polarity)
-    if choices:
+        return Verdict(said is not None, said == _polarity_reference(reference))
+    if kind is AnswerType.EITHER_OR:
         return _either_or(prediction, choices)
     answered = bool(normalize(prediction)) or bool(prediction.strip())
     if rules == "mmmu":

@@ -559,3 +559,26 @@ def test_chinese_either_or_is_scored_as_a_choice(prediction, expected):
 def test_chinese_either_or_with_latin_alternatives(prediction, expected):
     question = "这是CT还是MRI?"
     assert judge(prediction, "MRI", question=question, choices=question_choices(question, "MRI")) == expected
+
+
+def test_existence_questions_stay_fast_on_200_kb():
+    import time
+
+    for prediction in ("There is a mass " * 12_500, "there is " * 22_000, "是" * 200_000):
+        start = time.thread_time()
+        judge(prediction, "yes", question="Is there a mass?")
+        judge(prediction, "MRI", question="这是CT还是MRI?", choices=question_choices("这是CT还是MRI?", "MRI"))
+        assert time.thread_time() - start < 0.5
+
+
+def test_the_answer_type_is_decided_once():
+    """Data building labels samples, evaluation slices items and the matcher scores them by one decision."""
+    from medsage.data_gen.instructions import Sample
+    from medsage.eval.benchmarks import _yes_no_closed
+
+    fields = {f: "" for f in ("sample_id", "image", "task_type", "question", "answer_text", "target")}
+    for answer, options, expected in (("B", OPTS, "multiple_choice"), ("No", {}, "yes_no"), ("是", {}, "yes_no"),
+                                      ("Liver", {}, "open"), ("3.5 cm", {}, "open")):
+        sample = Sample(**fields, record=None, width=1, height=1, answer=answer, options=options)
+        assert sample.answer_type == expected == answer_type(answer, options).value
+        assert _yes_no_closed(answer) == (expected == "yes_no")
