@@ -10,7 +10,7 @@ either a :class:`DataError` naming file, row and field, or a counted entry in :c
 from __future__ import annotations
 
 from collections import Counter
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 
 Box = tuple[float, float, float, float]  # pixel x1, y1, x2, y2
@@ -62,7 +62,6 @@ class Record:
     group: str = ""  # records sharing a group (augmented copies, one patient) never straddle splits
     noisy: bool = False
     window: tuple[float, float] | None = None  # CT display window in HU for 16-bit sources
-    size: tuple[int, int] | None = None  # (width, height) when the source states it
     meta: dict[str, object] = field(default_factory=dict)
     provenance: str = ""  # "file, row N": where to look when something about this record is wrong
 
@@ -74,9 +73,15 @@ class Record:
 
     @classmethod
     def from_json(cls, data: dict) -> "Record":
-        tuples = {k: tuple(data[k]) if data.get(k) is not None else None for k in ("labels", "window", "size")}
+        """Read back :meth:`to_json`; keys that are no longer fields (a work folder written by an
+        older version, e.g. the removed ``size``) are ignored, so a resumed build still loads it."""
+        data = {k: v for k, v in data.items() if k in _RECORD_FIELDS}
+        tuples = {k: tuple(data[k]) if data.get(k) is not None else None for k in ("labels", "window")}
         rois = tuple(ROI(**{**r, "box": tuple(r["box"]) if r.get("box") is not None else None}) for r in data["rois"])
         return cls(**{**data, **tuples, "labels": tuples["labels"] or (), "rois": rois, "image": Path(data["image"])})
+
+
+_RECORD_FIELDS = frozenset(f.name for f in fields(Record))
 
 
 def _reason(error: DataError, default: str) -> str:
@@ -144,10 +149,3 @@ class SkipLog:
     @property
     def skipped(self) -> int:
         return sum(self.reasons.values())
-
-    def merge(self, other: "SkipLog") -> None:
-        self.seen += other.seen
-        self.kept += other.kept
-        self.reasons.update(other.reasons)
-        self.dropped.update(other.dropped)
-        self.examples.extend(other.examples[: max(0, self.max_examples - len(self.examples))])

@@ -13,9 +13,9 @@ Model output is never trusted to be well formed, so :func:`parse` never raises: 
 its own opening tag, as two of the paper's Figure 12 outputs do) becomes a :class:`Problem`
 and the content is still recovered wherever it can be.
 
-The self-check span of R-GRPO (section 3.3) uses the same machinery with its own tags: an outer
+The self-check span of R-GRPO (section 3.3) has its own tags, defined here too: an outer
 ``<CHECK>`` holding one tag per review dimension (visual grounding, visual analysis, medical
-knowledge consistency).
+knowledge consistency); the injected instruction names them and nothing grades the span's format.
 """
 
 from __future__ import annotations
@@ -199,19 +199,6 @@ def answer_text(text: object) -> str | None:
     return parse(text).get("ANSWER")
 
 
-def parse_self_check(text: object) -> Parsed:
-    """Parse a self-check span: ``<CHECK>`` around one section per review dimension."""
-    outer = parse_tags(text, (SELF_CHECK_TAG,))
-    inner = parse_tags(outer.get(SELF_CHECK_TAG) or "", tuple(SELF_CHECK_DIMENSIONS))
-    return Parsed(outer.preamble, inner.sections, inner.order, outer.problems + inner.problems)
-
-
-def render_self_check(reviews: dict[str, str]) -> str:
-    """Render a self-check span; ``reviews`` maps each :data:`SELF_CHECK_DIMENSIONS` key to text."""
-    body = "".join(f"<{tag}>{reviews.get(tag, '').strip()}</{tag}>" for tag in SELF_CHECK_DIMENSIONS)
-    return f"<{SELF_CHECK_TAG}>{body}</{SELF_CHECK_TAG}>"
-
-
 def groundings(loc_text: object) -> list[Grounding]:
     """Grounding objects found in ``<LOC>`` text; malformed or off-grid objects are skipped."""
     if not isinstance(loc_text, str):
@@ -278,8 +265,3 @@ def point_to_pixels(point: tuple[float, float], width: int, height: int) -> tupl
     """``point`` ``(y, x)`` on the grid -> pixel ``(x, y)``."""
     y, x = point
     return (x * width / GRID, y * height / GRID)
-
-
-def from_qwen_bbox(bbox_2d: tuple[float, float, float, float], width: int, height: int, label: str) -> Grounding:
-    """Qwen2.5-VL's own ``bbox_2d`` (absolute pixels ``x1, y1, x2, y2`` of the image it saw) -> grid."""
-    return Grounding(label=label, box_2d=tuple(float(v) for v in pixels_to_box_2d(bbox_2d, width, height)))

@@ -109,9 +109,9 @@ def _slice(root: Path, csv_path: Path, rows: list[tuple[int, dict]], window: str
         return None
     for err in errors:
         skips.drop_error(err)
-    line, row, (path, _, _, size, dicom, _) = lesions[0]
+    line, row, (path, _, _, dicom, _) = lesions[0]
     lines = [n for n, _, _ in lesions]
-    meta: dict[str, object] = {"file_name": row["File_name"].strip(), "lesion_types": [les[5] for _, _, les in lesions]}
+    meta: dict[str, object] = {"file_name": row["File_name"].strip(), "lesion_types": [les[4] for _, _, les in lesions]}
     for column, key in (("Lesion_diameters_Pixel_", "diameters_px"), ("Normalized_lesion_location", "normalized_location")):
         meta[key] = [_numbers(csv_path, n, r, column, None) for n, r, _ in lesions]
     if (row.get("Spacing_mm_px_") or "").strip():
@@ -131,7 +131,6 @@ def _slice(root: Path, csv_path: Path, rows: list[tuple[int, dict]], window: str
         group=f"deeplesion/{(row.get('Patient_index') or '').strip()}",
         noisy=any((r.get("Possibly_noisy") or "0").strip() == "1" for _, r, _ in lesions),
         window=tuple(dicom) if window == "dicom" else WINDOW_PRESETS[window],
-        size=size,
         meta=meta,
         provenance=f"{csv_path}, row {lines[0]}" if len(lines) == 1 else f"{csv_path}, rows {', '.join(map(str, lines))}",
     )
@@ -149,7 +148,7 @@ def _numbers(csv_path: Path, line: int, row: dict, column: str, n: int | None) -
 
 
 def _lesion(root: Path, csv_path: Path, line: int, row: dict, window: str):
-    """One row's (image path, box, label, image size, DICOM window, lesion type), checked."""
+    """One row's (image path, box, label, DICOM window, lesion type), checked (the box against the image size)."""
     num = lambda column, n: _numbers(csv_path, line, row, column, n)  # noqa: E731
     file_name = (row.get("File_name") or "").strip()
     try:
@@ -168,4 +167,4 @@ def _lesion(root: Path, csv_path: Path, line: int, row: dict, window: str):
     dicom = num("DICOM_windows", 2)
     if window == "dicom" and not dicom[1] > dicom[0]:
         raise DataError(csv_path, line, "DICOM_windows", f"empty window {row['DICOM_windows']!r}")
-    return path, box, LESION_TYPES.get(lesion_type, ""), size, dicom, lesion_type
+    return path, box, LESION_TYPES.get(lesion_type, ""), dicom, lesion_type

@@ -33,7 +33,7 @@ def group_of(file_name: str) -> str:
     return name.split(".rf.")[0] if ".rf." in name else Path(name).stem
 
 
-def _record(source: str, image: Path, split: str, rois: list[ROI], modality: str, size, where: str) -> Record:
+def _record(source: str, image: Path, split: str, rois: list[ROI], modality: str, where: str) -> Record:
     labels = tuple(dict.fromkeys(r.label for r in rois))
     return Record(
         record_id=f"{source}/{split}/{image.name}",
@@ -44,7 +44,6 @@ def _record(source: str, image: Path, split: str, rois: list[ROI], modality: str
         labels=labels,
         split=split,
         group=f"{source}/{group_of(image.name)}",
-        size=size,
         provenance=where,
     )
 
@@ -99,9 +98,8 @@ def _coco_file(path: Path, skips: SkipLog, modality: str, source: str) -> Iterat
         if not image.is_file():
             skips.skip("missing_image", where, str(image))
             continue
-        size = (int(img["width"]), int(img["height"])) if "width" in img and "height" in img else None
         skips.kept += 1
-        yield _record(source, image, split, boxes.get(img["id"], []), modality, size, where)
+        yield _record(source, image, split, boxes.get(img["id"], []), modality, where)
 
 
 def _coco_roi(ann: object, classes: dict[int, str]) -> ROI | str:
@@ -172,7 +170,7 @@ def _yolo_split(images_dir: Path, split: str, names: list[str], skips: SkipLog, 
             skips.skip_error(err)
             continue
         skips.kept += 1
-        yield _record(source, image, split, rois, modality, size, str(label_file))
+        yield _record(source, image, split, rois, modality, str(label_file))
 
 
 def _yolo_rois(label_file: Path, names: list[str], size: tuple[int, int], skips: SkipLog) -> Iterator[ROI]:
@@ -289,4 +287,4 @@ def _voc_record(xml: Path, skips: SkipLog, modality: str, source: str, splits: d
         split = splits.get(devkit, {}).get(Path(file_name).stem, "train")
     else:
         split = SPLIT_NAMES.get(xml.parent.name, "train")
-    return _record(source, image, split, rois, modality, size, str(xml))
+    return _record(source, image, split, rois, modality, str(xml))

@@ -19,7 +19,7 @@ from medsage.data_gen.readers import (
     read_yolo,
     window_hu,
 )
-from medsage.data_gen.records import DataError, SkipLog
+from medsage.data_gen.records import ROI, DataError, Record, SkipLog
 
 
 def _rewrite_csv(path: Path, edit) -> None:
@@ -240,3 +240,11 @@ def test_phantom_patients_never_hash_alike():
     hashes = [int.from_bytes(dhash(phantom.ct_to_8bit(phantom.ct_slice(rng)[0])), "big") for _ in range(30)]
     closest = min(bin(a ^ b).count("1") for a, b in itertools.combinations(hashes, 2))
     assert closest > 20  # data_gen's LeakageConfig default distance
+
+
+def test_record_json_round_trips_and_reads_a_work_folder_of_an_older_version(tmp_path):
+    record = Record("r", "coco", tmp_path / "a.png", "CT", rois=(ROI("liver", (1.0, 2.0, 3.0, 4.0)),),
+                    labels=("liver",), window=(-160.0, 240.0), meta={"k": 1})
+    assert Record.from_json(json.loads(json.dumps(record.to_json()))) == record
+    older = {**record.to_json(), "size": [512, 512]}  # a field this version no longer has
+    assert Record.from_json(older) == record
