@@ -81,6 +81,25 @@ class Verdict(NamedTuple):
 _ARTICLES_RE = re.compile(r"\b(a|an|the)\b")
 _PUNCT_TABLE = str.maketrans({c: " " for c in string.punctuation + "\u2013\u2014\u2018\u2019\u201c\u201d"})
 _MARKUP_RE = re.compile(r"[*_`#$]+")
+_MARKUP_TABLE = str.maketrans({c: " " for c in "*_`#$"})
+
+
+def _ascii_table(table: dict[int, str]) -> bytes:
+    out = bytearray(range(256))
+    for code, repl in table.items():
+        if code < 128:
+            out[code] = ord(repl)
+    return bytes(out)
+
+
+_PUNCT_BYTES, _MARKUP_BYTES = _ascii_table(_PUNCT_TABLE), _ascii_table(_MARKUP_TABLE)
+
+
+def _translate(text: str, table: dict[int, str], ascii_table: bytes) -> str:
+    """``text.translate(table)``; ASCII text through the bytes table (the same mapping, many times faster)."""
+    if text.isascii():
+        return text.encode("ascii").translate(ascii_table).decode("ascii")
+    return text.translate(table)
 _CONTRACTIONS = ((re.compile(r"\bcan[\u2019']t\b"), "cannot"), (re.compile(r"\bwon[\u2019']t\b"), "will not"),
                  (re.compile(r"n[\u2019']t\b"), " not"))
 
@@ -90,11 +109,11 @@ def normalize(text: object) -> str:
     ("isn't" reads "is not", so negation survives the punctuation)."""
     if not isinstance(text, str):
         text = "" if text is None else str(text)
-    text = _MARKUP_RE.sub(" ", text.lower())
+    text = _translate(text.lower(), _MARKUP_TABLE, _MARKUP_BYTES)
     if "'" in text or "\u2019" in text:
         for pattern, repl in _CONTRACTIONS:
             text = pattern.sub(repl, text)
-    return " ".join(_ARTICLES_RE.sub(" ", text.translate(_PUNCT_TABLE)).split())
+    return " ".join(_ARTICLES_RE.sub(" ", _translate(text, _PUNCT_TABLE, _PUNCT_BYTES)).split())
 
 
 # Spellings of one thing, made one token so "X-ray" = "Xray" = "x ray" and plurals meet singulars.
@@ -121,8 +140,14 @@ def _canon_short(norm: str) -> str:
     return _canon_text(norm)
 
 
+_CANON_ANY_RE = re.compile("|".join(f"(?:{pattern.pattern})" for pattern, _ in _CANON[:-1]))
+
+
 def _canon_text(norm: str) -> str:
-    for pattern, repl in _CANON:
+    # the spelling rules change nothing unless one of them matches the text as given (each rule's output
+    # only feeds the rules after it), so one search skips them all; the plural rule always runs
+    rules = _CANON if _CANON_ANY_RE.search(norm) else _CANON[-1:]
+    for pattern, repl in rules:
         norm = pattern.sub(repl, norm)
     return norm
 
@@ -159,13 +184,24 @@ def coerce_options(options: object) -> dict[str, str]:
 def _option_items(options: object) -> tuple[tuple[str, str], ...]:
     """:func:`coerce_options` as ``(letter, text)`` pairs; a dict of strings (the same options for a
     whole benchmark or GRPO group) is coerced once and reused."""
-    if isinstance(options, dict) and all(type(k) is str and type(v) is str for k, v in options.items()):
-        return _str_option_items(tuple(options.items()))
+    if options is None:
+        return ()
+    if isinstance(options, dict):
+        try:
+            items = _str_option_items(tuple(options.items()))
+        except TypeError:  # an unhashable value
+            items = None
+        if items is not None:
+            return items
     return tuple(_coerce_options(options).items())
 
 
 @lru_cache(maxsize=4096)
-def _str_option_items(items: tuple[tuple[str, str], ...]) -> tuple[tuple[str, str], ...]:
+def _str_option_items(items: tuple[tuple[object, object], ...]) -> tuple[tuple[str, str], ...] | None:
+    """Cached for options made of strings only (None otherwise: equal non-strings such as 1 and True would
+    share an entry but not a text)."""
+    if not all(type(k) is str and type(v) is str for k, v in items):
+        return None
     return tuple(_coerce_options(dict(items)).items())
 
 
@@ -367,11 +403,31 @@ def _is_label(clause: str, start: int, end: int, pattern_index: int) -> bool:
     return word.lower() in _LABEL_CONTEXT or re.fullmatch(r"[A-J]", word) is not None  # "B, C": a list of labels
 
 
+_UPPER_LABEL_RE = re.compile(r"[A-J]")
+_LABEL_WORD_RE = re.compile(r"(?i:answer|option|choice)")
+
+
+def _letter_patterns(clause: str) -> list[tuple[int, re.Pattern[str]]]:
+    """The letter patterns that can match ``clause``: the whole-clause one only on a clause of a few
+    characters, the "answer is c" one only where such a word is, the others only with a capital A-J."""
+    patterns = []
+    if len(clause) <= 8 or len(clause.strip()) <= 4:
+        patterns.append((0, _LETTER_PATTERNS[0]))
+    capital = _UPPER_LABEL_RE.search(clause) is not None
+    if capital:
+        patterns.append((1, _LETTER_PATTERNS[1]))
+    if _LABEL_WORD_RE.search(clause):
+        patterns.append((2, _LETTER_PATTERNS[2]))
+    if capital:
+        patterns += [(3, _LETTER_PATTERNS[3]), (4, _LETTER_PATTERNS[4])]
+    return patterns
+
+
 def _letter_mentions(clause: str, opts: dict[str, str]) -> list[tuple[str, bool]]:
     """(letter, negated) for each option label the clause names."""
     found = set()
     seen: set[tuple[int, str, str]] = set()  # a looping response repeats the same few words: judge each look once
-    for index, pattern in enumerate(_LETTER_PATTERNS):
+    for index, pattern in _letter_patterns(clause):
         for m in pattern.finditer(clause):
             letter, start, end = m.group(1).upper(), m.start(1), m.end(1)
             window = (index, clause[max(0, start - _CONTEXT_CHARS) : start], clause[start:end + _CONTEXT_CHARS])
@@ -384,11 +440,13 @@ def _letter_mentions(clause: str, opts: dict[str, str]) -> list[tuple[str, bool]
     return list(found)
 
 
-def _text_mentions(clause: str, opts: dict[str, str]) -> list[tuple[str, bool]]:
+def _text_mentions(clause: str, opts_key: tuple[tuple[str, str], ...]) -> list[tuple[str, bool]]:
     """(letter, negated) for option texts named as whole words in a canonical clause, ignoring a
     mention inside a longer option's ("spleen" inside "spleen laceration")."""
-    layout = _option_layout(tuple(opts.items()))
-    starts = {letter: {s for s, _ in _spans(clause, needle)} for letter, (needle, _) in layout.items()}
+    layout = _option_layout(opts_key)
+    padded = f" {clause} "
+    starts = {letter: set(_offsets(padded, f" {needle} ")) if needle in clause else set()
+              for letter, (needle, _) in layout.items()}
     found = []
     for letter, own in starts.items():
         needle, inside = layout[letter]
@@ -423,7 +481,7 @@ def _clause_mentions(clause: str, opts_key: tuple[tuple[str, str], ...]) -> tupl
     """Every (letter, negated) mention in one clause: labels and option texts."""
     opts = dict(opts_key)
     canon = _canon(normalize(clause))
-    return tuple(_letter_mentions(clause, opts) + (_text_mentions(canon, opts) if canon else []))
+    return tuple(_letter_mentions(clause, opts) + (_text_mentions(canon, opts_key) if canon else []))
 
 
 # Short clauses repeat (closed answers, degenerate looping responses): their mentions are cached.
@@ -528,6 +586,11 @@ def _answer_word(tokens: list[str]) -> set[str]:
     return set()
 
 
+# Every word :func:`_answer_word` can read a polarity from: a segment (markup already removed, so each
+# normalised token is bounded by non-word characters) without one of them opens with no answer word.
+_POLAR_WORD_RE = re.compile(rf"\b(?:{'|'.join(sorted(_YES | _NO | set(_LEAD_ONLY) | {'answer'}))})\b")
+
+
 @lru_cache(maxsize=65536)
 def _segment_lead(segment: str) -> frozenset[str]:
     """:func:`_answer_word` of a short segment: "Yes", "No" and "The answer is no" open reply after reply."""
@@ -583,7 +646,7 @@ def yes_no(prediction: object, question: str | None = None) -> str | None:
         return zh
     lead: set[str] = set()
     for segment in set(_SEGMENT_RE.split(text)):
-        if segment:
+        if segment and _POLAR_WORD_RE.search(segment.lower()):
             lead |= _segment_lead(segment) if len(segment) <= 256 else _answer_word(normalize(segment).split())
     if lead:
         return lead.pop() if len(lead) == 1 else None

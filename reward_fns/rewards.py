@@ -78,6 +78,8 @@ class RewardKwargs:
 def format_reward(response: object, parsed: Parsed | None = None) -> float:
     """Structure score in [0, 1]: 1.0 exactly for a clean LVKC response, 0.0 with no stage tag."""
     parsed = parsed or parse(response)
+    if not parsed.problems:  # every stage present, well formed, in order: 7 + 1 + 1 tenths, and the region's
+        return (9 + _names_region(parsed.get("LOC"))) / 10
     if not parsed.order:
         return 0.0
     flawed = {p.tag for p in parsed.problems if p.kind in ("repeated", "unclosed", "empty", "closed_with_open_tag")}
@@ -168,7 +170,7 @@ def compute_score(
     from the recipe's ``reward_kwargs``, and so does ``require_answer_tag`` (default True: only the
     ``<ANSWER>`` stage is paid; see :func:`accuracy_reward`).
     """
-    info = extra_info if isinstance(extra_info, Mapping) else {}
+    info = extra_info if type(extra_info) is dict or isinstance(extra_info, Mapping) else {}
     weights = RewardWeights.from_config(reward_weights)
     client = consistency_client(consistency) if weights.consistency and consistency else None
     question = info.get("question")
