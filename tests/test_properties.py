@@ -83,3 +83,22 @@ def test_200kb_adversarial_strings_finish(text):
     assert 0.0 <= out["score"] <= 1.0
     assert match_answer(text, "no") in (True, False)
     assert match_answer(text, "a a a") in (True, False)
+
+
+QUESTION = st.one_of(
+    st.text(max_size=40),
+    st.lists(st.sampled_from(["Is there", "Are there", "a mass", "还是", "这是", "CT", "MRI", "肝脏", "?", "？", " or ",
+                              "Does the image show", "is seen", " "]), max_size=8).map("".join),
+)
+
+
+@SETTINGS
+@given(MODEL_TEXT, QUESTION, st.text(max_size=12))
+def test_question_aware_matching_is_total(prediction, question, reference):
+    from medsage.reward_fns.answers import judge, question_choices
+
+    choices = question_choices(question, reference)
+    assert isinstance(choices, tuple) and len(choices) in (0, 2)
+    verdict = judge(prediction, reference, question=question, choices=choices)
+    assert verdict.correct in (True, False) and (verdict.answered or not verdict.correct)
+    assert yes_no(prediction, question) in (None, "yes", "no")
