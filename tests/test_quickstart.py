@@ -78,6 +78,8 @@ def test_report_holds_numbers_for_every_stage(finished_run):
     assert "| base (untrained) |" in report and "| after SFT |" in report and "| after SFT + R-GRPO |" in report
     assert (run / "report" / "sft_loss.png").stat().st_size > 0 and (run / "report" / "align_loss.png").stat().st_size > 0
     assert (run / "report" / "learning_signal.png").stat().st_size > 0
+    assert "(explore/index.html)" in report  # the explorer over the data, the RL sessions and both evaluations
+    assert all((run / "report" / "explore" / f"{page}.html").is_file() for page in ("index", "samples", "sessions", "predictions"))
     sft = json.loads((run / "stages" / "eval_sft.json").read_text())
     assert sft["n"] == 6 and 0.0 <= sft["valid_scaffold_rate"] <= 1.0
     rl = json.loads((run / "stages" / "rl.json").read_text())

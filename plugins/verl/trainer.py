@@ -42,6 +42,7 @@ TRAINER_MODE = "rgrpo"
 _ACTOR_ROLES = (Role.ActorRollout, Role.ActorRolloutRef, Role.Actor)
 _ADVANTAGE_FIELDS = ["uid", "response_mask", "rm_scores", "rollout_log_probs", "old_log_probs", "ref_log_prob"]
 _RECORD_FIELDS = ["responses"]
+REPLAY_POLL_S = 0.2
 
 
 @register_trainer(TRAINER_MODE)
@@ -60,6 +61,13 @@ class RGRPOTrainer(PPOTrainerSync):
         for role in _ACTOR_ROLES:
             if role in self.role_worker_mapping:
                 self.role_worker_mapping[role] = ray.remote(RGRPOWorker)
+
+    def _build_replay_buffer(self):
+        """verl's buffer, polled every 0.2 s instead of its fixed 2 s: every step waits for the rollout's
+        last group up to one poll interval, which is noise on a cluster but a tenth of a CPU step."""
+        buffer = super()._build_replay_buffer()
+        buffer.poll_interval = REPLAY_POLL_S
+        return buffer
 
     def _compute_advantage(self, batch: KVBatchMeta, metrics: dict) -> KVBatchMeta:
         record = self.settings.sessions_dir is not None
