@@ -155,14 +155,6 @@ def load_question_templates(path: Path | None = None) -> dict[str, dict[str, lis
     return data
 
 
-def label_spaces(records) -> dict[str, list[str]]:
-    """Per source, the sorted set of labels seen: the pool distractors are drawn from (one pass, any iterable)."""
-    spaces: dict[str, set[str]] = {}
-    for r in records:
-        spaces.setdefault(r.source, set()).update(r.labels)
-    return {source: sorted(labels) for source, labels in spaces.items()}
-
-
 def content_digest(record: Record) -> str:
     """SHA-1 of what a record says (source, image, annotations, question, answer, split, window, metadata): the
     root of its samples' ids and choices, independent of where the record sits in its input."""
