@@ -8,14 +8,13 @@ from __future__ import annotations
 
 import pytest
 import torch
-from omegaconf import OmegaConf
 from tensordict import TensorDict
 from transfer_queue.storage.managers.simple_storage_manager import AsyncSimpleStorageManager
 from verl.single_controller.base.decorator import MAGIC_ATTR
 from verl.utils import tensordict_utils as tu
 from verl.workers.engine_workers import ActorRolloutRefWorker
 
-from medsage.plugins.verl.worker import RGRPOWorker, by_length, ragged_on_tokens
+from medsage.plugins.verl.worker import RGRPOWorker, ragged_on_tokens
 
 ROWS = 4  # Qwen2.5-VL position ids: (4, tokens) per sample in verl 0.9.1
 
@@ -70,38 +69,3 @@ def test_repaired_methods_dispatch_as_verls(method):
     a, b = getattr(ours, MAGIC_ATTR), getattr(verls, MAGIC_ATTR)
     assert a["execute_mode"] == b["execute_mode"] and a["blocking"] == b["blocking"]
     assert a["dispatch_mode"]["dispatch_fn"].args == b["dispatch_mode"]["dispatch_fn"].args
-
-
-def _padded_tokens(data: TensorDict, micro: int) -> int:
-    """What the padded path computes on: each of verl's micro-batches padded to its longest sample."""
-    return sum(len(m) * int(m["input_ids"].offsets().diff().max()) for m in tu.chunk_tensordict(data, len(data) // micro))
-
-
-def test_micro_batches_hold_similar_lengths_and_mini_batches_keep_their_samples():
-    lengths = [300, 700, 310, 720, 290, 690, 305, 710]  # first attempts and retried sessions, interleaved
-    data, _ = _batch(lengths)
-    order = by_length(data, 4)
-    assert sorted(order[:4]) == [0, 1, 2, 3] and sorted(order[4:]) == [4, 5, 6, 7]  # each update's samples
-    assert [lengths[i] for i in order] == [300, 310, 700, 720, 290, 305, 690, 710]
-    whole = tu.index_select_tensor_dict(data, by_length(data, 8))
-    assert _padded_tokens(whole, 2) == 2 * (300 + 310 + 700 + 720)  # pairs of neighbours in length
-    assert _padded_tokens(data, 2) == 2 * (700 + 720 + 690 + 710)  # every pair padded to a retried session
-
-
-def test_log_probs_in_length_order_come_back_in_the_batchs_order():
-    data, samples = _batch([9, 3, 7, 5, 3])
-    worker = object.__new__(RGRPOWorker)
-    seen = []
-
-    def per_token(batch: TensorDict) -> TensorDict:  # a stand-in for the engine: one value per token
-        seen.append([len(t) for t in batch["input_ids"].unbind()])
-        values = [t.float() / 2 for t in batch["input_ids"].unbind()]
-        return tu.get_tensordict({"log_probs": torch.nested.as_nested_tensor(values, layout=torch.jagged)}, {"metrics": {}})
-
-    for padding_free, sorted_seen in ((False, True), (True, False)):
-        worker.config = OmegaConf.create({"model": {"use_remove_padding": padding_free}})
-        seen.clear()
-        out = worker._in_length_order(per_token, ragged_on_tokens(data))
-        assert (seen[0] == sorted(seen[0])) is sorted_seen
-        for got, sample in zip(out["log_probs"].unbind(), samples):
-            assert torch.equal(got, sample[0].float() / 2)
