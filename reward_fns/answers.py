@@ -708,7 +708,7 @@ def _asked_thing(question: str) -> frozenset[str]:
 
 def _existence(text: str, question: str) -> set[str]:
     """{"yes"} when the prediction states, un-negated and unhedged, that the asked thing exists."""
-    asked = _asked_thing(question)
+    asked = _asked_thing(question) if isinstance(question, str) else frozenset()
     if not asked:
         return set()
     for clause in _clauses(text[:_EXISTENCE_CHARS]):

@@ -46,8 +46,8 @@ class RewardWeights:
         """
         if not config:
             return _DEFAULT_WEIGHTS
-        try:
-            key = tuple(sorted(config.items()))
+        try:  # each value's type is part of the key: 1 and True are equal, but True is refused
+            key = tuple(sorted((k, type(v), v) for k, v in config.items()))
             hash(key)
         except (TypeError, AttributeError):
             return build(cls, dict(config), "reward_kwargs", "reward_weights")
@@ -59,7 +59,7 @@ _DEFAULT_WEIGHTS = RewardWeights()
 
 @lru_cache(maxsize=64)
 def _weights_from_items(items: tuple) -> RewardWeights:
-    return build(RewardWeights, dict(items), "reward_kwargs", "reward_weights")
+    return build(RewardWeights, {k: v for k, _, v in items}, "reward_kwargs", "reward_weights")
 
 
 @dataclass(frozen=True)

@@ -91,6 +91,23 @@ def test_weights_come_from_configuration():
         RewardWeights.from_config({"consistncy": 1.0})
 
 
+def test_weights_are_checked_on_every_call_that_could_differ():
+    """verl passes the same reward_kwargs for every response, so a checked result is reused; an equal
+    mapping that the loader would refuse (True == 1) must still be refused, every time."""
+    assert RewardWeights.from_config({"accuracy": 1}) == RewardWeights(accuracy=1.0)
+    for _ in range(2):
+        with pytest.raises(ValueError, match="accuracy"):
+            RewardWeights.from_config({"accuracy": True})
+        with pytest.raises(ValueError, match="consistncy"):
+            RewardWeights.from_config({"consistncy": 1.0})
+    assert RewardWeights.from_config(None) == RewardWeights()
+    assert RewardWeights.from_config({}) == RewardWeights()
+    with pytest.raises(ValueError, match="bogus"):
+        RewardWeights.from_config({"bogus": {"unhashable": [1]}})
+    weights = {"accuracy": 1.0, "format": 0.5}
+    assert RewardWeights.from_config(weights) is RewardWeights.from_config(dict(weights))
+
+
 def test_compute_score_is_what_the_package_exports():
     assert reward_fns.compute_score is compute_score
 
