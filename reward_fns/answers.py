@@ -695,20 +695,40 @@ def _thing(words: str, leading_fillers: frozenset[str] = frozenset()) -> set[str
     return set(out) - _STOP - _FILLERS
 
 
+_LOCATIVE = frozenset({"in", "within", "at", "on", "inside", "along", "near", "around", "involving", "over", "under",
+                       "adjacent", "beneath", "above", "below"})
+_NOT_A_PLACE = _STOP | _FILLERS | _PREPOSITIONS | frozenset(
+    {"scan", "film", "ct", "mri", "xray", "ultrasound", "slice", "view", "study", "photo", "photograph", "figure",
+     "these", "those", "here", "shown", "given", "provided", "patient", "region"})
+
+
+def _place(words: list[str]) -> frozenset[str]:
+    """The words naming where, after the first locative preposition ("in the left lobe of the liver" ->
+    left, lobe, liver); empty when no place is named."""
+    at = next((i for i, w in enumerate(words) if w in _LOCATIVE), None)
+    if at is None:
+        return frozenset()
+    return frozenset(_canon(" ".join(w for w in words[at + 1 :] if w not in _NOT_A_PLACE)).split())
+
+
 @lru_cache(maxsize=4096)
-def _asked_thing(question: str) -> frozenset[str]:
-    """What an existence question asks about ("Is there a mass in the lung?" -> {"mass"}), or empty."""
+def _asked_thing(question: str) -> tuple[frozenset[str], frozenset[str]]:
+    """What an existence question asks about, and where ("Is there a mass in the left lung?" ->
+    ({"mass"}, {"left", "lung"})); the thing is empty when the question is not one."""
     q = normalize(question)
+    words = q.split()
+    if _EXIST_NEGATORS.intersection(words) or _EXIST_HEDGES.intersection(words):
+        return frozenset(), frozenset()  # "Is there no mass?": "There is a mass" answers no; left alone
     for pattern in _ASKED_THING_RES:
         m = pattern.search(q)
         if m:
-            return frozenset(_stems(_thing(m.group(1), _ASK_FILLERS)))
-    return frozenset()
+            return frozenset(_stems(_thing(m.group(1), _ASK_FILLERS))), _place(words)
+    return frozenset(), frozenset()
 
 
 def _existence(text: str, question: str) -> set[str]:
     """{"yes"} when the prediction states, un-negated and unhedged, that the asked thing exists."""
-    asked = _asked_thing(question) if isinstance(question, str) else frozenset()
+    asked, where = _asked_thing(question) if isinstance(question, str) else (frozenset(), frozenset())
     if not asked:
         return set()
     for clause in _clauses(text[:_EXISTENCE_CHARS]):
@@ -716,6 +736,9 @@ def _existence(text: str, question: str) -> set[str]:
         words = norm.split()
         if _EXIST_HEDGES.intersection(words) or _EXIST_NEGATORS.intersection(words):
             continue  # "there may be a mass", "no mass is seen", "there is a mass? not sure": not a plain yes
+        stated_place = _stems(_place(words))
+        if where and stated_place and not all(_stems({w}) & stated_place for w in where):
+            continue  # "There is a mass in the kidney" does not answer "Is there a mass in the liver?"
         for pattern in _STATED_THING_RES:
             for m in pattern.finditer(norm):
                 if asked & _stems(_thing(m.group(1), _ASK_FILLERS)):

@@ -507,6 +507,17 @@ def test_200_kb_predictions_score_fast_in_every_path(prediction):
         ("There is a mass or a cyst.", "Is there a mass?", "yes", (False, False)),
         ("There is a mass.", "Is the heart enlarged?", "yes", (False, False)),
         ("There is a mass.", None, "yes", (False, False)),  # without the question nothing says what was asked
+        ("There is a mass.", "Is there no mass?", "yes", (False, False)),  # a negative question is left alone
+        # a place named in both must agree
+        ("There is a mass in the left lobe of the liver.", "Is there a mass in the liver?", "yes", (True, True)),
+        ("There is a mass.", "Is there a mass in the liver?", "yes", (True, True)),
+        ("There is a mass in this CT image.", "Is there a mass in the liver?", "yes", (True, True)),
+        ("A mass is seen in the liver.", "Is there a mass in this image?", "yes", (True, True)),
+        ("There is a mass in the kidney.", "Is there a mass in the liver?", "yes", (False, False)),
+        ("There is a mass in the kidney.", "Is there a mass in the liver?", "no", (False, False)),
+        ("There is a nodule in the right lung.", "Is there a nodule in the left lung?", "yes", (False, False)),
+        ("There is a mass.", "Is there no mass?", "no", (False, False)),
+        ("There is a mass.", "Is there a mass or a cyst?", "yes", (False, False)),
         # "no" is a whole word: "notable", "normal", "nodule" never say no
         ("There is a notable nodule.", "Is there a nodule?", "yes", (True, True)),
         ("There is a notable nodule.", "Is there a nodule?", "no", (True, False)),
