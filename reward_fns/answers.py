@@ -78,7 +78,8 @@ class Verdict(NamedTuple):
     correct: bool
 
 
-_ARTICLES_RE = re.compile(r"\b(a|an|the)\b")
+# "a", "an", "the" as words; found from their first letter (the engine searches a literal set fast)
+_ARTICLES_RE = re.compile(r"[at](?<=\b[at])(?:(?<=a)n?|(?<=t)he)\b")
 _PUNCT_TABLE = str.maketrans({c: " " for c in string.punctuation + "\u2013\u2014\u2018\u2019\u201c\u201d"})
 _MARKUP_RE = re.compile(r"[*_`#$]+")
 _MARKUP_TABLE = str.maketrans({c: " " for c in "*_`#$"})
@@ -124,7 +125,9 @@ _CANON = (
     (re.compile(r"\b(?:ultrasonography|sonography|ultrasound scans?)\b"), "ultrasound"),
     (re.compile(r"\baxial\b"), "transverse"),  # SLAKE's planes: "Transverse Plane" is the axial one
     (re.compile(r"\b(transverse|coronal|sagittal)(?: planes?)?\b"), r"\1 plane"),
-    (re.compile(r"\b(\w{2,}[^suie\W])s\b"), r"\1"),  # lungs -> lung (not mass, abscess, sinus, denies)
+    # lungs -> lung (not mass, abscess, sinus, denies): the final s of a word of 4+ letters whose letter
+    # before it is not s/u/i/e; found from the s (a literal the engine searches fast), checked backwards
+    (re.compile(r"s\b(?<=\w\w[^suie\W]s)"), ""),
 )
 
 
@@ -140,7 +143,10 @@ def _canon_short(norm: str) -> str:
     return _canon_text(norm)
 
 
-_CANON_ANY_RE = re.compile("|".join(f"(?:{pattern.pattern})" for pattern, _ in _CANON[:-1]))
+# Matches wherever any spelling rule could (a superset of their matches: no word boundaries, so the engine
+# can jump between the first letters)
+_CANON_ANY_RE = re.compile(r"x ?ray|radiograph|plain film|computed tomography|ct scan|magnetic resonance|mr|sonograph|"
+                           r"ultrasound scan|axial|transverse|coronal|sagittal")
 
 
 def _canon_text(norm: str) -> str:
@@ -311,7 +317,20 @@ _LIST_WORDS = frozenset({"or", "vs", "versus", "either"})
 
 def _clauses(text: str) -> list[str]:
     """Sentences and contrasted clauses: a negation never reaches across "." or "but"."""
-    return [c for c in _CLAUSE_RE.split(text) if c and c.strip()]
+    return [c for c in _split(text, _CLAUSE_RE, _CLAUSE_MARKS_RE, _CLAUSE_WORDS) if c and c.strip()]
+
+
+_CLAUSE_MARKS_RE = re.compile(r"\.(?!\d)|[;!?\n\u3002\uff1b\uff01\uff1f]")
+_CLAUSE_WORDS = ("but", "however", "whereas", "though")  # "although" contains "though"
+
+
+def _split(text: str, pattern: re.Pattern[str], marks: re.Pattern[str], words: tuple[str, ...]) -> list[str]:
+    """``pattern.split(text)``; by ``marks`` alone (the same split) when none of the contrast ``words``
+    occurs, in any case (the long s that IGNORECASE reads as "s" included)."""
+    low = text.lower()
+    if "\u017f" in text or any(w in low for w in words):
+        return pattern.split(text)
+    return marks.split(text)
 
 
 def _negated(before: list[str], after: list[str]) -> bool:
@@ -556,6 +575,10 @@ _ZH_NO_PREFIXES = ("不", "没", "否", "无", "非")
 _ZH_STRIP = " \t\r\n*_`#$\u3002\uff0c.,!\uff01:\uff1a\"'\u201c\u201d"
 
 
+_SEGMENT_MARKS_RE = re.compile(r"[,:]|\.(?!\d)|[;!?\n\u3002\uff0c\uff1b\uff1a\uff01\uff1f]")
+_SEGMENT_WORDS = ("but", "however", "though")
+
+
 def _zh_polarity(text: str) -> str | None:
     """Polarity of a Chinese reply or reference by how it opens (不是/没有/否/不可以 vs 是/有/可以/...)."""
     text = text.strip(_ZH_STRIP)
@@ -645,7 +668,7 @@ def yes_no(prediction: object, question: str | None = None) -> str | None:
     if zh:
         return zh
     lead: set[str] = set()
-    for segment in set(_SEGMENT_RE.split(text)):
+    for segment in set(_split(text, _SEGMENT_RE, _SEGMENT_MARKS_RE, _SEGMENT_WORDS)):
         if segment and _POLAR_WORD_RE.search(segment.lower()):
             lead |= _segment_lead(segment) if len(segment) <= 256 else _answer_word(normalize(segment).split())
     if lead:
