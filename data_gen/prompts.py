@@ -17,9 +17,12 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from medsage.reward_fns.answers import LETTERS, coerce_options
+from medsage.reward_fns.scaffold import ANSWER, CON, GRID, KNOWLEDGE, LOC, STAGES, VISUAL, tagged
 
 TEMPLATE_DIR = Path(__file__).parent / "templates"
 STAGE_PROMPTS = ("loc", "visual", "knowledge", "con", "judge")
+# The stage each generation prompt writes; its file names the tags as the ``{tags}`` field.
+PROMPT_STAGES: dict[str, str] = {"loc": LOC, "visual": VISUAL, "knowledge": KNOWLEDGE, "con": CON}
 
 # The interpretation templates T of Eq. 3: the angles from which knowledge is matched.
 KNOWLEDGE_TEMPLATES: dict[str, str] = {
@@ -28,12 +31,18 @@ KNOWLEDGE_TEMPLATES: dict[str, str] = {
     "differential": "differential diagnosis: the criteria that separate the answer from the alternatives",
 }
 
+# What each stage holds, as the instruction describes it to the model.
+STAGE_GUIDE: dict[str, str] = {
+    LOC: f'where to look (boxes as {{"box_2d": [ymin, xmin, ymax, xmax], "label": "..."}} on a 0-{GRID} grid)',
+    VISUAL: "what is seen",
+    KNOWLEDGE: "the relevant medical knowledge",
+    CON: "the conclusion",
+    ANSWER: "the final answer",
+}
 LVKC_FORMAT = (
-    "Answer in five tagged stages: <LOC>where to look (boxes as "
-    '{"box_2d": [ymin, xmin, ymax, xmax], "label": "..."} on a 0-1000 grid)</LOC>'
-    "<VISUAL>what is seen</VISUAL><KNOWLEDGE>the relevant medical knowledge</KNOWLEDGE>"
-    "<CON>the conclusion</CON><ANSWER>the final answer</ANSWER>. In <ANSWER>, give the option letter and "
-    "its text for a multiple-choice question, and begin with Yes or No for a yes/no question."
+    f"Answer in five tagged stages: {''.join(tagged(tag, STAGE_GUIDE[tag]) for tag in STAGES)}. "
+    f"In <{ANSWER}>, give the option letter and its text for a multiple-choice question, and begin with "
+    "Yes or No for a yes/no question."
 )
 
 
@@ -54,7 +63,8 @@ def lvkc_instruction(question: str, options: dict[str, str] | list[str] | None =
 
 @dataclass(frozen=True)
 class StagePrompts:
-    """The stage prompt texts, formatted with ``str.format`` fields named in each file."""
+    """The stage prompt texts, formatted with ``str.format`` fields named in each file; a stage's
+    prompt also gets ``{tags}``, its empty tag pair from the scaffold (``<LOC></LOC>``)."""
 
     texts: dict[str, str]
 
@@ -71,6 +81,7 @@ class StagePrompts:
 
     def render(self, name: str, **fields: str) -> str:
         try:
-            return self.texts[name].format(**fields)
+            tags = {"tags": tagged(PROMPT_STAGES[name], "")} if name in PROMPT_STAGES else {}
+            return self.texts[name].format(**tags, **fields)
         except KeyError as err:
             raise KeyError(f"prompt {name!r} uses field {err} that was not provided") from None

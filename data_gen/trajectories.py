@@ -6,8 +6,10 @@ answer-consistent trajectories per image (RPA). This module holds what both gene
 the plan of (ROI, template) pairs, the neutral grounding labels, the rule-written ANSWER stage
 (which states the answer explicitly so the shared matcher credits it), and the rule-based
 offline generator, the embedded default that writes every stage from the annotations and the
-pixels, with no model. It also writes labelled negatives (wrong answer, missing stage, label
-leak) for the trajectory scorer, as the paper keeps rejected trajectories as negatives (A.4).
+pixels, with no model. It also writes labelled negatives for the trajectory scorer, as the paper
+keeps rejected trajectories as negatives (A.4): the corruptions of
+:mod:`medsage.reward_fns.consistency.corruptions` that the verifier rejects (an answer contradicting
+the label, a dropped stage, the label leaked into the visual evidence).
 """
 
 from __future__ import annotations
@@ -27,10 +29,14 @@ from medsage.data_gen.prompts import KNOWLEDGE_TEMPLATES, TEMPLATE_DIR
 from medsage.data_gen.records import ROI
 from medsage.data_gen.rois import grounding
 from medsage.reward_fns.answers import normalize
-from medsage.reward_fns.scaffold import Scaffold, parse
+from medsage.reward_fns.consistency.corruptions import corrupt as corrupt_text
+from medsage.reward_fns.consistency.corruptions import leak_label
+from medsage.reward_fns.scaffold import ANSWER, Scaffold, parse, render_sections
 
 OFFLINE = "offline-rule-based"
-NEGATIVE_KINDS = ("wrong_answer", "missing_stage", "label_leak")
+LABEL_LEAK = "label_leak"
+# Negatives the verifier must reject: kinds of the corruption module, and the leak it cannot make alone.
+NEGATIVE_KINDS = ("contradicting_answer", "dropped_stage", LABEL_LEAK)
 GROUNDING_LABELS = {
     "annotated": "region of interest",
     "perturbed": "region of interest",
@@ -140,9 +146,10 @@ class OfflineGenerator:
         pixels = np.asarray(Image.open(self.dataset_dir / sample.image).convert("L"), dtype=np.float32)
         anchor = next((r.box for r, _ in paths if r.strong and r.kind != "global"), None)
         out = [self._one(sample, roi, template, pixels, anchor) for roi, template in paths]
-        kinds = [k for k in NEGATIVE_KINDS if k != "label_leak" or sample.leak_terms]
+        kinds = [k for k in NEGATIVE_KINDS if k != LABEL_LEAK or sample.leak_terms]
         for kind in rng.sample(kinds, min(self.negatives_per_sample, len(kinds))) if out else []:
-            out.append(corrupt(out[0], sample, kind, rng))
+            negative = corrupt(out[0], sample, kind, rng)
+            out += [negative] if negative is not None else []
         return out
 
     def _one(self, sample: Sample, roi: ROI, template: str, pixels: np.ndarray, anchor) -> Trajectory:
@@ -249,25 +256,24 @@ def _con_text(sample: Sample, template: str) -> str:
     return "Together, these observations support the reported findings."
 
 
-def corrupt(trajectory: Trajectory, sample: Sample, kind: str, rng: random.Random) -> Trajectory:
-    """A labelled negative made from a good trajectory (the kind the verifier must reject)."""
-    parsed = parse(trajectory.text)
-    stages = dict(parsed.sections)
-    if kind == "wrong_answer":
-        stages["ANSWER"] = _wrong_answer(sample, rng)
-    elif kind == "missing_stage":
-        stages.pop("KNOWLEDGE")
-    elif kind == "label_leak":
-        stages["VISUAL"] += f" The appearance is typical of {sample.leak_terms[0]}."
-    text = (parsed.preamble + " " if parsed.preamble else "") + "".join(
-        f"<{tag}>{body}</{tag}>" for tag, body in stages.items())
-    return replace(trajectory, text=text, generator=f"{OFFLINE}:negative:{kind}")
+def corrupt(trajectory: Trajectory, sample: Sample, kind: str, rng: random.Random) -> Trajectory | None:
+    """A labelled negative made from a good trajectory (the kind the verifier must reject): the
+    corruption module's ``kind``, offered the sample's wrong answers as donors, or the label leak;
+    None when the corruption finds nothing to change (every wrong answer matches the label)."""
+    if kind == LABEL_LEAK:
+        text = leak_label(trajectory.text, sample.leak_terms[0])
+    else:
+        sections = parse(trajectory.text).sections
+        donors = [render_sections({**sections, ANSWER: answer}) for answer in _wrong_answers(sample)]
+        text = corrupt_text(kind, trajectory.text, donors, rng)
+    return None if text is None else replace(trajectory, text=text, generator=f"{OFFLINE}:negative:{kind}")
 
 
-def _wrong_answer(sample: Sample, rng: random.Random) -> str:
+def _wrong_answers(sample: Sample) -> list[str]:
+    """ANSWER texts that contradict the sample's label: the other options, the opposite of yes/no,
+    or a normal finding for an open question."""
     if sample.options:
-        letter = rng.choice([k for k in sample.options if k != sample.answer])
-        return f"{letter}. {sample.options[letter]}"
+        return [f"{letter}. {text}" for letter, text in sample.options.items() if letter != sample.answer]
     if sample.answer_type == "yes_no":
-        return "No." if normalize(sample.answer) == "yes" else "Yes."
-    return "No abnormality is identified."
+        return ["No." if normalize(sample.answer) == "yes" else "Yes."]
+    return ["No abnormality is identified."]

@@ -18,11 +18,11 @@ from pathlib import Path
 from medsage.data_gen.instructions import Sample
 from medsage.data_gen.llm_client import LLMClient
 from medsage.data_gen.prompts import StagePrompts, question_with_options
-from medsage.data_gen.trajectories import Trajectory, image_part
+from medsage.data_gen.trajectories import LABEL_LEAK, Trajectory, image_part
 from medsage.reward_fns.answers import match_answer, normalize
-from medsage.reward_fns.scaffold import parse
+from medsage.reward_fns.scaffold import ANSWER, KNOWLEDGE, LOC, VISUAL, parse
 
-LEAK_STAGES = ("preamble", "LOC", "VISUAL", "KNOWLEDGE")
+LEAK_STAGES = ("preamble", LOC, VISUAL, KNOWLEDGE)
 _JSON_RE = re.compile(r"\{.*\}", re.DOTALL)
 
 
@@ -38,12 +38,12 @@ def rule_reasons(text: str, sample: Sample) -> list[str]:
     reasons = []
     if not parsed.valid:
         reasons.append("invalid_scaffold:" + ",".join(sorted({p.kind for p in parsed.problems})))
-    if not match_answer(parsed.get("ANSWER") or "", sample.answer, sample.options or None):
+    if not match_answer(parsed.get(ANSWER) or "", sample.answer, sample.options or None):
         reasons.append("wrong_answer")
     for stage in LEAK_STAGES:
         body = parsed.preamble if stage == "preamble" else parsed.get(stage) or ""
         if any(leaks(body, term) for term in sample.leak_terms):
-            reasons.append(f"label_leak:{stage}")
+            reasons.append(f"{LABEL_LEAK}:{stage}")
     return reasons
 
 

@@ -23,14 +23,18 @@ from __future__ import annotations
 import json
 import re
 from dataclasses import dataclass, field
+from typing import Mapping
 
-STAGES: tuple[str, ...] = ("LOC", "VISUAL", "KNOWLEDGE", "CON", "ANSWER")
+# The stage tags; other modules name a stage by these constants, never by a string of their own.
+LOC, VISUAL, KNOWLEDGE, CON, ANSWER = "LOC", "VISUAL", "KNOWLEDGE", "CON", "ANSWER"
+STAGES: tuple[str, ...] = (LOC, VISUAL, KNOWLEDGE, CON, ANSWER)
+REASONING_STAGES: tuple[str, ...] = STAGES[:-1]  # the evidence the answer rests on
 STAGE_TITLES: dict[str, str] = {
-    "LOC": "Localization",
-    "VISUAL": "Visual analysis",
-    "KNOWLEDGE": "Knowledge",
-    "CON": "Conclusion",
-    "ANSWER": "Answer",
+    LOC: "Localization",
+    VISUAL: "Visual analysis",
+    KNOWLEDGE: "Knowledge",
+    CON: "Conclusion",
+    ANSWER: "Answer",
 }
 
 SELF_CHECK_TAG = "CHECK"
@@ -115,11 +119,20 @@ class Scaffold:
 
     def render(self) -> str:
         loc = " ".join([self.loc.strip(), *(g.to_json() for g in self.groundings)]).strip()
-        body = "".join(
-            f"<{tag}>{text.strip()}</{tag}>"
-            for tag, text in zip(STAGES, (loc, self.visual, self.knowledge, self.con, self.answer))
-        )
-        return f"{self.preamble.strip()} {body}".strip() if self.preamble.strip() else body
+        texts = (loc, self.visual, self.knowledge, self.con, self.answer)
+        return render_sections({tag: text.strip() for tag, text in zip(STAGES, texts)}, self.preamble.strip())
+
+
+def tagged(tag: str, text: str) -> str:
+    """``text`` wrapped in one stage's (or self-check dimension's) opening and closing tags."""
+    return f"<{tag}>{text}</{tag}>"
+
+
+def render_sections(sections: Mapping[str, str], preamble: str = "") -> str:
+    """Stage sections in scaffold order after the preamble; a missing stage is left out, so a
+    corrupted negative (a dropped stage) renders through here too."""
+    body = "".join(tagged(tag, sections[tag]) for tag in STAGES if tag in sections)
+    return f"{preamble} {body}" if preamble else body
 
 
 def _tag_re(tags: tuple[str, ...]) -> re.Pattern[str]:

@@ -11,7 +11,12 @@ scorer sees negatives that differ from a good trajectory by exactly one broken l
 - ``foreign_knowledge``: ``<KNOWLEDGE>`` taken from another case (a wrong knowledge association);
 - ``dropped_stage``: one reasoning stage removed (a missing step).
 
-Stage tags are read with the shared scaffold parser; only trajectories it parses cleanly are corrupted.
+The data build draws its labelled negatives from here too (the offline generator's
+``contradicting_answer`` and ``dropped_stage``, whose wrong answers it offers as donors), plus
+:func:`leak_label`: a label named in the visual evidence, the leak its verifier must reject.
+
+Stage tags are read with the shared scaffold parser and written with its renderer; only
+trajectories it parses cleanly are corrupted.
 """
 
 from __future__ import annotations
@@ -20,19 +25,13 @@ import random
 from collections.abc import Callable, Sequence
 
 from ..answers import match_answer, yes_no
-from ..scaffold import STAGES, parse
+from ..scaffold import ANSWER, CON, KNOWLEDGE, REASONING_STAGES, VISUAL, parse, render_sections
 from .pairs import Group, Negative
 
-REASONING_STAGES: tuple[str, ...] = STAGES[:-1]  # LOC, VISUAL, KNOWLEDGE, CON
 _DONOR_TRIES = 8
 
 Sections = dict[str, str]
 Corruption = Callable[[Sections, Sequence[Sections], random.Random], Sections | None]
-
-
-def _render(preamble: str, sections: Sections) -> str:
-    body = "".join(f"<{tag}>{sections[tag]}</{tag}>" for tag in STAGES if tag in sections)
-    return f"{preamble} {body}" if preamble else body
 
 
 def _shuffled_stages(own: Sections, donors: Sequence[Sections], rng: random.Random) -> Sections | None:
@@ -57,13 +56,13 @@ def _from_donor(tag: str) -> Corruption:
 
 
 def _contradicting_answer(own: Sections, donors: Sequence[Sections], rng: random.Random) -> Sections | None:
-    polarity = yes_no(own["ANSWER"])
+    polarity = yes_no(own[ANSWER])
     if polarity is not None:
-        return {**own, "ANSWER": "No" if polarity == "yes" else "Yes"}
+        return {**own, ANSWER: "No" if polarity == "yes" else "Yes"}
     for _ in range(min(_DONOR_TRIES, len(donors))):
-        answer = rng.choice(donors)["ANSWER"]
-        if not match_answer(answer, own["ANSWER"]) and not match_answer(own["ANSWER"], answer):
-            return {**own, "ANSWER": answer}
+        answer = rng.choice(donors)[ANSWER]
+        if not match_answer(answer, own[ANSWER]) and not match_answer(own[ANSWER], answer):
+            return {**own, ANSWER: answer}
     return None
 
 
@@ -74,9 +73,9 @@ def _dropped_stage(own: Sections, donors: Sequence[Sections], rng: random.Random
 
 CORRUPTIONS: dict[str, Corruption] = {
     "shuffled_stages": _shuffled_stages,
-    "swapped_conclusion": _from_donor("CON"),
+    "swapped_conclusion": _from_donor(CON),
     "contradicting_answer": _contradicting_answer,
-    "foreign_knowledge": _from_donor("KNOWLEDGE"),
+    "foreign_knowledge": _from_donor(KNOWLEDGE),
     "dropped_stage": _dropped_stage,
 }
 CORRUPTION_KINDS: tuple[str, ...] = tuple(CORRUPTIONS)
@@ -97,7 +96,17 @@ def corrupt(kind: str, trajectory: str, donors: Sequence[str], rng: random.Rando
         return None
     donor_sections = [p.sections for p in map(parse, donors) if p.valid]
     sections = CORRUPTIONS[kind](parsed.sections, donor_sections, rng)
-    return None if sections is None else _render(parsed.preamble, sections)
+    return None if sections is None else render_sections(sections, parsed.preamble)
+
+
+def leak_label(trajectory: str, term: str) -> str | None:
+    """``trajectory`` with its visual evidence naming ``term`` (a label the reasoning must not
+    state before the answer); None when it is not a clean LVKC trajectory."""
+    parsed = parse(trajectory)
+    if not parsed.valid:
+        return None
+    sections = {**parsed.sections, VISUAL: f"{parsed.sections[VISUAL]} The appearance is typical of {term}."}
+    return render_sections(sections, parsed.preamble)
 
 
 def add_corruptions(groups: list[Group], kinds: Sequence[str], seed: int = 0) -> int:
@@ -115,6 +124,6 @@ def add_corruptions(groups: list[Group], kinds: Sequence[str], seed: int = 0) ->
         for kind in kinds:
             sections = CORRUPTIONS[kind](parsed[i].sections, donors, rng)
             if sections is not None:
-                groups[i].negatives.append(Negative(_render(parsed[i].preamble, sections), kind))
+                groups[i].negatives.append(Negative(render_sections(sections, parsed[i].preamble), kind))
                 added += 1
     return added

@@ -182,3 +182,20 @@ def test_instruction_lists_options_in_letter_order():
     text = lvkc_instruction("Which?", {"B": "Lung", "A": "Liver"})
     assert text.startswith("Which?\nOptions:\nA. Liver\nB. Lung\n") and "<ANSWER>" in text
     assert region_phrase((0, 0, 10, 10), 100, 100) == "upper left" and region_phrase((40, 40, 60, 60), 100, 100) == "central"
+
+
+def test_stage_prompts_and_the_lvkc_instruction_name_the_scaffold_tags(tmp_path):
+    from medsage.data_gen.prompts import PROMPT_STAGES, STAGE_PROMPTS, StagePrompts
+    from medsage.reward_fns.scaffold import STAGES, parse_tags
+
+    prompts = StagePrompts.load()
+    fields = {"prompt": "q", "roi_hint": "", "roi_summary": "", "visual_summary": "", "label": "", "template": "",
+              "loc": "", "visual": "", "knowledge": "", "answer": "", "trajectory": ""}
+    for name, stage in PROMPT_STAGES.items():
+        assert f"wrapped in <{stage}></{stage}>." in prompts.render(name, **fields)
+    # A recipe's own copy that spells the tags out still renders.
+    for name in STAGE_PROMPTS:
+        (tmp_path / f"{name}.txt").write_text("Write {prompt} wrapped in <LOC></LOC>.")
+    assert StagePrompts.load(tmp_path).render("loc", prompt="q") == "Write q wrapped in <LOC></LOC>."
+    instruction = lvkc_instruction("Is there a cyst?")
+    assert parse_tags(instruction.split(": ", 1)[1], STAGES).order == STAGES

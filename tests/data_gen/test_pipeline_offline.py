@@ -53,8 +53,9 @@ def test_every_exported_trajectory_passes_the_rules_and_negatives_do_not(built):
     assert good and all(t["accepted"] and not t["reasons"] for t in good)
     assert bad and not any(t["accepted"] for t in bad)
     kinds = {t["generator"].rsplit(":", 1)[1]: t["reasons"] for t in bad}
-    assert kinds["wrong_answer"] == ["wrong_answer"]
-    assert kinds["missing_stage"][0].startswith("invalid_scaffold")
+    assert set(kinds) == {"contradicting_answer", "dropped_stage", "label_leak"}  # the corruption module's kinds
+    assert kinds["contradicting_answer"] == ["wrong_answer"]
+    assert kinds["dropped_stage"][0].startswith("invalid_scaffold:missing")
     assert kinds["label_leak"] == ["label_leak:VISUAL"]
 
 

@@ -6,6 +6,7 @@ import random
 import pytest
 
 from medsage.reward_fns.consistency import CORRUPTION_KINDS, add_corruptions, corrupt, group_pairs, read_pairs
+from medsage.reward_fns.consistency.corruptions import leak_label
 from medsage.reward_fns.consistency.pairs import FILTERED, is_held_out
 from medsage.reward_fns.scaffold import STAGES, parse
 
@@ -61,6 +62,15 @@ def test_each_corruption_changes_the_trajectory_as_its_kind_says(cases):
     dropped = out["dropped_stage"]
     assert len(dropped.sections) == 4 and "ANSWER" in dropped.sections
     assert [p.kind for p in dropped.problems] == ["missing"]
+
+
+def test_leak_label_names_the_label_in_the_visual_evidence_only(cases):
+    own = cases[0]["positive"]
+    base, leaked = parse(own), parse(leak_label(own, "hepatic cyst"))
+    assert leaked.valid and leaked.preamble == base.preamble
+    assert {t for t in STAGES if leaked.sections[t] != base.sections[t]} == {"VISUAL"}
+    assert leaked.get("VISUAL").startswith(base.get("VISUAL")) and "hepatic cyst" in leaked.get("VISUAL")
+    assert leak_label("plain text without stages", "cyst") is None
 
 
 def test_corruption_skips_what_it_cannot_corrupt(cases):
