@@ -469,9 +469,9 @@ def test_200_kb_predictions_score_fast_in_every_path(prediction):
     calls += [lambda: judge(prediction, "Liver", choices=("liver", "kidney")),
               lambda: match_answer(prediction, "25", rules="mmmu"), lambda: extract_answer(prediction)]
     for call in calls:
-        start = time.perf_counter()
+        start = time.thread_time()  # CPU time: a loaded 2-core machine's other processes do not count
         call()
-        assert time.perf_counter() - start < 0.5  # well under a second each, on a loaded 2-core machine
+        assert time.thread_time() - start < 0.5  # well under a second each
 
 
 # Existence statements answer an existence question ("Is there a mass?" "There is a mass." = yes): the thing
