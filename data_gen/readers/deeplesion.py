@@ -1,7 +1,8 @@
 """DeepLesion: ``DL_info.csv`` plus 16-bit PNG slices (appendix A.1, a strong-ROI source).
 
-One csv row is one lesion; a slice with several lesions has several (consecutive) rows, and
-one record is one slice with all its lesions, so a question about a slice sees every lesion on it.
+One csv row is one lesion; a slice with several lesions has several rows (usually consecutive,
+not necessarily: an edited or concatenated csv may scatter them), and one record is one slice with
+all its lesions, so a question about a slice sees every lesion on it.
 ``File_name`` ``000001_01_01_109.png`` lives at ``Images_png/000001_01_01/109.png``; pixel - 32768
 is the Hounsfield unit. Multi-valued cells are quoted, comma-separated lists.
 
@@ -15,7 +16,7 @@ image, is dropped and counted with its row; a slice left with no lesion is skipp
 from __future__ import annotations
 
 import csv
-import itertools
+from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -69,31 +70,47 @@ def image_path(root: Path, file_name: str) -> Path:
 
 
 def read_deeplesion(root: Path, skips: SkipLog, *, window: str = "dicom") -> Iterator[Record]:
-    """Yield one record per slice of ``root/DL_info.csv`` (its consecutive rows), with all its lesions.
+    """Yield one record per slice of ``root/DL_info.csv`` with all its lesions, wherever its rows are.
 
-    ``window`` is ``dicom`` (each row's DICOM_windows) or a :data:`WINDOW_PRESETS` name.
+    ``window`` is ``dicom`` (each row's DICOM_windows) or a :data:`WINDOW_PRESETS` name. A slice is
+    yielded when its last row has been read: a first pass counts each slice's rows, so only the
+    rows of slices still incomplete are held (none when every slice's rows are consecutive).
     """
     if window != "dicom" and window not in WINDOW_PRESETS:
         raise ValueError(f"window must be 'dicom' or one of {sorted(WINDOW_PRESETS)}, got {window!r}")
     csv_path = Path(root) / "DL_info.csv"
     if not csv_path.is_file():
         raise DataError(csv_path, None, None, "DeepLesion annotation file not found")
+    remaining = Counter(key for key, _ in _numbered_rows(csv_path))
+    held: dict[object, list[tuple[int, dict]]] = {}
+    for key, (line, row) in _numbered_rows(csv_path):
+        rows = held.setdefault(key, [])
+        rows.append((line, row))
+        remaining[key] -= 1
+        if remaining[key]:
+            continue
+        del held[key], remaining[key]
+        skips.seen += 1
+        record = _slice(Path(root), csv_path, rows, window, skips)
+        if record is None:
+            continue
+        if not record.image.is_file():
+            skips.skip("missing_image", record.provenance, str(record.image))
+            continue
+        skips.kept += 1
+        yield record
+
+
+def _numbered_rows(csv_path: Path) -> Iterator[tuple[object, tuple[int, dict]]]:
+    """(slice key, (line, row)) of every csv row; the key is the File_name (a row without one is its own key)."""
     with csv_path.open("rb") as raw:
         rows = csv.DictReader(utf8_lines(raw, csv_path))
         missing = [c for c in REQUIRED_COLUMNS if c not in (rows.fieldnames or [])]
         if missing:
             raise DataError(csv_path, 1, missing[0], f"missing columns {missing}")
-        numbered = enumerate(rows, start=2)
-        for _, group in itertools.groupby(numbered, key=lambda item: (item[1].get("File_name") or "").strip()):
-            skips.seen += 1
-            record = _slice(Path(root), csv_path, list(group), window, skips)
-            if record is None:
-                continue
-            if not record.image.is_file():
-                skips.skip("missing_image", record.provenance, str(record.image))
-                continue
-            skips.kept += 1
-            yield record
+        for line, row in enumerate(rows, start=2):
+            name = (row.get("File_name") or "").strip()
+            yield name or ("no File_name", line), (line, row)
 
 
 def _slice(root: Path, csv_path: Path, rows: list[tuple[int, dict]], window: str, skips: SkipLog) -> Record | None:

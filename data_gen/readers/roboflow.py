@@ -6,7 +6,8 @@ One image is one unit; a malformed box inside it is dropped and counted, the ima
 outside its image is dropped as ``box_outside_image`` with its file and row, never clipped.
 
 Besides Roboflow's layouts, YOLO in the Ultralytics layout (``images/<split>`` beside
-``labels/<split>``, an optional ``path:`` root in data.yaml) and VOC in the VOCdevkit layout
+``labels/<split>``, an optional ``path:`` root in data.yaml; a split may also be a ``.txt`` file
+listing image paths, or a list of folders and such files) and VOC in the VOCdevkit layout
 (``Annotations/`` + ``JPEGImages/``, splits from ``ImageSets/Main/<split>.txt``) are read.
 VOC objects marked ``<difficult>1</difficult>`` are dropped and counted, as detectors skip them.
 """
@@ -33,10 +34,12 @@ def group_of(file_name: str) -> str:
     return name.split(".rf.")[0] if ".rf." in name else Path(name).stem
 
 
-def _record(source: str, image: Path, split: str, rois: list[ROI], modality: str, where: str) -> Record:
+def _record(source: str, image: Path, split: str, rois: list[ROI], modality: str, where: str,
+            name: str | None = None) -> Record:
+    """``name`` identifies the image within its split (its file name unless given)."""
     labels = tuple(dict.fromkeys(r.label for r in rois))
     return Record(
-        record_id=f"{source}/{split}/{image.name}",
+        record_id=f"{source}/{split}/{name or image.name}",
         source=source,
         image=image,
         modality=modality,
@@ -119,7 +122,14 @@ def _coco_roi(ann: object, classes: dict[int, str]) -> ROI | str:
 
 def read_yolo(root: Path, skips: SkipLog, *, modality: str = "X-ray", source: str = "roboflow") -> Iterator[Record]:
     """Yield one record per image listed by ``root/data.yaml`` (``names``; ``train``/``val``/``test``;
-    ``path``, the dataset root the splits are relative to, itself relative to the yaml's folder)."""
+    ``path``, the dataset root the splits are relative to, itself relative to the yaml's folder).
+
+    A split is an images folder, a ``.txt`` file with one image path a line (Ultralytics' rule:
+    ``./x`` is relative to the file's folder; other relative paths are tried there, then under the
+    root), or a list of either. An image's labels are where Ultralytics looks: the path with its
+    last ``images`` folder replaced by ``labels``, the suffix by ``.txt``. A listed image that is
+    missing, listed twice or not an image is skipped and counted with the list's file and row.
+    """
     spec_path = Path(root) / "data.yaml"
     if not spec_path.is_file():
         raise DataError(spec_path, None, None, "YOLO data.yaml not found")
@@ -131,18 +141,82 @@ def read_yolo(root: Path, skips: SkipLog, *, modality: str = "X-ray", source: st
         names = [names[k] for k in sorted(names)]
     if not isinstance(names, list) or not names:
         raise DataError(spec_path, None, "names", "expected a list of class names")
+    names = [str(n) for n in names]
     for key, split in (("train", "train"), ("val", "val"), ("test", "test")):
-        images_dir = _yolo_images_dir(Path(root), spec.get(key), key)
-        if images_dir is not None:
-            yield from _yolo_split(images_dir, split, [str(n) for n in names], skips, modality, source)
+        declared = spec.get(key)
+        listed: set[Path] = set()  # images of this split read from lists so far
+        for entry in declared if isinstance(declared, list) else [declared]:
+            listing = _yolo_listing(Path(root), entry, key, spec_path)
+            if listing is not None:
+                yield from _yolo_listed(listing, Path(root), split, names, skips, modality, source, listed)
+                continue
+            # one folder: Roboflow's and Ultralytics' usual places too; in a list, only the folders named
+            images_dir = _yolo_images_dir(Path(root), entry, key, defaults=not isinstance(declared, list))
+            if images_dir is not None:
+                yield from _yolo_split(images_dir, split, names, skips, modality, source,
+                                       Path(root) if isinstance(declared, list) else None)
 
 
-def _yolo_images_dir(root: Path, declared: object, key: str) -> Path | None:
+def _yolo_listing(root: Path, declared: object, key: str, spec_path: Path) -> Path | None:
+    """The ``.txt`` image list a split names, or None when it names a folder (or nothing)."""
+    if not (isinstance(declared, str) and declared.lower().endswith(".txt")):
+        return None
+    candidates = [root / declared, root / declared.lstrip("./")]
+    found = next((c.resolve() for c in candidates if c.is_file()), None)
+    if found is None:
+        raise DataError(spec_path, None, key, f"image list {declared!r} not found (looked for {candidates[0]})")
+    return found
+
+
+def _yolo_listed(listing: Path, root: Path, split: str, names: list[str], skips: SkipLog, modality: str,
+                 source: str, listed: set[Path]) -> Iterator[Record]:
+    """The images a ``.txt`` list names, one a line; ids by the path under the root (names may repeat across folders)."""
+    with listing.open("rb") as raw:
+        lines = list(utf8_lines(raw, listing))
+    for n, line in enumerate(lines, start=1):
+        entry = line.strip()
+        if not entry:
+            continue
+        skips.seen += 1
+        where = f"{listing}, row {n}"
+        if entry.startswith("./"):
+            image = listing.parent / entry[2:]
+        elif Path(entry).is_absolute():
+            image = Path(entry)
+        else:
+            image = next((c for c in (listing.parent / entry, root / entry) if c.is_file()), listing.parent / entry)
+        image = image.resolve()
+        if image.suffix.lower() not in IMAGE_SUFFIXES:
+            skips.skip("not_an_image", where, entry[:120])
+            continue
+        if image in listed:
+            skips.skip("listed_twice", where, entry[:120])
+            continue
+        listed.add(image)
+        if not image.is_file():
+            skips.skip("missing_image", where, str(image))
+            continue
+        record = _yolo_image(image, _labels_dir(image.parent) / f"{image.stem}.txt", split, names, skips, modality,
+                             source, where, _name_under(image, root))
+        if record is not None:
+            yield record
+
+
+def _name_under(image: Path, root: Path) -> str:
+    """An image's path under the dataset root (its absolute path when outside it)."""
+    try:
+        return image.resolve().relative_to(root.resolve()).as_posix()
+    except ValueError:
+        return image.resolve().as_posix()
+
+
+def _yolo_images_dir(root: Path, declared: object, key: str, defaults: bool = True) -> Path | None:
     """Roboflow writes ``../train/images``, Ultralytics ``images/train``; accept either relative to the root."""
     candidates = []
     if isinstance(declared, str):
         candidates += [root / declared, root / declared.lstrip("./")]
-    candidates += [root / ("valid" if key == "val" else key) / "images", root / "images" / key]
+    if defaults:
+        candidates += [root / ("valid" if key == "val" else key) / "images", root / "images" / key]
     return next((c.resolve() for c in candidates if c.is_dir()), None)
 
 
@@ -155,22 +229,34 @@ def _labels_dir(images_dir: Path) -> Path:
     return Path(*parts[:last], "labels", *parts[last + 1:])
 
 
-def _yolo_split(images_dir: Path, split: str, names: list[str], skips: SkipLog, modality: str, source: str):
+def _yolo_split(images_dir: Path, split: str, names: list[str], skips: SkipLog, modality: str, source: str,
+                named_under: Path | None = None):
+    """The images of one folder; ``named_under``: ids by the path under that root (folders of a list)."""
     labels_dir = _labels_dir(images_dir)
     for image in sorted(p for p in images_dir.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES):
         skips.seen += 1
         label_file = labels_dir / f"{image.stem}.txt"
-        size = _image_size(image)
-        if size is None:
-            skips.skip("unreadable_image", str(image))
-            continue
-        try:
-            rois = list(_yolo_rois(label_file, names, size, skips)) if label_file.is_file() else []
-        except DataError as err:
-            skips.skip_error(err)
-            continue
-        skips.kept += 1
-        yield _record(source, image, split, rois, modality, str(label_file))
+        record = _yolo_image(image, label_file, split, names, skips, modality, source, str(label_file),
+                             None if named_under is None else _name_under(image, named_under))
+        if record is not None:
+            yield record
+
+
+def _yolo_image(image: Path, label_file: Path, split: str, names: list[str], skips: SkipLog, modality: str,
+                source: str, where: str, name: str | None = None) -> Record | None:
+    """One seen image's record (no label file: no boxes), or None when it is skipped (counted)."""
+    size = _image_size(image)
+    if size is None:
+        skips.skip("unreadable_image", str(image))
+        return None
+    try:
+        rois = list(_yolo_rois(label_file, names, size, skips)) if label_file.is_file() else []
+    except DataError as err:
+        skips.skip_error(err)
+        return None
+    skips.kept += 1
+    return _record(source, image, split, rois, modality, where if where == str(label_file) else f"{where} ({label_file})",
+                   name)
 
 
 def _yolo_rois(label_file: Path, names: list[str], size: tuple[int, int], skips: SkipLog) -> Iterator[ROI]:

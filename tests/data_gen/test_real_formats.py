@@ -50,6 +50,27 @@ def test_deeplesion_slice_is_one_record_with_all_its_lesions_and_outside_boxes_a
     assert any("row 4" in e and "outside the 256x256 image" in e for e in skips.examples)
 
 
+def test_deeplesion_rows_of_one_slice_apart_in_the_csv_are_one_record(tmp_path):
+    """Rows 2 and 4 (csv lines) describe one slice with row 3, another slice, between them."""
+    def scatter(rows):
+        rows[0]["Coarse_lesion_type"] = "4"
+        rows[2].update(File_name=rows[0]["File_name"], Coarse_lesion_type="5", Bounding_boxes="150, 150, 180, 190")
+
+    def together(rows):  # the same rows, the slice's two next to each other
+        scatter(rows)
+        rows[1], rows[2] = rows[2], rows[1]
+
+    skips = SkipLog()
+    scattered = list(read_deeplesion(_deeplesion(tmp_path / "a", scatter), skips))
+    assert skips.seen == 3 and skips.kept == 3 and not skips.reasons and not skips.dropped
+    first = next(r for r in scattered if len(r.rois) == 2)
+    assert first.labels == ("liver", "lung") and first.provenance.endswith("rows 2, 4")
+    assert [r.record_id for r in scattered].count(first.record_id) == 1
+    adjacent = {r.record_id: r for r in read_deeplesion(_deeplesion(tmp_path / "b", together), SkipLog())}
+    assert set(adjacent) == {r.record_id for r in scattered}
+    assert (adjacent[first.record_id].rois, adjacent[first.record_id].labels) == (first.rois, first.labels)
+
+
 def test_questions_about_the_lesion_on_a_mixed_slice_point_at_its_box(tmp_path):
     first = next(read_deeplesion(_deeplesion(tmp_path / "dl", _second_lesion_on_first_slice), SkipLog()))
     config = InstructionConfig(per_record=4, task_types=("multiple_choice", "open", "yes_no", "localization"))
@@ -92,6 +113,59 @@ def test_yolo_ultralytics_layout_with_a_path_root(tmp_path):
     assert [(r.split, r.labels) for r in records] == [("train", ("WBC",)), ("val", ("WBC",))]
     assert records[0].rois[0].box == pytest.approx((40, 15, 60, 35))
     assert skips.dropped == {"box_outside_image": 2}  # cx 0.9 + w/2 0.2 = 1.1: outside, not clipped
+
+
+def _yolo_image(data: Path, rel: str, labels: str | None) -> Path:
+    """An image at ``data/rel`` and, when given, its labels where Ultralytics looks (images -> labels, .txt)."""
+    image = data / rel
+    image.parent.mkdir(parents=True, exist_ok=True)
+    Image.new("RGB", (100, 50), (200, 40, 90)).save(image)
+    if labels is not None:
+        label = data / rel.replace("images/", "labels/", 1).rsplit(".", 1)[0]
+        label.parent.mkdir(parents=True, exist_ok=True)
+        Path(f"{label}.txt").write_text(labels)
+    return image
+
+
+def test_yolo_splits_given_as_txt_lists_of_image_paths(tmp_path):
+    data = tmp_path / "coco8"
+    _yolo_image(data, "images/train2017/a.jpg", "0 0.5 0.5 0.2 0.4\n")
+    _yolo_image(data, "images/extra/a.jpg", "1 0.5 0.5 0.2 0.4\n")  # same file name, another folder
+    absolute = _yolo_image(tmp_path / "elsewhere", "images/c.jpg", "1 0.25 0.5 0.1 0.2\n")
+    _yolo_image(data, "images/val2017/v.jpg", "0 0.5 0.5 0.2 0.4\n")
+    (data / "train2017.txt").write_text("./images/train2017/a.jpg\n"   # relative to the list's folder
+                                        "images/extra/a.jpg\n"         # relative, without ./
+                                        f"{absolute}\n"                 # absolute
+                                        "./images/train2017/a.jpg\n"   # listed twice
+                                        "./images/train2017/gone.jpg\n"  # missing
+                                        "./labels/train2017/a.txt\n\n")  # not an image; blank line ignored
+    (data / "lists").mkdir()
+    (data / "lists" / "val.txt").write_text("../images/val2017/v.jpg\n")
+    (data / "data.yaml").write_text("path: .\ntrain: train2017.txt\nval: lists/val.txt\nnames: [WBC, RBC]\n")
+    skips = SkipLog()
+    records = list(read_yolo(data, skips))
+    assert [(r.split, r.labels) for r in records] == [("train", ("WBC",)), ("train", ("RBC",)), ("train", ("RBC",)),
+                                                      ("val", ("WBC",))]
+    assert len({r.record_id for r in records}) == 4  # a.jpg twice, in two folders: two ids
+    assert records[0].record_id == "roboflow/train/images/train2017/a.jpg"
+    assert records[2].image == absolute.resolve() and records[2].rois[0].box == pytest.approx((20, 20, 30, 30))
+    assert skips.seen == 7 and skips.kept == 4
+    assert skips.reasons == {"listed_twice": 1, "missing_image": 1, "not_an_image": 1}
+    for row, reason in ((4, "listed_twice"), (5, "missing_image"), (6, "not_an_image")):
+        assert any(e.startswith(f"{data / 'train2017.txt'}, row {row}: {reason}") for e in skips.examples), skips.examples
+
+
+def test_yolo_split_lists_of_folders_and_a_missing_list_is_an_error(tmp_path):
+    data = tmp_path / "d"
+    _yolo_image(data, "images/a/x.jpg", "0 0.5 0.5 0.2 0.4\n")
+    _yolo_image(data, "images/b/x.jpg", None)  # no label file: an image without boxes
+    (data / "data.yaml").write_text("train: [images/a, images/b]\nnames: {0: WBC}\n")
+    records = list(read_yolo(data, SkipLog()))
+    assert [r.record_id for r in records] == ["roboflow/train/images/a/x.jpg", "roboflow/train/images/b/x.jpg"]
+    assert [len(r.rois) for r in records] == [1, 0]
+    (data / "data.yaml").write_text("train: train.txt\nnames: {0: WBC}\n")
+    with pytest.raises(DataError, match=r"data.yaml, field 'train': image list 'train.txt' not found"):
+        list(read_yolo(data, SkipLog()))
 
 
 def test_voc_devkit_layout_skips_difficult_objects_and_counts_them(tmp_path):
