@@ -26,10 +26,10 @@ from PIL import Image
 from medsage.data_gen.instructions import Sample, balance
 from medsage.data_gen.prompts import lvkc_instruction
 from medsage.data_gen.trajectories import Trajectory
+from medsage.plugins.verl.sessions import AGENT_NAME
 from medsage.reward_fns.answers import LETTERS
 from medsage.reward_fns.scaffold import STAGES, parse, pixels_to_box_2d
 
-AGENT_NAME = "medsage_self_check"
 # Validation rollouts must not self-check: the loop would consult the reference answer to decide
 # whether to retry, which is training-time information. verl's plain single-turn loop serves them.
 VAL_AGENT_NAME = "single_turn_agent"

@@ -63,10 +63,9 @@ from verl.utils.tokenizer.continuous_token import MergeResult
 
 from medsage.reward_fns.rewards import compute_score
 
-from .sessions import SessionOutcome, StopReason
+from .sessions import AGENT_NAME, SessionOutcome, StopReason
 from .settings import RGRPOSettings
 
-AGENT_NAME = "medsage_self_check"
 # ChatML's end of turn, rendered by Qwen's chat templates after every message.
 END_OF_TURN = "<|im_end|>"
 

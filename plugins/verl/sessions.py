@@ -22,6 +22,9 @@ from dataclasses import MISSING, asdict, dataclass, fields
 from pathlib import Path
 from typing import Any, Callable, Literal, Mapping, Sequence, get_args
 
+# The self-check loop's name in verl's agent-loop registry (agent_loops.yaml), which RL rows name
+# in their agent_name column to be run by it.
+AGENT_NAME = "medsage_self_check"
 # Why a session ended: the first answer was right; it retried; self-check is off; the budget had
 # no room for the self-check or the retry instruction; the policy wrote an image placeholder.
 StopReason = Literal["accepted", "retried", "no_self_check", "budget_before_check", "budget_before_retry",

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
+import yaml
 from omegaconf import OmegaConf
 from PIL import Image
 
@@ -118,6 +119,8 @@ def test_rl_parquet_loads_in_verl_and_its_reference_earns_full_accuracy(built, t
     available = Counter(json.loads(line)["task_type"] for line in (rl.parent / "samples.jsonl").read_text().splitlines())
     assert all(n >= min(available[t], 24 // len(tasks)) for t, n in tasks.items()), (tasks, available)  # as even as it can be
     assert set(train.agent_name) == {AGENT_NAME}
+    registry = yaml.safe_load((Path(__file__).parents[2] / "plugins" / "verl" / "agent_loops.yaml").read_text())
+    assert AGENT_NAME in {entry["name"] for entry in registry}  # the name verl runs the self-check loop by
     assert set(val.agent_name) == {"single_turn_agent"}  # validation never self-checks
 
     tokenizer = AutoTokenizer.from_pretrained(tiny_model_dir)
