@@ -63,7 +63,7 @@ from verl.utils.tokenizer.continuous_token import MergeResult
 
 from medsage.reward_fns.rewards import compute_score
 
-from .sessions import AGENT_NAME, SessionOutcome, StopReason
+from .sessions import AGENT_NAME, CHECK, TAU1, TAU2, SessionOutcome, StopReason
 from .settings import RGRPOSettings
 
 # ChatML's end of turn, rendered by Qwen's chat templates after every message.
@@ -86,7 +86,7 @@ class Transcript:
         return self.token_ids[self.prompt_length :]
 
     def mask_of(self, *names: str) -> list[int]:
-        """1 on the response positions of the named generated spans (``tau1``, ``check``, ``tau2``)."""
+        """1 on the response positions of the named generated spans (:data:`~.sessions.GENERATED_SPANS`)."""
         mask = [0] * len(self.response_mask)
         for name in names:
             start, end = self.spans.get(name, (0, 0))
@@ -119,7 +119,7 @@ class SelfCheckAgentLoop(AgentLoopBase):
         logprobs = [] if sampling_params.get("logprobs") else None
         session = _Session(self, Transcript(list(prompt_ids), len(prompt_ids), logprobs=logprobs), request)
 
-        first_text = await session.generate("tau1", self.settings.attempt_max_tokens)
+        first_text = await session.generate(TAU1, self.settings.attempt_max_tokens)
         stop: StopReason = "accepted"
         if not _correct(await self._score(session, first_text, kwargs)):
             stop = await self._self_check(session, kwargs)
@@ -164,12 +164,12 @@ class SelfCheckAgentLoop(AgentLoopBase):
             return "placeholder_in_response"
         if not session.inject(self.self_check_edit):
             return "budget_before_check"
-        await session.generate("check", self.settings.self_check_max_tokens)
+        await session.generate(CHECK, self.settings.self_check_max_tokens)
         if session.emitted_placeholder:
             return "placeholder_in_response"
         if not session.inject(self.retry_edit):
             return "budget_before_retry"
-        await self._score(session, await session.generate("tau2", self.settings.attempt_max_tokens), kwargs)
+        await self._score(session, await session.generate(TAU2, self.settings.attempt_max_tokens), kwargs)
         return "retried"
 
     async def _score(self, session: "_Session", text: str, kwargs: dict) -> dict[str, float]:
@@ -198,13 +198,13 @@ class SelfCheckAgentLoop(AgentLoopBase):
         """The session as verl's output: our :class:`SessionOutcome` plus the ``extra_fields`` keys
         verl itself reads (per-turn scores, tool rewards, the weight versions it was generated with)."""
         t, first, final = session.transcript, session.attempts[0], session.attempts[-1]
-        retried = "tau2" in t.spans
+        retried = TAU2 in t.spans
         outcome = SessionOutcome(
-            outcome_mask=t.mask_of("tau2" if retried else "tau1"),
-            self_check_mask=t.mask_of("check"),
+            outcome_mask=t.mask_of(TAU2 if retried else TAU1),
+            self_check_mask=t.mask_of(CHECK),
             first_correct=_correct(first),
             final_correct=_correct(final),
-            self_checked="check" in t.spans,
+            self_checked=CHECK in t.spans,
             retried=retried,
             stop_reason=stop_reason,
             reward_parts=_parts(final),

@@ -30,8 +30,9 @@ AGENT_NAME = "medsage_self_check"
 StopReason = Literal["accepted", "retried", "no_self_check", "budget_before_check", "budget_before_retry",
                      "placeholder_in_response"]
 STOP_REASONS: tuple[str, ...] = get_args(StopReason)
-# The self-check loop's generated spans, in session order.
-GENERATED_SPANS = ("tau1", "check", "tau2")
+# The self-check loop's generated spans, in session order: first attempt, self-check, retry.
+TAU1, CHECK, TAU2 = "tau1", "check", "tau2"
+GENERATED_SPANS = (TAU1, CHECK, TAU2)
 
 
 @dataclass(frozen=True)
