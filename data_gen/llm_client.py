@@ -4,6 +4,9 @@ Data building makes tens of thousands of calls to GPT-4o or a ``vllm serve`` end
 appendix A.3), so the client is built for long, interruptible runs:
 
 * bounded concurrency (a semaphore around the HTTP call only; back-off sleeps hold no slot);
+* lean HTTP: the request is POSTed as plain JSON through aiohttp when it is installed (a fraction
+  of the openai SDK's CPU per call, which decides a build's speed on a small machine), else
+  through the SDK's client; both give the same errors and retries;
 * retries with exponential back-off and jitter on 429, 5xx, timeouts, connection errors and
   malformed replies (including a caller's ``validate`` rejecting the text), honouring
   ``Retry-After``; other 4xx fail at once with the server's message; 401/403 raise
@@ -32,12 +35,18 @@ import random
 import re
 import sqlite3
 import time
+from collections import OrderedDict
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
 
 import openai
 from openai import AsyncOpenAI
+
+try:  # the fast transport; the openai SDK's own client otherwise (same requests, same errors)
+    import aiohttp as _aiohttp
+except ImportError:  # aiohttp is not in every install (the data extra asks for openai only)
+    _aiohttp = None
 
 _RETRY_STATUS = frozenset({408, 409, 429})
 _AUTH_STATUS = frozenset({401, 403})
@@ -88,6 +97,7 @@ class ModelUsage:
 
 @dataclass(frozen=True)
 class _Request:
+    key: str  # the cache key
     messages: list[dict[str, Any]]
     params: dict[str, Any]
     validate: Callable[[str], bool] | None
@@ -137,11 +147,21 @@ class ResponseCache:
         row = self._db.execute("SELECT text, prompt_tokens, completion_tokens FROM replies WHERE key = ?", (key,)).fetchone()
         return ChatResult(row[0], row[1], row[2], cached=True) if row else None
 
-    def put(self, key: str, result: ChatResult) -> None:
-        self._db.execute(
-            "INSERT OR REPLACE INTO replies VALUES (?, ?, ?, ?)",
-            (key, result.text, result.prompt_tokens, result.completion_tokens),
-        )
+    def put(self, key: str, result: ChatResult, bill: tuple[str, float] | None = None) -> None:
+        """Keep a reply; with ``bill`` (model, cost) its ledger row too, in the same transaction
+        (one commit per answered call: each commit is a write to the WAL)."""
+        row = (key, result.text, result.prompt_tokens, result.completion_tokens)
+        if bill is None:
+            self._db.execute("INSERT OR REPLACE INTO replies VALUES (?, ?, ?, ?)", row)
+            return
+        self._db.execute("BEGIN")
+        try:
+            self._db.execute("INSERT OR REPLACE INTO replies VALUES (?, ?, ?, ?)", row)
+            self.bill(bill[0], result.prompt_tokens, result.completion_tokens, bill[1], False)
+        except BaseException:
+            self._db.execute("ROLLBACK")
+            raise
+        self._db.execute("COMMIT")
 
     def bill(self, model: str, prompt_tokens: int, completion_tokens: int, cost_usd: float, truncated: bool) -> None:
         self._db.execute("INSERT INTO ledger VALUES (?, ?, ?, ?, ?)",
@@ -176,12 +196,35 @@ def _sha256(text: str) -> str:
     return hashlib.sha256(text.encode("utf-8")).hexdigest()
 
 
+_ENCODED: OrderedDict[tuple, DataURL] = OrderedDict()  # the images encoded last, by path, size, mtime and inode
+_ENCODED_MAX_CHARS = 32 * 2**20
+_encoded_chars = 0
+
+
 def image_content(path: str | Path) -> dict[str, Any]:
-    """An OpenAI chat content part carrying a local image as a base64 data URL."""
+    """An OpenAI chat content part carrying a local image as a base64 data URL.
+
+    A sample's stages and its judge send the same image several times: the data URLs of the images
+    encoded last (32 MB of text at most) are kept, keyed by the file's path, size, mtime and inode,
+    so an image is read, encoded and hashed once while its record is in flight, and a rewritten
+    file is read again.
+    """
     path = Path(path)
-    mime = mimetypes.guess_type(path.name)[0] or "image/png"
-    data = base64.b64encode(path.read_bytes()).decode("ascii")
-    return {"type": "image_url", "image_url": {"url": DataURL(f"data:{mime};base64,{data}")}}
+    info = path.stat()
+    key = (str(path), info.st_size, info.st_mtime_ns, info.st_ino)
+    url = _ENCODED.get(key)
+    if url is None:
+        mime = mimetypes.guess_type(path.name)[0] or "image/png"
+        url = DataURL(f"data:{mime};base64,{base64.b64encode(path.read_bytes()).decode('ascii')}")
+        if len(url) <= _ENCODED_MAX_CHARS // 8:
+            global _encoded_chars
+            _ENCODED[key] = url
+            _encoded_chars += len(url)
+            while _encoded_chars > _ENCODED_MAX_CHARS:
+                _encoded_chars -= len(_ENCODED.popitem(last=False)[1])
+    else:
+        _ENCODED.move_to_end(key)
+    return {"type": "image_url", "image_url": {"url": url}}
 
 
 def _keyed_part(part: Any) -> Any:
@@ -209,18 +252,99 @@ def request_key(model: str, messages: list[dict[str, Any]], params: dict[str, An
     return _sha256(blob)
 
 
+class _HTTPStatus(Exception):
+    """A non-2xx reply: its status, the server's message and the headers (Retry-After)."""
+
+    def __init__(self, status: int, message: str, headers: Any):
+        super().__init__(f"HTTP {status}: {message}")
+        self.status, self.message, self.headers = status, message, headers
+
+
+class _Unreachable(Exception):
+    """No reply: the connection failed, was dropped, or a read timed out."""
+
+
+def _error_message(data: bytes) -> str:
+    """The server's error text: ``error.message`` of a JSON error body, else the start of the body."""
+    text = data.decode("utf-8", "replace")
+    try:
+        error = json.loads(text).get("error")
+        return str(error.get("message") if isinstance(error, dict) else error or text)[:500]
+    except (ValueError, AttributeError):
+        return text[:500]
+
+
+class _AiohttpTransport:
+    """POST a chat request with aiohttp: a persistent connection pool, one write of a prebuilt JSON body,
+    the reply read whole. About a tenth of the openai SDK's CPU per call (its request options, header
+    merging, anyio/httpcore layers); a build's event loop does everything else between calls, so on
+    two cores the client's CPU per call decides how close a build gets to its concurrency bound.
+
+    Proxies from the environment are honoured (``trust_env``) as the SDK does; the key is in the
+    ``Authorization`` header of this object only.
+    """
+
+    def __init__(self, config: LLMConfig, key: str):
+        self._url = config.base_url.rstrip("/") + "/chat/completions"
+        self._headers = {"Authorization": f"Bearer {key}", "Content-Type": "application/json",
+                         "Accept": "application/json"}
+        self._timeout = _aiohttp.ClientTimeout(total=None, sock_connect=config.timeout_s, sock_read=config.timeout_s)
+        self._session: Any = None  # made on the first call, inside the event loop that uses it
+
+    async def post(self, body: dict[str, Any]) -> Any:
+        if self._session is None:
+            # the client's semaphore bounds the calls in flight; the pool keeps that many connections open
+            self._session = _aiohttp.ClientSession(timeout=self._timeout, trust_env=True,
+                                                   connector=_aiohttp.TCPConnector(limit=0))
+        data = json.dumps(body, ensure_ascii=False).encode("utf-8")
+        try:
+            async with self._session.post(self._url, data=data, headers=self._headers) as response:
+                status, headers, payload = response.status, response.headers, await response.read()
+        except (_aiohttp.ClientError, asyncio.TimeoutError) as exc:
+            raise _Unreachable(f"{type(exc).__name__}: {exc}") from None
+        if status >= 300:
+            raise _HTTPStatus(status, _error_message(payload), headers)
+        return json.loads(payload)
+
+    async def close(self) -> None:
+        if self._session is not None:
+            await self._session.close()
+
+
+class _OpenAITransport:
+    """The same POST through the openai SDK's client, where aiohttp is not installed."""
+
+    def __init__(self, config: LLMConfig, key: str):
+        self._http = AsyncOpenAI(base_url=config.base_url, api_key=key, max_retries=0, timeout=config.timeout_s)
+
+    async def post(self, body: dict[str, Any]) -> Any:
+        # The generic ``post`` sends the plain JSON body: ``chat.completions.create`` would walk every
+        # message through its typed-dict transform and build a pydantic reply.
+        try:
+            return await self._http.post("/chat/completions", body=body, cast_to=object)
+        except openai.APIStatusError as exc:
+            try:  # the server's own text, as the aiohttp transport reports it
+                message = _error_message(exc.response.content)
+            except Exception:  # noqa: BLE001 - a body that was not read
+                message = exc.message
+            raise _HTTPStatus(exc.status_code, message, exc.response.headers) from None
+        except openai.APIConnectionError as exc:  # timeouts included
+            raise _Unreachable(f"{type(exc).__name__}: {exc}") from None
+        except openai.APIResponseValidationError as exc:
+            raise MalformedReply(str(exc)) from None
+
+    async def close(self) -> None:
+        await self._http.close()
+
+
 class LLMClient:
     """Use inside one event loop: ``async with LLMClient(cfg) as llm: await llm.chat(messages)``."""
 
     def __init__(self, config: LLMConfig):
         self.config = config
         self.usage: dict[str, ModelUsage] = {}
-        self._http = AsyncOpenAI(
-            base_url=config.base_url,
-            api_key=os.environ.get(config.api_key_env) or "EMPTY",
-            max_retries=0,
-            timeout=config.timeout_s,
-        )
+        key = os.environ.get(config.api_key_env) or "EMPTY"
+        self._http = (_AiohttpTransport if _aiohttp is not None else _OpenAITransport)(config, key)
         self._slots = asyncio.Semaphore(config.concurrency)
         self._cache = ResponseCache(config.cache_path) if config.cache_path else None
         self._in_flight: dict[str, asyncio.Future[ChatResult]] = {}
@@ -266,7 +390,7 @@ class LLMClient:
         params = {"temperature": temperature, "max_tokens": max_tokens}
         key = request_key(self.config.model, messages, params)
         usage = self.usage.setdefault(self.config.model, ModelUsage())
-        hit = self._cache.get(key) if self._cache else None
+        hit = self._cache.get(key) if self._cache is not None else None  # (not ``if self._cache``: that counts its rows)
         if hit is not None and (validate is None or validate(hit.text)):
             usage.cache_hits += 1
             return hit
@@ -275,9 +399,7 @@ class LLMClient:
         future: asyncio.Future[ChatResult] = asyncio.get_running_loop().create_future()
         self._in_flight[key] = future
         try:
-            result = await self._call_with_retries(_Request(messages, params, validate, allow_empty), usage)
-            if self._cache is not None:
-                self._cache.put(key, result)
+            result = await self._call_with_retries(_Request(key, messages, params, validate, allow_empty), usage)
             future.set_result(result)
             return result
         except BaseException as exc:
@@ -294,12 +416,11 @@ class LLMClient:
                 return await self._call_once(request, usage)
             except LLMAuthError:
                 raise
-            except openai.APIStatusError as exc:
-                if exc.status_code < 500 and exc.status_code not in _RETRY_STATUS:
-                    raise LLMError(self._redact(f"{self.config.model} at {self.config.base_url}: HTTP {exc.status_code}: "
-                                                f"{exc.message}")) from None
-                last_error, delay = exc, _retry_after(exc.response.headers)
-            except (openai.APIConnectionError, openai.APIResponseValidationError, MalformedReply) as exc:
+            except _HTTPStatus as exc:
+                if exc.status < 500 and exc.status not in _RETRY_STATUS:
+                    raise LLMError(self._redact(f"{self.config.model} at {self.config.base_url}: {exc}")) from None
+                last_error, delay = exc, _retry_after(exc.headers)
+            except (_Unreachable, MalformedReply) as exc:
                 last_error, delay = exc, None
             except (ValueError, KeyError, IndexError, AttributeError, TypeError) as exc:  # undecodable reply body
                 last_error, delay = MalformedReply(f"undecodable reply: {exc!r}"), None
@@ -315,42 +436,45 @@ class LLMClient:
         return redact(text, self.config.api_key_env)
 
     async def _call_once(self, request: _Request, usage: ModelUsage) -> ChatResult:
-        # The client's generic ``post`` sends the plain JSON body: ``chat.completions.create``
-        # would walk every message through its typed-dict transform and build a pydantic reply,
-        # about half of this client's CPU per call, for a body that is plain JSON already.
-        # Auth, timeouts, connection pooling and HTTP errors (APIStatusError with the headers
-        # that carry Retry-After) are the client's, as with ``create``.
         body = {"model": self.config.model, "messages": request.messages, **request.params}
         async with self._slots:
             if self._refused is not None:  # the key was refused: no further call, whoever was waiting for a slot
                 raise self._refused
             try:
-                reply = await self._http.post("/chat/completions", body=body, cast_to=object)
-            except openai.APIStatusError as exc:
-                if exc.status_code in _AUTH_STATUS:
+                reply = await self._http.post(body)
+            except _HTTPStatus as exc:
+                if exc.status in _AUTH_STATUS:
                     self._refused = LLMAuthError(
-                        f"{self.config.model} at {self.config.base_url}: HTTP {exc.status_code}: the server refused the "
+                        f"{self.config.model} at {self.config.base_url}: HTTP {exc.status}: the server refused the "
                         f"credentials; check the key in ${self.config.api_key_env} and that it may use this model")
                     raise self._refused from None
                 raise
         if not isinstance(reply, dict):
             usage.calls += 1
             raise MalformedReply(f"reply is not a JSON object: {str(reply)[:200]!r}")
-        prompt_tokens, completion_tokens, truncated = self._bill(reply, usage)
-        text = reply["choices"][0]["message"].get("content")
-        if text is None and request.allow_empty:
-            text = ""
-        if not isinstance(text, str) or (not text.strip() and not request.allow_empty):
-            raise MalformedReply("reply has no text")
-        if truncated:
-            raise MalformedReply("reply cut by the token limit (finish_reason=length)")
-        if request.validate is not None and not request.validate(text):
-            raise MalformedReply("reply rejected by validator")
-        return ChatResult(text, prompt_tokens, completion_tokens, cached=False)
+        prompt_tokens, completion_tokens, cost, truncated = self._bill(reply, usage)
+        try:
+            text = reply["choices"][0]["message"].get("content")
+            if text is None and request.allow_empty:
+                text = ""
+            if not isinstance(text, str) or (not text.strip() and not request.allow_empty):
+                raise MalformedReply("reply has no text")
+            if truncated:
+                raise MalformedReply("reply cut by the token limit (finish_reason=length)")
+            if request.validate is not None and not request.validate(text):
+                raise MalformedReply("reply rejected by validator")
+        except BaseException:  # billed all the same
+            if self._cache is not None:
+                self._cache.bill(self.config.model, prompt_tokens, completion_tokens, cost, truncated)
+            raise
+        result = ChatResult(text, prompt_tokens, completion_tokens, cached=False)
+        if self._cache is not None:  # the reply and its ledger row, before anyone uses the reply
+            self._cache.put(request.key, result, bill=(self.config.model, cost))
+        return result
 
-    def _bill(self, reply: dict, usage: ModelUsage) -> tuple[int, int, bool]:
-        """Account a 200 reply (billed whatever its content) in memory and in the ledger; its token
-        counts and whether the token limit cut it."""
+    def _bill(self, reply: dict, usage: ModelUsage) -> tuple[int, int, float, bool]:
+        """Account a 200 reply (billed whatever its content) in memory; its token counts, cost and
+        whether the token limit cut it (the caller writes the ledger row)."""
         counts = reply.get("usage") if isinstance(reply.get("usage"), dict) else {}
         prompt_tokens = int(counts.get("prompt_tokens") or 0)
         completion_tokens = int(counts.get("completion_tokens") or 0)
@@ -362,9 +486,7 @@ class LLMClient:
         usage.completion_tokens += completion_tokens
         usage.cost_usd += cost
         usage.truncated += truncated
-        if self._cache is not None:
-            self._cache.bill(self.config.model, prompt_tokens, completion_tokens, cost, truncated)
-        return prompt_tokens, completion_tokens, truncated
+        return prompt_tokens, completion_tokens, cost, truncated
 
     def _backoff(self, attempt: int) -> float:
         ceiling = min(self.config.backoff_max_s, self.config.backoff_base_s * 2**attempt)

@@ -13,7 +13,9 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import os
 import random
+import threading
 from pathlib import Path
 
 from PIL import Image
@@ -60,7 +62,8 @@ class LLMGenerator:
         image = image_part(self.dataset_dir / sample.image)
         loc = await self._ask("LOC", [image, {"type": "text", "text": self.prompts.render(
             "loc", prompt=question, roi_hint=self._roi_hint(sample, roi))}])
-        crop = [image_part(self._crop(sample, roi))] if roi.strong and roi.kind != "global" else []
+        # decoding and cropping run in a thread (Pillow releases the GIL), not on the loop that drives the calls
+        crop = [image_part(await asyncio.to_thread(self._crop, sample, roi))] if roi.strong and roi.kind != "global" else []
         visual = await self._ask("VISUAL", [image, *crop, {"type": "text", "text": self.prompts.render(
             "visual", prompt=question, roi_summary=loc)}])
         return loc, visual
@@ -92,6 +95,9 @@ class LLMGenerator:
         path = self.crops_dir / f"{key}.png"
         if not path.is_file():
             path.parent.mkdir(parents=True, exist_ok=True)
+            # written aside and renamed: two samples of one image may crop the same box at once
+            partial = path.with_name(f"{path.stem}.{os.getpid()}.{threading.get_ident()}.part.png")
             with Image.open(self.dataset_dir / sample.image) as im:
-                im.crop(tuple(int(round(v)) for v in roi.box)).save(path)
+                im.crop(tuple(int(round(v)) for v in roi.box)).save(partial)
+            os.replace(partial, path)
         return path

@@ -160,6 +160,7 @@ class TrajectoryStore:
 
     Appended and fsync'd sample by sample; only ids and byte offsets stay in memory. A torn last
     line (a kill mid-write) is cut off when the store is opened, so the next append starts clean.
+    A sample counts as committed (``in`` the store) once its line is on disk.
     """
 
     def __init__(self, path: Path):
@@ -169,19 +170,47 @@ class TrajectoryStore:
             if "sample" in data:  # lines of older builds carry no sample: those samples are made again
                 self.index[data["sample_id"]] = offset
         self._append, self._read = path.open("ab"), path.open("rb")
+        self._end = self._append.seek(0, os.SEEK_END)  # where the next line will start
+        self._pending: list[bytes] = []  # lines not yet handed to the writer
+        self._queued = self._synced = 0  # lines queued by this store / of those, lines on disk
+        self._sync_lock = asyncio.Lock()
+        self._failed: BaseException | None = None
 
     def __contains__(self, sample_id: str) -> bool:
         return sample_id in self.index
 
-    def add(self, verified: Verified) -> None:
+    async def add(self, verified: Verified) -> None:
+        """Append one sample's line; return once it is on disk (then the sample is ``in`` the store).
+
+        The write and the fsync run in a thread, so the event loop (every call in flight) never waits
+        for the disk; one write and one fsync take every line queued before them (group commit):
+        samples that finish together share them. Lines reach the file in the order they were queued.
+        """
         sample = verified.sample
         line = json.dumps({"sample_id": sample.sample_id, "sample": sample.to_json(),
                            "trajectories": [t.to_json() for t in verified.trajectories]}, ensure_ascii=False)
-        offset = self._append.seek(0, os.SEEK_END)
-        self._append.write(line.encode("utf-8") + b"\n")
+        data = line.encode("utf-8") + b"\n"
+        offset, self._end = self._end, self._end + len(data)
+        self._pending.append(data)
+        self._queued += 1
+        mine = self._queued
+        async with self._sync_lock:
+            if self._synced < mine:
+                if self._failed is not None:  # a failed write leaves the file's end unknown: nothing more is appended
+                    raise OSError(f"{self.path}: an earlier append failed: {self._failed!r}")
+                batch, self._pending = self._pending, []
+                try:
+                    await asyncio.to_thread(self._write, b"".join(batch))
+                except BaseException as exc:
+                    self._failed = exc
+                    raise
+                self._synced += len(batch)
+        self.index[sample.sample_id] = offset
+
+    def _write(self, data: bytes) -> None:
+        self._append.write(data)
         self._append.flush()
         os.fsync(self._append.fileno())
-        self.index[sample.sample_id] = offset
 
     def get(self, sample_id: str) -> Verified:
         self._read.seek(self.index[sample_id])
@@ -439,7 +468,7 @@ class Builder:
             with (self.work / "failures.jsonl").open("a", encoding="utf-8") as f:
                 f.write(json.dumps({"sample_id": sample.sample_id, "error": str(err)}) + "\n")
             return
-        stage.store.add(Verified(sample, tuple(verified)))
+        await stage.store.add(Verified(sample, tuple(verified)))
         stage.bar.update(1)
 
     def _account(self, client: LLMClient) -> None:
