@@ -3,6 +3,7 @@ evaluation runs of the phantom benchmark, each written by the toolkit's own writ
 
 from __future__ import annotations
 
+import asyncio
 import json
 import re
 from pathlib import Path
@@ -58,7 +59,7 @@ def write_build(out: Path) -> Path:
                  trajectory(s.sample_id, "text", response(s.answer, box=None, point=(500, 500)), n == 0 or n == 1)]
         if n == 2:
             found[2] = trajectory(s.sample_id, "text", "<LOC>x</LOC><ANSWER>No</ANSWER>", False, ("invalid_scaffold:missing",))
-        store.add(Verified(s, tuple(found)))
+        asyncio.run(store.add(Verified(s, tuple(found))))  # the build commits samples from its event loop
         listing.add(Verified(s, tuple(found)))
     store.close()
     listing.close()
