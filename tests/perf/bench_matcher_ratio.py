@@ -6,9 +6,10 @@ x 6 rollouts) of ~1,000-token LVKC responses (``bench_rewards``'s batch):
 
 1. ``compute_score`` over the batch / one regex pass that finds the stage tags in it;
 2. the same ratio for closed questions (multiple choice and yes/no) whose answers are all
-   different, so no verdict comes from the matcher's cache.
+   different, so no verdict comes from the matcher's cache: the same LVKC responses (one in ten
+   malformed, as in the mixed batch) with each ``<ANSWER>`` stage replaced by a unique one.
 
-Goal: both at most 5x. Each figure is the best of five runs, floor and score interleaved, timed in
+Goal: both at most 5x. Each figure is the median of five runs, floor and score interleaved, timed in
 CPU time of this thread (``time.thread_time``), so time the machine gives to other processes counts
 on neither side; every matcher cache is emptied before each run (a new GRPO step brings new answers;
 only the repeats within a step hit them). The scaffold parse alone (``parse``, which the reward runs
@@ -19,6 +20,7 @@ from __future__ import annotations
 
 import random
 import re
+import statistics
 import sys
 import time
 from pathlib import Path
@@ -45,13 +47,13 @@ def unique_closed(rng: random.Random, i: int) -> tuple[str, str, dict | None]:
     else:
         answer = f"{'Yes' if i % 4 else 'No'}, {finding} {'is' if i % 4 else 'is not'} seen in segment {segment}."
         truth, extra = "yes", None
-    text, _, _ = response(rng, 0)
+    text, _, _ = response(rng, i)  # the mixed batch's response i: well formed but one in ten, as there
     head = text[: text.index("<ANSWER>")]
     return f"{head}<ANSWER>{answer}</ANSWER>", truth, extra
 
 
 def _ratio(batch: list[tuple[str, str, dict | None]], rounds: int = 5) -> tuple[float, float, float, float]:
-    """(compute_score / floor, floor seconds, compute_score seconds, parse seconds), each the best of ``rounds``."""
+    """(compute_score / floor, floor seconds, compute_score seconds, parse seconds), each the median of ``rounds``."""
     def floor() -> int:
         return sum(len(STAGE_TAGS.findall(text)) for text, _, _ in batch)
 
@@ -61,14 +63,15 @@ def _ratio(batch: list[tuple[str, str, dict | None]], rounds: int = 5) -> tuple[
     def parsed() -> int:
         return sum(len(parse(text).sections) for text, _, _ in batch)
 
-    best = {"floor": float("inf"), "score": float("inf"), "parse": float("inf")}
+    times: dict[str, list[float]] = {"floor": [], "score": [], "parse": []}
     for _ in range(rounds):
         for name, run in (("floor", floor), ("score", score), ("parse", parsed)):
             answers.clear_caches()  # every round pays for its verdicts, clauses and options, as a new GRPO step does
             start = time.thread_time()
             run()
-            best[name] = min(best[name], time.thread_time() - start)
-    return best["score"] / best["floor"], best["floor"], best["score"], best["parse"]
+            times[name].append(time.thread_time() - start)
+    mid = {name: statistics.median(values) for name, values in times.items()}
+    return mid["score"] / mid["floor"], mid["floor"], mid["score"], mid["parse"]
 
 
 def main() -> None:
