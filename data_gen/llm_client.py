@@ -201,15 +201,30 @@ _ENCODED_MAX_CHARS = 32 * 2**20
 _encoded_chars = 0
 
 
-def image_content(path: str | Path) -> dict[str, Any]:
-    """An OpenAI chat content part carrying a local image as a base64 data URL.
+# Leading bytes of the image formats a chat server decodes, for images handed over as bytes.
+_IMAGE_MAGIC = ((b"\x89PNG\r\n\x1a\n", "image/png"), (b"\xff\xd8\xff", "image/jpeg"), (b"GIF8", "image/gif"),
+                (b"BM", "image/bmp"))
 
-    A sample's stages and its judge send the same image several times: the data URLs of the images
+
+def _mime_of_bytes(data: bytes) -> str:
+    if data[:4] == b"RIFF" and data[8:12] == b"WEBP":
+        return "image/webp"
+    return next((mime for magic, mime in _IMAGE_MAGIC if data.startswith(magic)), "image/png")
+
+
+def image_content(image: str | Path | bytes) -> dict[str, Any]:
+    """An OpenAI chat content part carrying an image, a local file or its bytes, as a base64 data
+    URL: the one place a request's image is encoded (data building, its judge, evaluation).
+
+    A sample's stages and its judge send the same image several times: the data URLs of the files
     encoded last (32 MB of text at most) are kept, keyed by the file's path, size, mtime and inode,
     so an image is read, encoded and hashed once while its record is in flight, and a rewritten
-    file is read again.
+    file is read again. Bytes (a benchmark's embedded images) are typed by their leading bytes.
     """
-    path = Path(path)
+    if isinstance(image, bytes):
+        url = DataURL(f"data:{_mime_of_bytes(image)};base64,{base64.b64encode(image).decode('ascii')}")
+        return {"type": "image_url", "image_url": {"url": url}}
+    path = Path(image)
     info = path.stat()
     key = (str(path), info.st_size, info.st_mtime_ns, info.st_ino)
     url = _ENCODED.get(key)

@@ -21,11 +21,11 @@ from pathlib import Path
 from PIL import Image
 
 from medsage.data_gen.instructions import Sample, region_phrase
-from medsage.data_gen.llm_client import LLMClient
+from medsage.data_gen.llm_client import LLMClient, image_content
 from medsage.data_gen.prompts import KNOWLEDGE_TEMPLATES, StagePrompts, question_with_options
 from medsage.data_gen.records import ROI
-from medsage.data_gen.trajectories import Trajectory, answer_stage, image_part, loc_groundings
-from medsage.reward_fns.scaffold import Scaffold, parse_tags, pixels_to_box_2d
+from medsage.data_gen.trajectories import Trajectory, answer_stage, loc_groundings
+from medsage.reward_fns.scaffold import CON, KNOWLEDGE, LOC, VISUAL, Scaffold, parse_tags, pixels_to_box_2d
 
 
 def stage_text(reply: str, tag: str) -> str | None:
@@ -59,23 +59,23 @@ class LLMGenerator:
     async def _observe(self, sample: Sample, roi: ROI) -> tuple[str, str]:
         """LOC(r) then Vis(r)."""
         question = question_with_options(sample.question, sample.options or None)
-        image = image_part(self.dataset_dir / sample.image)
-        loc = await self._ask("LOC", [image, {"type": "text", "text": self.prompts.render(
+        image = image_content(self.dataset_dir / sample.image)
+        loc = await self._ask(LOC, [image, {"type": "text", "text": self.prompts.render(
             "loc", prompt=question, roi_hint=self._roi_hint(sample, roi))}])
         # decoding and cropping run in a thread (Pillow releases the GIL), not on the loop that drives the calls
-        crop = [image_part(await asyncio.to_thread(self._crop, sample, roi))] if roi.strong and roi.kind != "global" else []
-        visual = await self._ask("VISUAL", [image, *crop, {"type": "text", "text": self.prompts.render(
+        crop = [image_content(await asyncio.to_thread(self._crop, sample, roi))] if roi.strong and roi.kind != "global" else []
+        visual = await self._ask(VISUAL, [image, *crop, {"type": "text", "text": self.prompts.render(
             "visual", prompt=question, roi_summary=loc)}])
         return loc, visual
 
     async def _reason(self, sample: Sample, roi: ROI, template: str, loc: str, visual: str) -> Trajectory:
         """Know(r, t) then the conclusion; the answer and the grounding by rule."""
         question = question_with_options(sample.question, sample.options or None)
-        knowledge = await self._ask("KNOWLEDGE", [{"type": "text", "text": self.prompts.render(
+        knowledge = await self._ask(KNOWLEDGE, [{"type": "text", "text": self.prompts.render(
             "knowledge", prompt=question, visual_summary=visual, label=sample.answer_text,
             template=KNOWLEDGE_TEMPLATES[template])}])
         answer = answer_stage(sample)
-        con = await self._ask("CON", [{"type": "text", "text": self.prompts.render(
+        con = await self._ask(CON, [{"type": "text", "text": self.prompts.render(
             "con", prompt=question, loc=loc, visual=visual, knowledge=knowledge, answer=answer)}])
         text = Scaffold(loc=loc, visual=visual, knowledge=knowledge, con=con, answer=answer,
                         groundings=loc_groundings(roi, sample)).render()

@@ -23,7 +23,6 @@ import numpy as np
 import yaml
 from PIL import Image
 
-from medsage.data_gen.llm_client import image_content
 from medsage.data_gen.instructions import SOURCE_QA, Sample, region_phrase
 from medsage.data_gen.prompts import KNOWLEDGE_TEMPLATES, TEMPLATE_DIR
 from medsage.data_gen.records import ROI
@@ -64,12 +63,6 @@ class Trajectory:
     @classmethod
     def from_json(cls, data: dict) -> "Trajectory":
         return cls(**{**data, "reasons": tuple(data.get("reasons", ()))})
-
-
-@lru_cache(maxsize=256)
-def image_part(path: Path) -> dict:
-    """The base64 image part of a chat message, encoded once per image (several stages send it)."""
-    return image_content(path)
 
 
 def sample_rois(sample: Sample, rois: list[ROI]) -> list[ROI]:

@@ -237,6 +237,21 @@ def test_image_content_is_a_base64_data_url(tmp_path):
     assert header == "data:image/png;base64" and base64.b64decode(data) == png.read_bytes()
 
 
+def test_image_content_types_image_bytes_by_their_format(tmp_path):
+    """Embedded benchmark images arrive as bytes: the same helper encodes them, typed by content."""
+    import io
+
+    from PIL import Image
+
+    for fmt, mime in (("PNG", "image/png"), ("JPEG", "image/jpeg"), ("WEBP", "image/webp"), ("BMP", "image/bmp")):
+        buffer = io.BytesIO()
+        Image.new("RGB", (4, 4), (200, 10, 10)).save(buffer, format=fmt)
+        url = image_content(buffer.getvalue())["image_url"]["url"]
+        header, data = url.split(",", 1)
+        assert header == f"data:{mime};base64" and base64.b64decode(data) == buffer.getvalue()
+        assert url.sha256  # keyed by digest in a request's cache key, like a file's URL
+
+
 def test_bad_config_is_rejected_up_front():
     with pytest.raises(ValueError, match="concurrency"):
         LLMConfig(base_url="http://127.0.0.1:1/v1", model="m", concurrency=0)

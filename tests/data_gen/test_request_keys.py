@@ -3,8 +3,7 @@
 import hashlib
 import json
 
-from medsage.data_gen.llm_client import request_key
-from medsage.data_gen.trajectories import image_part
+from medsage.data_gen.llm_client import image_content, request_key
 
 PARAMS = {"temperature": 0.0, "max_tokens": 16}
 
@@ -19,15 +18,15 @@ def _png(path, payload: bytes):
 
 
 def test_key_is_the_same_for_the_sent_request_as_for_the_built_one(tmp_path):
-    built = _messages(image_part(_png(tmp_path / "a.png", b"pixels")))
+    built = _messages(image_content(_png(tmp_path / "a.png", b"pixels")))
     on_the_wire = json.loads(json.dumps(built))  # what the server (and a resumed run's test) sees
     assert type(on_the_wire[0]["content"][0]["image_url"]["url"]) is str
     assert request_key("m", built, PARAMS) == request_key("m", on_the_wire, PARAMS)
 
 
 def test_key_changes_with_the_image_bytes_text_model_and_params(tmp_path):
-    a = _messages(image_part(_png(tmp_path / "a.png", b"pixels")))
-    b = _messages(image_part(_png(tmp_path / "b.png", b"pixelz")))
+    a = _messages(image_content(_png(tmp_path / "a.png", b"pixels")))
+    b = _messages(image_content(_png(tmp_path / "b.png", b"pixelz")))
     keys = {
         request_key("m", a, PARAMS),
         request_key("m", b, PARAMS),
@@ -39,7 +38,7 @@ def test_key_changes_with_the_image_bytes_text_model_and_params(tmp_path):
 
 
 def test_image_detail_is_part_of_the_key(tmp_path):
-    part = image_part(_png(tmp_path / "a.png", b"pixels"))
+    part = image_content(_png(tmp_path / "a.png", b"pixels"))
     low = {**part, "image_url": {**part["image_url"], "detail": "low"}}
     assert request_key("m", _messages(part), PARAMS) != request_key("m", _messages(low), PARAMS)
 
