@@ -34,7 +34,7 @@ from verl.workers.utils.padding import response_to_nested
 from . import agent_loop  # noqa: F401  (registers the agent loop wherever the trainer is imported)
 from .advantage import advantages_from_sessions, session_masks
 from .metrics import PREFIX, effective_group_rate, self_check_metrics
-from .sessions import SessionRecord, session_spans, write_step
+from .sessions import SessionRecord, read_outcomes, session_spans, write_step
 from .settings import RGRPOSettings
 from .worker import RGRPOWorker
 
@@ -137,29 +137,29 @@ class RGRPOTrainer(PPOTrainerSync):
         outcome, check, _ = session_masks(sessions, data.batch["response_mask"])
         decode = partial(self.tokenizer.decode, skip_special_tokens=False)
         records = []
-        for i in real:
-            session, length = sessions[i], len(tokens["responses"][i])
+        for i, session in zip(real, read_outcomes([sessions[i] for i in real])):
+            length = len(tokens["responses"][i])
             spans = session_spans(
                 tokens["responses"][i],
                 data.batch["response_mask"][i, :length].tolist(),
                 outcome[i, :length].tolist(),
                 check[i, :length].tolist(),
                 data.batch["advantages"][i, :length].tolist(),
-                bool(session["retried"]),
+                session.retried,
                 decode,
             )
             records.append(
                 SessionRecord(
                     step=self.global_steps,
                     uid=str(data.non_tensor_batch["uid"][i]),
-                    question=session.get("question"),
-                    ground_truth=session.get("ground_truth"),
+                    question=session.question,
+                    ground_truth=session.ground_truth,
                     reward=float(data.batch["token_level_scores"][i].sum()),
-                    r_sc=float(session["r_sc"]),
-                    first_correct=bool(session["first_correct"]),
-                    final_correct=bool(session["final_correct"]),
-                    stop_reason=str(session["stop_reason"]),
-                    reward_parts={k: float(v) for k, v in session["reward_parts"].items()},
+                    r_sc=session.r_sc,
+                    first_correct=session.first_correct,
+                    final_correct=session.final_correct,
+                    stop_reason=str(session.stop_reason),
+                    reward_parts=dict(session.reward_parts),
                     spans=spans,
                 )
             )
