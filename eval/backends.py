@@ -14,7 +14,6 @@ Greedy decoding (temperature 0) is the default, as the paper's tables report sin
 from __future__ import annotations
 
 import asyncio
-import base64
 import multiprocessing
 import os
 from collections.abc import Sequence
@@ -25,7 +24,7 @@ from typing import Any, Protocol
 
 from medsage.data_gen.llm_client import LLMClient, LLMConfig, image_content
 
-from .benchmarks import ImageRef, load_image
+from .benchmarks import load_image
 from .prompts import Turn
 
 Conversation = Sequence[Turn]
@@ -51,19 +50,12 @@ class Backend(Protocol):
 # OpenAI chat format (the HTTP backend and vLLM's offline chat both take it)
 
 
-def image_part(ref: ImageRef) -> dict[str, Any]:
-    if isinstance(ref, bytes):
-        data = base64.b64encode(ref).decode("ascii")
-        return {"type": "image_url", "image_url": {"url": f"data:image/png;base64,{data}"}}
-    return image_content(ref)
-
-
 def to_openai_messages(conversation: Conversation) -> list[dict[str, Any]]:
     """Turns as OpenAI chat messages; images become base64 data-URL parts ahead of the text."""
     messages = []
     for turn in conversation:
         if turn.images:
-            content: Any = [*(image_part(ref) for ref in turn.images), {"type": "text", "text": turn.text}]
+            content: Any = [*(image_content(ref) for ref in turn.images), {"type": "text", "text": turn.text}]
         else:
             content = turn.text
         messages.append({"role": turn.role, "content": content})

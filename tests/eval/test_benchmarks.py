@@ -171,3 +171,17 @@ def test_unknown_benchmark_lists_known_names(tmp_path):
     with pytest.raises(BenchmarkFormatError, match="known: .*vqa_rad"):
         load_benchmark("vqa-rad2", tmp_path)
 
+
+
+def test_embedded_images_are_sent_with_their_own_type():
+    """A benchmark's embedded JPEG goes out as image/jpeg, not labelled PNG (one data-URL helper for all)."""
+    from io import BytesIO
+
+    from PIL import Image
+
+    from medsage.eval.prompts import Turn
+
+    jpeg = BytesIO()
+    Image.new("RGB", (8, 8), "gray").save(jpeg, format="JPEG")
+    parts = to_openai_messages([Turn("user", "What is shown?", (jpeg.getvalue(), png_bytes(3)))])[0]["content"]
+    assert [p["image_url"]["url"].split(";", 1)[0] for p in parts[:2]] == ["data:image/jpeg", "data:image/png"]
