@@ -13,21 +13,18 @@ from __future__ import annotations
 
 import importlib
 import os
+import sys
 from pathlib import Path
 
 import hydra
 from omegaconf import DictConfig, OmegaConf, open_dict
 
-from medsage.config import package_file
+from medsage.config import USAGE_ERROR, ConfigError, package_file
 
 from .settings import SECTION, RGRPOSettings, check_budget
 
 CPU_BACKEND = "medsage.plugins.verl.cpu"
 CPU_ROLLOUT = "hf"
-
-
-class ConfigError(ValueError):
-    """An R-GRPO configuration that cannot run; the message names the key and the fix."""
 
 
 def prepare(config: DictConfig) -> DictConfig:
@@ -110,7 +107,11 @@ def _with_module(modules: str) -> str:
 
 @hydra.main(config_path="config", config_name="rgrpo", version_base=None)
 def main(config: DictConfig) -> None:
-    config = prepare(config)
+    try:
+        config = prepare(config)
+    except ConfigError as err:  # the user's to fix: the message alone, as every medsage command does
+        print(f"medsage-rgrpo: {err}", file=sys.stderr)
+        raise SystemExit(USAGE_ERROR) from None
     from verl.trainer.main_ppo import run_ppo
     from verl.trainer.ppo.utils import need_critic, need_reference_policy
     from verl.utils.config import validate_config
