@@ -75,11 +75,6 @@ class Item:
     def kind(self) -> AnswerType:
         return answer_type(self.answer, self.options, self.choices)
 
-    @cached_property
-    def options_key(self) -> tuple[tuple[str, str], ...]:
-        """The options as a hashable tuple (a cache key for the matcher's verdicts)."""
-        return tuple(self.options.items())
-
 
 def load_image(ref: ImageRef) -> Image.Image:
     """Open an image given by path or by encoded bytes, as RGB."""
