@@ -44,6 +44,32 @@ def test_parser_never_raises_and_sections_are_substrings(text):
     sc.groundings(text)
 
 
+def _full_parse(text, tags=sc.STAGES):
+    """The parse without its one-pass read of well-formed text (the tag loop alone)."""
+    cached = sc._WELL_FORMED_RE_CACHE.get(tags, "unset")
+    sc._WELL_FORMED_RE_CACHE[tags] = None
+    try:
+        return sc.parse_tags(text, tags)
+    finally:
+        if cached == "unset":
+            del sc._WELL_FORMED_RE_CACHE[tags]
+        else:
+            sc._WELL_FORMED_RE_CACHE[tags] = cached
+
+
+WELL_FORMED = st.tuples(*[st.lists(FRAGMENTS, max_size=4).map("".join) for _ in range(2 * len(sc.STAGES) + 1)]).map(
+    lambda texts: texts[0] + "".join(f"<{t}>{texts[2 * i + 1]}</{t}>{texts[2 * i + 2]}" for i, t in enumerate(sc.STAGES))
+)
+
+
+@SETTINGS
+@given(st.one_of(MODEL_TEXT, WELL_FORMED))
+def test_one_pass_read_of_well_formed_text_is_the_full_parse(text):
+    fast, full = sc.parse(text), _full_parse(text)
+    assert (fast.preamble, fast.sections, list(fast.sections), fast.order, fast.problems) == (
+        full.preamble, full.sections, list(full.sections), full.order, full.problems)
+
+
 @SETTINGS
 @given(MODEL_TEXT, st.text(max_size=20), OPTIONS)
 def test_matcher_is_total(prediction, reference, options):

@@ -82,6 +82,45 @@ def test_tags_are_case_and_space_tolerant_but_not_prefix_matched():
     assert "LOCATION" not in p.sections
 
 
+WELL = "<LOC>left lobe</LOC><VISUAL>v</VISUAL><KNOWLEDGE>k</KNOWLEDGE><CON>c</CON><ANSWER>{}</ANSWER>"
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        WELL.format("yes"),
+        " pre < 5 mm " + WELL.format("a lesion <5 mm, ratio <1 and a<b") + " after <",
+        WELL.format("   "),  # an empty stage: the one defect the one-pass read reports
+        WELL.format("yes").replace("<CON>", "<con>"),
+        WELL.format("yes").replace("<CON>", "< CON>"),
+        WELL.format("yes").replace("</CON>", "</\tCON  >"),
+        WELL.format("yes").replace("<KNOWLEDGE>", "<\u212aNOWLEDGE>"),  # the Kelvin sign reads as K
+        WELL.format("yes <ANSWER> again"),
+        WELL.format("yes") + "<ANSWER>no</ANSWER>",
+        WELL.format("yes").replace("<VISUAL>v</VISUAL>", ""),
+        "<VISUAL>v</VISUAL>" + WELL.format("yes"),
+    ],
+)
+def test_one_pass_read_gives_the_full_parse(text):
+    """Well-formed text is read in one pass (parse_tags' common case); it must equal the tag loop's
+    result, and anything else in a tag's place hands the text to the loop."""
+    fast = sc.parse(text)
+    sc._WELL_FORMED_RE_CACHE[sc.STAGES] = None  # the tag loop alone
+    try:
+        full = sc.parse(text)
+    finally:
+        del sc._WELL_FORMED_RE_CACHE[sc.STAGES]
+    assert (fast.preamble, fast.sections, fast.order, fast.problems) == (full.preamble, full.sections, full.order,
+                                                                        full.problems)
+
+
+def test_one_pass_read_takes_stray_angle_brackets_as_text():
+    p = sc.parse("x < y " + WELL.format("under <5 mm"))
+    assert p.valid and p.preamble == "x < y" and p.get("ANSWER") == "under <5 mm"
+    assert sc._well_formed_re(sc.STAGES).fullmatch(WELL.format("<5 mm")) is not None
+    assert sc._well_formed_re(sc.STAGES).fullmatch(WELL.format("< answer>")) is None  # a tag, however spaced
+
+
 def test_no_tags_means_everything_is_preamble():
     p = sc.parse("just words")
     assert p.order == () and p.preamble == "just words"
