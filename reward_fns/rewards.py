@@ -20,7 +20,7 @@ from medsage.config import bounded, build
 
 from .answers import extract_answer, match_answer
 from .consistency.client import ConsistencyClient, ConsistencyConfig, consistency_client
-from .scaffold import _REGION_WORDS_RE, STAGES, Parsed, names_region, parse
+from .scaffold import STAGES, Parsed, names_region, parse
 
 # Format credit in tenths (integers, so a perfect response sums to exactly 1.0): the five
 # well-formed stages share 7, and one each goes to stage order, no defect at all, and a
@@ -79,7 +79,7 @@ def format_reward(response: object, parsed: Parsed | None = None) -> float:
     """Structure score in [0, 1]: 1.0 exactly for a clean LVKC response, 0.0 with no stage tag."""
     parsed = parsed or parse(response)
     if not parsed.problems:  # every stage present, well formed, in order: 7 + 1 + 1 tenths, and the region's
-        return (9 + _names_region(parsed.get("LOC"))) / 10
+        return (9 + names_region(parsed.get("LOC"))) / 10
     if not parsed.order:
         return 0.0
     flawed = {p.tag for p in parsed.problems if p.kind in ("repeated", "unclosed", "empty", "closed_with_open_tag")}
@@ -87,16 +87,8 @@ def format_reward(response: object, parsed: Parsed | None = None) -> float:
     tenths = _STAGE_TENTHS * well_formed / len(STAGES)
     tenths += not any(p.kind == "misordered" for p in parsed.problems)
     tenths += not parsed.problems
-    tenths += _names_region(parsed.get("LOC"))
+    tenths += names_region(parsed.get("LOC"))
     return tenths / 10
-
-
-def _names_region(loc: str | None) -> bool:
-    """:func:`~medsage.reward_fns.scaffold.names_region`, its cheap half first: region words decide
-    most ``<LOC>`` stages without decoding their grounding objects (same result either way)."""
-    if loc and _REGION_WORDS_RE.search(loc) is not None:
-        return True
-    return names_region(loc)
 
 
 def accuracy_reward(

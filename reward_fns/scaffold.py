@@ -266,10 +266,11 @@ def groundings(loc_text: object) -> list[Grounding]:
 
 
 def names_region(loc_text: object) -> bool:
-    """Whether ``<LOC>`` text names a region: a grounding object or anatomical location words."""
-    if not isinstance(loc_text, str) or not loc_text.strip():
+    """Whether ``<LOC>`` text names a region: anatomical location words or a grounding object. The
+    words are looked for first: they decide most ``<LOC>`` stages without decoding any JSON."""
+    if not isinstance(loc_text, str) or not loc_text:
         return False
-    return bool(groundings(loc_text)) or _REGION_WORDS_RE.search(loc_text) is not None
+    return _REGION_WORDS_RE.search(loc_text) is not None or bool(groundings(loc_text))
 
 
 def _grounding_from_dict(obj: dict) -> Grounding | None:
