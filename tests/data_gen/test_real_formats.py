@@ -267,3 +267,13 @@ def test_a_large_json_is_read_in_memory_bounded_by_one_record(tmp_path, monkeypa
     peak = tracemalloc.get_traced_memory()[1]
     tracemalloc.stop()
     assert n == 6_000 and size > 4e6 and peak < 1e6, (size, peak)
+
+
+def test_location_cues_keep_their_case_and_survive_text_whose_lower_case_is_longer():
+    from medsage.data_gen.readers.vqa_json import location_cues
+
+    text = "Mass in the Right Lower Lobe; the White Arrow pointing at the LEFT KIDNEY."
+    assert location_cues(text) == ["Right Lower Lobe", "LEFT KIDNEY", "the White Arrow pointing at the LEFT KIDNEY"]
+    assert len("İ".lower()) == 2  # lower-casing changes the length: the case-insensitive patterns run instead
+    assert location_cues("İstanbul patient: Right Lower Lobe, arrows at the left hilum") == [
+        "Right Lower Lobe", "left hilum", "arrows at the left hilum"]
