@@ -110,10 +110,12 @@ def normalize(text: object) -> str:
     ("isn't" reads "is not", so negation survives the punctuation)."""
     if not isinstance(text, str):
         text = "" if text is None else str(text)
-    text = _translate(text.lower(), _MARKUP_TABLE, _MARKUP_BYTES)
+    text = text.lower()
     if "'" in text or "\u2019" in text:
+        text = _translate(text, _MARKUP_TABLE, _MARKUP_BYTES)  # before the contractions: "_can't" is "cannot"
         for pattern, repl in _CONTRACTIONS:
             text = pattern.sub(repl, text)
+    # the markup characters are punctuation too: without a contraction between, one translation does both
     return " ".join(_ARTICLES_RE.sub(" ", _translate(text, _PUNCT_TABLE, _PUNCT_BYTES)).split())
 
 
@@ -313,6 +315,12 @@ _NEG_AFTER_RE = re.compile(
     rf"^(?:(?:{_AUX} ){{1,4}}(?:not|never|negative|{_NEG_PREDICATE})|{_NEG_PREDICATE}|not {_SEEN})\b"
 )
 _LIST_WORDS = frozenset({"or", "vs", "versus", "either"})
+_THAN = frozenset({"than"})
+_PAIR_FIRSTS = frozenset(first for first, _ in _NEG_BEFORE_PAIRS)
+# What _NEG_AFTER_RE can start with: an auxiliary or "not" as a whole word, or a negative predicate's first word
+_AFTER_FIRST_WORDS = frozenset({"not"} | {form for word in _AUX[3:-1].split("|")
+                                         for form in ((word[:-2], word[:-1]) if word.endswith("s?") else (word,))})
+_NEG_PREDICATE_WORDS = tuple(alt.split()[0].removesuffix("\\b") for alt in _NEG_PREDICATE[3:-1].split("|"))
 
 
 def _clauses(text: str) -> list[str]:
@@ -327,10 +335,15 @@ _CLAUSE_WORDS = ("but", "however", "whereas", "though")  # "although" contains "
 def _split(text: str, pattern: re.Pattern[str], marks: re.Pattern[str], words: tuple[str, ...]) -> list[str]:
     """``pattern.split(text)``; by ``marks`` alone (the same split) when none of the contrast ``words``
     occurs, in any case (the long s that IGNORECASE reads as "s" included)."""
-    low = text.lower()
-    if "\u017f" in text or any(w in low for w in words):
+    if "\u017f" in text or _words_re(words).search(text.lower()) is not None:
         return pattern.split(text)
     return marks.split(text)
+
+
+@lru_cache(maxsize=None)  # one per call site's word tuple
+def _words_re(words: tuple[str, ...]) -> re.Pattern[str]:
+    """Whether any of ``words`` occurs in a lower-cased text, as one search (``any(w in text ...)``)."""
+    return re.compile("|".join(map(re.escape, words)))
 
 
 def _negated(before: list[str], after: list[str]) -> bool:
@@ -338,12 +351,15 @@ def _negated(before: list[str], after: list[str]) -> bool:
     ("no X", "rule out X", "rather than X") or a negative predicate after it ("X is not seen",
     "X is unlikely", "X cannot be excluded", "B is incorrect")."""
     window = before[-_NEGATION_WINDOW:]
-    negators = _NEG_BEFORE.intersection(window)
-    if negators == {"than"} and "less" in before[-_NEGATION_WINDOW - 1 :]:
-        negators = set()  # "X is less likely than Y": Y is the favoured one
-    if negators or any(pair in _NEG_BEFORE_PAIRS for pair in pairwise(window)):
+    if not _NEG_BEFORE.isdisjoint(window):
+        negators = _NEG_BEFORE.intersection(window)
+        if negators != _THAN or "less" not in before[-_NEGATION_WINDOW - 1 :]:
+            return True  # but "X is less likely than Y": Y is the favoured one
+    if not _PAIR_FIRSTS.isdisjoint(window) and any(pair in _NEG_BEFORE_PAIRS for pair in pairwise(window)):
         return True
-    return bool(after) and _NEG_AFTER_RE.match(" ".join(after[:6])) is not None
+    if not after or (after[0] not in _AFTER_FIRST_WORDS and not after[0].startswith(_NEG_PREDICATE_WORDS)):
+        return False  # no way for _NEG_AFTER_RE to match (it needs one of these words first)
+    return _NEG_AFTER_RE.match(" ".join(after[:6])) is not None
 
 
 _CONTEXT_CHARS = 80  # negation scope is a few words: look no further, so long clauses stay linear
@@ -424,6 +440,7 @@ def _is_label(clause: str, start: int, end: int, pattern_index: int) -> bool:
 
 _UPPER_LABEL_RE = re.compile(r"[A-J]")
 _LABEL_WORD_RE = re.compile(r"(?i:answer|option|choice)")
+_LETTER_CUE_RE = re.compile(r"[A-J]|(?i:answer|option|choice)")  # either of the two above, in one search
 
 
 def _letter_patterns(clause: str) -> list[tuple[int, re.Pattern[str]]]:
@@ -432,6 +449,8 @@ def _letter_patterns(clause: str) -> list[tuple[int, re.Pattern[str]]]:
     patterns = []
     if len(clause) <= 8 or len(clause.strip()) <= 4:
         patterns.append((0, _LETTER_PATTERNS[0]))
+    elif _LETTER_CUE_RE.search(clause) is None:
+        return patterns  # most clauses of a long answer: no capital A-J, no label word
     capital = _UPPER_LABEL_RE.search(clause) is not None
     if capital:
         patterns.append((1, _LETTER_PATTERNS[1]))
@@ -462,15 +481,15 @@ def _letter_mentions(clause: str, opts: dict[str, str]) -> list[tuple[str, bool]
 def _text_mentions(clause: str, opts_key: tuple[tuple[str, str], ...]) -> list[tuple[str, bool]]:
     """(letter, negated) for option texts named as whole words in a canonical clause, ignoring a
     mention inside a longer option's ("spleen" inside "spleen laceration")."""
-    layout = _option_layout(opts_key)
+    hits = [(letter, needle, inside) for letter, (needle, inside) in _option_layout(opts_key).items() if needle in clause]
+    found: list[tuple[str, bool]] = []
+    if not hits:
+        return found
     padded = f" {clause} "
-    starts = {letter: set(_offsets(padded, f" {needle} ")) if needle in clause else set()
-              for letter, (needle, _) in layout.items()}
-    found = []
-    for letter, own in starts.items():
-        needle, inside = layout[letter]
-        for s in own:
-            if not any(s - off in starts.get(other, ()) for other, off in inside):
+    starts = {letter: set(_offsets(padded, f" {needle} ")) for letter, needle, _ in hits}
+    for letter, needle, inside in hits:
+        for s in starts[letter]:
+            if not inside or not any(s - off in starts.get(other, ()) for other, off in inside):
                 found.append((letter, _negated(*_context(clause, s, s + len(needle)))))
     return found
 
@@ -498,9 +517,8 @@ def _offsets(haystack: str, needle: str) -> list[int]:
 
 def _clause_mentions(clause: str, opts_key: tuple[tuple[str, str], ...]) -> tuple[tuple[str, bool], ...]:
     """Every (letter, negated) mention in one clause: labels and option texts."""
-    opts = dict(opts_key)
     canon = _canon(normalize(clause))
-    return tuple(_letter_mentions(clause, opts) + (_text_mentions(canon, opts_key) if canon else []))
+    return tuple(_letter_mentions(clause, dict(opts_key)) + (_text_mentions(canon, opts_key) if canon else []))
 
 
 # Short clauses repeat (closed answers, degenerate looping responses): their mentions are cached.
