@@ -440,21 +440,30 @@ def _is_label(clause: str, start: int, end: int, pattern_index: int) -> bool:
 
 _UPPER_LABEL_RE = re.compile(r"[A-J]")
 _LABEL_WORD_RE = re.compile(r"(?i:answer|option|choice)")
-_LETTER_CUE_RE = re.compile(r"[A-J]|(?i:answer|option|choice)")  # either of the two above, in one search
+_CAPITAL_LABEL_RE = re.compile("|".join(f"(?:{_LETTER_PATTERNS[i].pattern})" for i in (1, 3, 4)))
+_LABEL_WORDS = ("answer", "option", "choice")
+_FOLDS_TO_LABEL_WORDS = ("\u017f", "\u0130", "\u0131")  # what IGNORECASE also reads as s or i, besides ASCII
+
+
+def _may_name_label_word(clause: str) -> bool:
+    """Whether ``_LABEL_WORD_RE`` may find a word here, without its slow case-folding scan: the lower-cased
+    clause holds the word, or a character that case-folds to one of its letters is present."""
+    low = clause.lower()
+    return any(word in low for word in _LABEL_WORDS) or (
+        not clause.isascii() and any(ch in clause for ch in _FOLDS_TO_LABEL_WORDS))
 
 
 def _letter_patterns(clause: str) -> list[tuple[int, re.Pattern[str]]]:
     """The letter patterns that can match ``clause``: the whole-clause one only on a clause of a few
-    characters, the "answer is c" one only where such a word is, the others only with a capital A-J."""
+    characters, the "answer is c" one only where such a word is, the others only where one of them
+    matches (a capital A-J, as a label: "Abscess" has a capital A but is no label)."""
     patterns = []
     if len(clause) <= 8 or len(clause.strip()) <= 4:
         patterns.append((0, _LETTER_PATTERNS[0]))
-    elif _LETTER_CUE_RE.search(clause) is None:
-        return patterns  # most clauses of a long answer: no capital A-J, no label word
-    capital = _UPPER_LABEL_RE.search(clause) is not None
+    capital = _UPPER_LABEL_RE.search(clause) is not None and _CAPITAL_LABEL_RE.search(clause) is not None
     if capital:
         patterns.append((1, _LETTER_PATTERNS[1]))
-    if _LABEL_WORD_RE.search(clause):
+    if _may_name_label_word(clause):
         patterns.append((2, _LETTER_PATTERNS[2]))
     if capital:
         patterns += [(3, _LETTER_PATTERNS[3]), (4, _LETTER_PATTERNS[4])]

@@ -1,8 +1,11 @@
 """The shared answer matcher: multiple choice, yes/no, open-ended, and the known scoring pitfalls."""
 
+import re
+
 import numpy as np
 import pytest
 
+from medsage.reward_fns import answers as A
 from medsage.reward_fns.answers import (
     AnswerType,
     answer_type,
@@ -593,3 +596,13 @@ def test_the_answer_type_is_decided_once():
         sample = Sample(**fields, record=None, width=1, height=1, answer=answer, options=options)
         assert sample.answer_type == expected == answer_type(answer, options).value
         assert _yes_no_closed(answer) == (expected == "yes_no")
+
+
+def test_label_word_prefilter_covers_every_case_fold():
+    """_letter_patterns skips the "answer is c" pattern when no label word can be there, checking the
+    lower-cased clause plus the characters IGNORECASE also folds onto the words' letters: those must be all."""
+    non_ascii = "".join(chr(c) for c in range(0x80, 0x110000) if not 0xD800 <= c <= 0xDFFF)
+    letters = "".join(sorted(set("".join(A._LABEL_WORDS))))
+    assert set(re.findall(f"(?i)[{letters}]", non_ascii)) <= set(A._FOLDS_TO_LABEL_WORDS)
+    for clause in ("The ANSWER is c", "optıon b", "anſwer: d", "Choİce a", "Abscess, seen in segment 3", "metastasis"):
+        assert A._may_name_label_word(clause) >= (A._LABEL_WORD_RE.search(clause) is not None)
