@@ -82,6 +82,13 @@ class Verdict(NamedTuple):
 _ARTICLES_RE = re.compile(r"[at](?<=\b[at])(?:(?<=a)n?|(?<=t)he)\b")
 _PUNCT_TABLE = str.maketrans({c: " " for c in string.punctuation + "\u2013\u2014\u2018\u2019\u201c\u201d"})
 _MARKUP_RE = re.compile(r"[*_`#$]+")
+
+
+def _strip_markup(text: str) -> str:
+    """``_MARKUP_RE.sub("", text)``; the scan skipped when no markup character occurs (most answers)."""
+    if "*" in text or "_" in text or "`" in text or "#" in text or "$" in text:
+        return _MARKUP_RE.sub("", text)
+    return text
 _MARKUP_TABLE = str.maketrans({c: " " for c in "*_`#$"})
 
 
@@ -564,7 +571,7 @@ def _choice(prediction: object, opts: dict[str, str]) -> str | None:
         return None
     mentions = []
     key = tuple(opts.items())
-    for clause in _clauses(_MARKUP_RE.sub("", _unwrap_latex(prediction))):
+    for clause in _clauses(_strip_markup(_unwrap_latex(prediction))):
         found = _clause_mentions_cached(clause, key) if len(clause) <= 256 else _clause_mentions(clause, key)
         mentions += found
     named = {letter for letter, negated in mentions if not negated}
@@ -690,7 +697,7 @@ def yes_no(prediction: object, question: str | None = None) -> str | None:
     negation-aware; ``question`` lets "not normal" answer "Is it normal?")."""
     if not isinstance(prediction, str):
         return None
-    text = _MARKUP_RE.sub("", _unwrap_latex(prediction))
+    text = _strip_markup(_unwrap_latex(prediction))
     zh = _zh_polarity(text)
     if zh:
         return zh
