@@ -335,7 +335,8 @@ def _clauses(text: str) -> list[str]:
     return [c for c in _split(text, _CLAUSE_RE, _CLAUSE_MARKS_RE, _CLAUSE_WORDS) if c and c.strip()]
 
 
-_CLAUSE_MARKS_RE = re.compile(r"\.(?!\d)|[;!?\n\u3002\uff1b\uff01\uff1f]")
+# one character each, a "." only before a non-digit; written charset first, which the engine scans for fast
+_CLAUSE_MARKS_RE = re.compile(r"[.;!?\n\u3002\uff1b\uff01\uff1f](?:(?<!\.)|(?!\d))")
 _CLAUSE_WORDS = ("but", "however", "whereas", "though")  # "although" contains "though"
 
 
@@ -609,7 +610,7 @@ _ZH_NO_PREFIXES = ("不", "没", "否", "无", "非")
 _ZH_STRIP = " \t\r\n*_`#$\u3002\uff0c.,!\uff01:\uff1a\"'\u201c\u201d"
 
 
-_SEGMENT_MARKS_RE = re.compile(r"[,:]|\.(?!\d)|[;!?\n\u3002\uff0c\uff1b\uff1a\uff01\uff1f]")
+_SEGMENT_MARKS_RE = re.compile(r"[,:.;!?\n\u3002\uff0c\uff1b\uff1a\uff01\uff1f](?:(?<!\.)|(?!\d))")  # as above
 _SEGMENT_WORDS = ("but", "however", "though")
 
 

@@ -606,3 +606,17 @@ def test_label_word_prefilter_covers_every_case_fold():
     assert set(re.findall(f"(?i)[{letters}]", non_ascii)) <= set(A._FOLDS_TO_LABEL_WORDS)
     for clause in ("The ANSWER is c", "optıon b", "anſwer: d", "Choİce a", "Abscess, seen in segment 3", "metastasis"):
         assert A._may_name_label_word(clause) >= (A._LABEL_WORD_RE.search(clause) is not None)
+
+
+def test_mark_splits_are_the_alternation_splits():
+    """The clause and segment mark patterns are written charset first (faster to scan); they must split
+    exactly as "." before a non-digit or one of the other marks."""
+    import random
+
+    clause = re.compile(r"\.(?!\d)|[;!?\n\u3002\uff1b\uff01\uff1f]")
+    segment = re.compile(r"[,:]|\.(?!\d)|[;!?\n\u3002\uff0c\uff1b\uff1a\uff01\uff1f]")
+    rng = random.Random(0)
+    for _ in range(20_000):
+        text = "".join(rng.choice("a.1\u0663;,:!?\n\u3002 \uff0c\uff1b\uff1a\uff01\uff1f..") for _ in range(rng.randint(0, 14)))
+        assert A._CLAUSE_MARKS_RE.split(text) == clause.split(text)
+        assert A._SEGMENT_MARKS_RE.split(text) == segment.split(text)
