@@ -284,7 +284,7 @@ def _rl_metrics(metrics_file: Path) -> list[dict[str, float]]:
 
 
 def _rl_progress(metrics_file: Path, steps: int) -> list[str]:
-    return ["starting Ray, the actor, reference and rollout workers (about 2-3 minutes)"] + [
+    return ["starting Ray, the actor, reference and rollout workers (under a minute on 2 cores)"] + [
         f"step {m['step']}/{steps}: reward {m.get('critic/score/mean', 0):.3f}, first-attempt accuracy "
         f"{m.get('medsage/first_accuracy', 0):.2f}, self-check rate {m.get('medsage/self_check_rate', 0):.2f}"
         for m in _rl_metrics(metrics_file)]
