@@ -620,3 +620,16 @@ def test_mark_splits_are_the_alternation_splits():
         text = "".join(rng.choice("a.1\u0663;,:!?\n\u3002 \uff0c\uff1b\uff1a\uff01\uff1f..") for _ in range(rng.randint(0, 14)))
         assert A._CLAUSE_MARKS_RE.split(text) == clause.split(text)
         assert A._SEGMENT_MARKS_RE.split(text) == segment.split(text)
+
+
+def test_polar_word_pattern_finds_what_the_plain_alternation_finds():
+    import random
+
+    plain = re.compile(rf"\b(?:{'|'.join(A._POLAR_WORDS)})\b")
+    assert A._POLAR_WORD_RE.pattern.startswith("[")
+    rng = random.Random(0)
+    pieces = A._POLAR_WORDS + ["x", "s", " ", ",", "non", "yess", "ayes", "_yes", "yes_", "\u00e9", "1", "an", "in", "nop"]
+    for _ in range(20_000):
+        text = "".join(rng.choice(pieces) + rng.choice(["", " "]) for _ in range(rng.randint(0, 6)))
+        found, expected = A._POLAR_WORD_RE.search(text), plain.search(text)
+        assert (found and found.span()) == (expected and expected.span())
