@@ -29,6 +29,7 @@ import base64
 import email.utils
 import hashlib
 import json
+import logging
 import mimetypes
 import os
 import random
@@ -47,6 +48,8 @@ try:  # the fast transport; the openai SDK's own client otherwise (same requests
     import aiohttp as _aiohttp
 except ImportError:  # aiohttp is not in every install (the data extra asks for openai only)
     _aiohttp = None
+
+log = logging.getLogger(__name__)  # retries and failures; their texts are redacted, never the key
 
 _RETRY_STATUS = frozenset({408, 409, 429})
 _AUTH_STATUS = frozenset({401, 403})
@@ -433,7 +436,7 @@ class LLMClient:
                 raise
             except _HTTPStatus as exc:
                 if exc.status < 500 and exc.status not in _RETRY_STATUS:
-                    raise LLMError(self._redact(f"{self.config.model} at {self.config.base_url}: {exc}")) from None
+                    raise self._failed(f"{exc}") from None
                 last_error, delay = exc, _retry_after(exc.headers)
             except (_Unreachable, MalformedReply) as exc:
                 last_error, delay = exc, None
@@ -442,10 +445,18 @@ class LLMClient:
             if attempt == self.config.max_retries:
                 break
             usage.retries += 1
-            await self._sleep(delay if delay is not None else self._backoff(attempt))
-        raise LLMError(self._redact(
-            f"{self.config.model} at {self.config.base_url}: gave up after {self.config.max_retries + 1} attempts: {last_error}"
-        )) from None
+            wait = delay if delay is not None else self._backoff(attempt)
+            log.info("%s", self._redact(  # as the openai SDK logs its retries: shown once logging asks for INFO
+                f"{self.config.model} at {self.config.base_url}: attempt {attempt + 1} of "
+                f"{self.config.max_retries + 1} failed ({last_error}); retrying in {wait:.1f} s"))
+            await self._sleep(wait)
+        raise self._failed(f"gave up after {self.config.max_retries + 1} attempts: {last_error}") from None
+
+    def _failed(self, reason: str) -> LLMError:
+        """The error a request ends with, logged once; its text redacted."""
+        error = LLMError(self._redact(f"{self.config.model} at {self.config.base_url}: {reason}"))
+        log.error("%s", error)
+        return error
 
     def _redact(self, text: str) -> str:
         return redact(text, self.config.api_key_env)
@@ -462,6 +473,7 @@ class LLMClient:
                     self._refused = LLMAuthError(
                         f"{self.config.model} at {self.config.base_url}: HTTP {exc.status}: the server refused the "
                         f"credentials; check the key in ${self.config.api_key_env} and that it may use this model")
+                    log.error("%s", self._refused)
                     raise self._refused from None
                 raise
         if not isinstance(reply, dict):

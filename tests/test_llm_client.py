@@ -262,3 +262,23 @@ def test_empty_reply_is_accepted_when_allowed():
         result, usage = run(chat_once(config(srv), allow_empty=True))
         assert len(srv.calls) == 1
     assert result.text == "" and usage.retries == 0
+
+
+def test_retries_and_failures_are_logged_without_the_key(monkeypatch, caplog):
+    secret = "sk-proj-abcdef123456"
+    monkeypatch.setenv("MEDSAGE_TEST_KEY", secret)
+    fault = StubReply(status=500, raw=f'{{"error": {{"message": "overloaded, key {secret}"}}}}')
+    caplog.set_level("INFO", logger="medsage.data_gen.llm_client")
+    with StubServer(scripted(fault)) as srv:
+        result, _ = run(chat_once(config(srv, api_key_env="MEDSAGE_TEST_KEY")))
+    assert result.text == "echo: hello"
+    (retry,) = caplog.records
+    assert retry.levelname == "INFO" and "stub-model" in retry.getMessage()
+    assert "attempt 1 of 7 failed" in retry.getMessage() and "retrying in" in retry.getMessage()
+    caplog.clear()
+    with StubServer(lambda r: fault) as srv:
+        with pytest.raises(LLMError):
+            run(chat_once(config(srv, api_key_env="MEDSAGE_TEST_KEY", max_retries=1)))
+    assert [r.levelname for r in caplog.records] == ["INFO", "ERROR"]
+    assert "gave up after 2 attempts" in caplog.records[-1].getMessage()
+    assert secret not in caplog.text and "[key]" in caplog.text
