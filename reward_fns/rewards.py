@@ -156,8 +156,9 @@ def compute_score(
 ) -> dict[str, float]:
     """verl's custom reward (``reward.custom_reward_function.path``/``name``).
 
-    ``extra_info["options"]`` maps letters to option texts for multiple choice (``ground_truth``
-    is then the letter); ``extra_info["question"]`` is what the consistency scorer reads beside the
+    ``extra_info["options"]`` holds the option texts in letter order for multiple choice, as the RL
+    parquet writes them (``RLExtraInfo``; a letter-to-text mapping is read too), and ``ground_truth``
+    is then the letter; ``extra_info["question"]`` is what the consistency scorer reads beside the
     response. ``reward_weights`` and ``consistency`` (``{url, timeout_s, on_unreachable}``) come
     from the recipe's ``reward_kwargs``, and so does ``require_answer_tag`` (default True: only the
     ``<ANSWER>`` stage is paid; see :func:`accuracy_reward`).
