@@ -57,6 +57,19 @@ def last_user_text(request: dict[str, Any]) -> str:
     return ""
 
 
+def scripted(*replies: Any) -> Callable[[dict[str, Any]], Any]:
+    """A responder that plays ``replies`` in order (texts or :class:`StubReply`), then echoes the prompt."""
+    queue, lock = list(replies), threading.Lock()
+
+    def responder(request: dict[str, Any]) -> Any:
+        with lock:
+            if queue:
+                return queue.pop(0)
+        return "echo: " + last_user_text(request)
+
+    return responder
+
+
 class StubServer:
     """``with StubServer(responder) as srv:`` serves ``srv.base_url`` and records ``srv.calls``."""
 

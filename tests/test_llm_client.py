@@ -5,7 +5,7 @@ import base64
 import threading
 
 import pytest
-from openai_stub import StubReply, StubServer, last_user_text
+from openai_stub import StubReply, StubServer, scripted
 
 from medsage.data_gen.llm_client import LLMAuthError, LLMClient, LLMConfig, LLMError, image_content
 
@@ -16,20 +16,6 @@ def ask(text):
 
 def run(coro):
     return asyncio.run(coro)
-
-
-def scripted(*replies):
-    """A responder that plays ``replies`` in order, then echoes the prompt."""
-    queue = list(replies)
-    lock = threading.Lock()
-
-    def responder(request):
-        with lock:
-            if queue:
-                return queue.pop(0)
-        return "echo: " + last_user_text(request)
-
-    return responder
 
 
 async def chat_once(config, text="hello", sleeps=None, **kw):

@@ -8,7 +8,7 @@ import sqlite3
 import threading
 
 import pytest
-from openai_stub import StubReply, StubServer, last_user_text
+from openai_stub import StubReply, StubServer, scripted
 
 import medsage.data_gen.llm_client as llm_client
 from medsage.data_gen.llm_client import LLMAuthError, LLMClient, LLMConfig, LLMError, ResponseCache
@@ -24,18 +24,6 @@ def transport(request, monkeypatch):
     else:
         monkeypatch.setattr(llm_client, "_aiohttp", None)
     return request.param
-
-
-def scripted(*replies):
-    queue, lock = list(replies), threading.Lock()
-
-    def responder(request):
-        with lock:
-            if queue:
-                return queue.pop(0)
-        return "echo: " + last_user_text(request)
-
-    return responder
 
 
 def chat(srv, text="hello", sleeps=None, **cfg):
