@@ -27,7 +27,7 @@ PACKAGES, PACKAGE_DIR = _packages()
 EXTRAS = {
     "sft": ["llamafactory==0.9.5", "torchaudio==2.11.0", "transformers==5.5.4"],
     "rl": ["verl[verl-core]==0.9.1", "ray"],
-    "data": ["openai", "aiohttp", "pandas", "pyarrow", "pyyaml", "matplotlib", "tqdm"],
+    "data": ["aiohttp", "pandas", "pyarrow", "pyyaml", "matplotlib", "tqdm"],
     "dev": ["pytest", "pytest-timeout", "hypothesis", "wheel", "websockets"],
     # GPU clusters only, never installed in CI; see README "GPU clusters".
     "gpu": ["vllm", "flash-attn"],

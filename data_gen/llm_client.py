@@ -4,9 +4,8 @@ Data building makes tens of thousands of calls to GPT-4o or a ``vllm serve`` end
 appendix A.3), so the client is built for long, interruptible runs:
 
 * bounded concurrency (a semaphore around the HTTP call only; back-off sleeps hold no slot);
-* lean HTTP: the request is POSTed as plain JSON through aiohttp when it is installed (a fraction
-  of the openai SDK's CPU per call, which decides a build's speed on a small machine), else
-  through the SDK's client; both give the same errors and retries;
+* lean HTTP: the request is POSTed as plain JSON through aiohttp (a fraction of the openai SDK's
+  CPU per call, which decides a build's speed on a small machine);
 * retries with exponential back-off and jitter on 429, 5xx, timeouts, connection errors and
   malformed replies (including a caller's ``validate`` rejecting the text), honouring
   ``Retry-After``; other 4xx fail at once with the server's message; 401/403 raise
@@ -41,13 +40,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
 
-import openai
-from openai import AsyncOpenAI
-
-try:  # the fast transport; the openai SDK's own client otherwise (same requests, same errors)
-    import aiohttp as _aiohttp
-except ImportError:  # aiohttp is not in every install (the data extra asks for openai only)
-    _aiohttp = None
+import aiohttp
 
 log = logging.getLogger(__name__)  # retries and failures; their texts are redacted, never the key
 
@@ -292,7 +285,7 @@ def _error_message(data: bytes) -> str:
         return text[:500]
 
 
-class _AiohttpTransport:
+class _Transport:
     """POST a chat request with aiohttp: a persistent connection pool, one write of a prebuilt JSON body,
     the reply read whole. About a tenth of the openai SDK's CPU per call (its request options, header
     merging, anyio/httpcore layers); a build's event loop does everything else between calls, so on
@@ -306,19 +299,19 @@ class _AiohttpTransport:
         self._url = config.base_url.rstrip("/") + "/chat/completions"
         self._headers = {"Authorization": f"Bearer {key}", "Content-Type": "application/json",
                          "Accept": "application/json"}
-        self._timeout = _aiohttp.ClientTimeout(total=None, sock_connect=config.timeout_s, sock_read=config.timeout_s)
+        self._timeout = aiohttp.ClientTimeout(total=None, sock_connect=config.timeout_s, sock_read=config.timeout_s)
         self._session: Any = None  # made on the first call, inside the event loop that uses it
 
     async def post(self, body: dict[str, Any]) -> Any:
         if self._session is None:
             # the client's semaphore bounds the calls in flight; the pool keeps that many connections open
-            self._session = _aiohttp.ClientSession(timeout=self._timeout, trust_env=True,
-                                                   connector=_aiohttp.TCPConnector(limit=0))
+            self._session = aiohttp.ClientSession(timeout=self._timeout, trust_env=True,
+                                                   connector=aiohttp.TCPConnector(limit=0))
         data = json.dumps(body, ensure_ascii=False).encode("utf-8")
         try:
             async with self._session.post(self._url, data=data, headers=self._headers) as response:
                 status, headers, payload = response.status, response.headers, await response.read()
-        except (_aiohttp.ClientError, asyncio.TimeoutError) as exc:
+        except (aiohttp.ClientError, asyncio.TimeoutError) as exc:
             raise _Unreachable(f"{type(exc).__name__}: {exc}") from None
         if status >= 300:
             raise _HTTPStatus(status, _error_message(payload), headers)
@@ -329,32 +322,6 @@ class _AiohttpTransport:
             await self._session.close()
 
 
-class _OpenAITransport:
-    """The same POST through the openai SDK's client, where aiohttp is not installed."""
-
-    def __init__(self, config: LLMConfig, key: str):
-        self._http = AsyncOpenAI(base_url=config.base_url, api_key=key, max_retries=0, timeout=config.timeout_s)
-
-    async def post(self, body: dict[str, Any]) -> Any:
-        # The generic ``post`` sends the plain JSON body: ``chat.completions.create`` would walk every
-        # message through its typed-dict transform and build a pydantic reply.
-        try:
-            return await self._http.post("/chat/completions", body=body, cast_to=object)
-        except openai.APIStatusError as exc:
-            try:  # the server's own text, as the aiohttp transport reports it
-                message = _error_message(exc.response.content)
-            except Exception:  # noqa: BLE001 - a body that was not read
-                message = exc.message
-            raise _HTTPStatus(exc.status_code, message, exc.response.headers) from None
-        except openai.APIConnectionError as exc:  # timeouts included
-            raise _Unreachable(f"{type(exc).__name__}: {exc}") from None
-        except openai.APIResponseValidationError as exc:
-            raise MalformedReply(str(exc)) from None
-
-    async def close(self) -> None:
-        await self._http.close()
-
-
 class LLMClient:
     """Use inside one event loop: ``async with LLMClient(cfg) as llm: await llm.chat(messages)``."""
 
@@ -362,7 +329,7 @@ class LLMClient:
         self.config = config
         self.usage: dict[str, ModelUsage] = {}
         key = os.environ.get(config.api_key_env) or "EMPTY"
-        self._http = (_AiohttpTransport if _aiohttp is not None else _OpenAITransport)(config, key)
+        self._http = _Transport(config, key)
         self._slots = asyncio.Semaphore(config.concurrency)
         self._cache = ResponseCache(config.cache_path) if config.cache_path else None
         self._in_flight: dict[str, asyncio.Future[ChatResult]] = {}
