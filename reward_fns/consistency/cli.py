@@ -60,7 +60,7 @@ def _train(recipe: Path, overrides: list[str]) -> int:
 
 
 def _serve(recipe: Path, overrides: list[str], api_key: str | None) -> int:
-    from .serve import ScorerServer, ServeConfig
+    from .serve import ScorerServer, ServeConfig, bind
 
     config = load(ServeConfig, recipe, overrides)
     if not Path(config.checkpoint).is_dir():
@@ -73,8 +73,13 @@ def _serve(recipe: Path, overrides: list[str], api_key: str | None) -> int:
     dtype = ("bfloat16" if device.startswith("cuda") else "float32") if config.dtype == "auto" else config.dtype
     # Refused keys, oversized bodies and failed batches are logged (never the key); requests are not.
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    scorer = ConsistencyScorer.load(config.checkpoint, device, getattr(torch, dtype))
-    server = ScorerServer(scorer, config, api_key)
+    listener = bind(config.host, config.port)  # a busy port is the user's to fix: said before loading the model
+    try:
+        scorer = ConsistencyScorer.load(config.checkpoint, device, getattr(torch, dtype))
+    except BaseException:
+        listener.close()
+        raise
+    server = ScorerServer(scorer, config, api_key, listener)
     access = f"/score needs the API key (${API_KEY_ENV} or --api-key)" if api_key else "no API key"
     print(f"consistency scorer {config.checkpoint} at {server.url}; {access}", flush=True)
     try:

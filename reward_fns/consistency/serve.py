@@ -222,13 +222,16 @@ class ScorerServer:
     """The service around a :class:`Batcher`: ``serve_forever`` in the foreground (the command),
     or a context manager serving on a thread (tests, benchmarks)."""
 
-    def __init__(self, scorer: ConsistencyScorer, config: ServeConfig, api_key: str | None = None):
+    def __init__(self, scorer: ConsistencyScorer, config: ServeConfig, api_key: str | None = None,
+                 listener: socket.socket | None = None):
+        """``listener``: the socket :func:`bind` made for ``config``'s address, when the caller bound it before
+        loading the scorer (the command does, so a busy port is reported before a minute of loading)."""
         self.batcher = Batcher(scorer, config.max_batch_size, config.max_wait_ms)
         app = create_app(self.batcher, config.checkpoint, config.max_request_bytes, api_key or None)
         # log_config=None: uvicorn's messages go through the caller's logging; no access log, as the
         # reward workers send one request per sample.
         self._uvicorn = uvicorn.Server(uvicorn.Config(app, log_config=None, access_log=False, lifespan="off"))
-        self._socket = bind(config.host, config.port)
+        self._socket = listener or bind(config.host, config.port)
         self._thread: threading.Thread | None = None
 
     @property

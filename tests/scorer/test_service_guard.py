@@ -120,6 +120,17 @@ def test_an_address_in_use_is_a_one_line_recipe_error(scorer, trained_scorer, gu
         ScorerServer(scorer, ServeConfig(str(trained_scorer[0]), port=port))
 
 
+def test_the_command_reports_a_busy_port_before_loading_the_model(trained_scorer, guarded, monkeypatch, capsys):
+    from medsage.reward_fns.consistency.model import ConsistencyScorer
+
+    loads = []
+    monkeypatch.setattr(ConsistencyScorer, "load", classmethod(lambda cls, *a, **k: loads.append(a)))
+    port = guarded.url.rsplit(":", 1)[1]
+    assert cli.serve_main(["recipes/scorer/serve.yaml", f"checkpoint={trained_scorer[0]}", f"port={port}"]) == 2
+    assert f"medsage-scorer-serve: host, port: cannot listen on 127.0.0.1:{port}" in capsys.readouterr().err
+    assert loads == []  # a minute of loading a 7B scorer is not spent before the one-line error
+
+
 def test_the_api_key_option_wins_over_the_variable(monkeypatch):
     seen = []
     monkeypatch.setattr(cli, "_serve", lambda recipe, overrides, api_key: seen.append(api_key) or 0)
