@@ -20,7 +20,7 @@ from medsage.data_gen.config import load_config
 from medsage.data_gen.pipeline import BuildLock, BuildLocked, TrajectoryStore, build
 from medsage.reward_fns.scaffold import parse
 
-from conftest import write_recipe
+from build_recipes import write_recipe
 from test_pipeline_llm import llm_recipe, stage_reply
 
 PRICES = (2.5, 10.0)  # llm_recipe's USD per million prompt and completion tokens, both models

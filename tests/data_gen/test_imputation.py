@@ -17,7 +17,7 @@ from medsage.data_gen.imputation import IMPUTED, parse_label
 from medsage.data_gen.instructions import SOURCE_QA
 from medsage.data_gen.pipeline import build
 
-from conftest import write_recipe
+from build_recipes import write_recipe
 
 UNLABELED_ROWS = {1, 2, 3, 4}  # of six DeepLesion rows: Coarse_lesion_type -1
 DECISIONS = ("label", "label", "null", "too_long", "malformed")  # cycled over distinct images

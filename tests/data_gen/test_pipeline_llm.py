@@ -16,7 +16,7 @@ from medsage.data_gen.config import load_config
 from medsage.data_gen.llm_client import request_key
 from medsage.data_gen.pipeline import build
 
-from conftest import write_recipe
+from build_recipes import write_recipe
 
 FAULTS = ("429", "500", "timeout", "malformed_json", "missing_tag")
 

@@ -20,7 +20,7 @@ from medsage.data_gen.pipeline import build
 from medsage.reward_fns.rewards import compute_score
 from medsage.reward_fns.scaffold import STAGES, parse
 
-from conftest import write_recipe
+from build_recipes import write_recipe
 
 
 @pytest.fixture(scope="module")

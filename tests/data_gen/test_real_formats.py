@@ -17,7 +17,7 @@ from medsage.data_gen.readers import read_coco, read_deeplesion, read_pubmedvisi
 from medsage.data_gen.readers import vqa_json
 from medsage.data_gen.records import DataError, SkipLog
 
-from conftest import write_recipe
+from build_recipes import write_recipe
 
 
 def _deeplesion(root: Path, edit) -> Path:

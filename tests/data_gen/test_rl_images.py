@@ -10,7 +10,7 @@ from medsage.data_gen.config import load_config
 from medsage.data_gen.exports import measure_rl_prompts
 from medsage.data_gen.pipeline import build
 
-from conftest import write_recipe
+from build_recipes import write_recipe
 
 BUDGET = 80 * 80  # under the tiny processor's own 112x112, so the recipe's budget decides the size
 

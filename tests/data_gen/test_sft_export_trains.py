@@ -5,7 +5,7 @@ import math
 from medsage.data_gen.config import load_config
 from medsage.data_gen.pipeline import build
 
-from conftest import write_recipe
+from build_recipes import write_recipe
 from llamafactory_run import train_sft
 
 

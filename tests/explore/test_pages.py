@@ -13,7 +13,7 @@ from medsage.explore import site
 from medsage.explore.cli import build_site, main
 from medsage.reward_fns.scaffold import STAGES
 
-from conftest import HEIGHT, SESSIONS, WIDTH, bodies, facet_values, flag_values, registered, run_eval
+from explore_inputs import HEIGHT, SESSIONS, WIDTH, bodies, facet_values, flag_values, registered, run_eval
 
 
 @pytest.fixture(scope="module")

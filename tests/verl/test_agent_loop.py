@@ -11,7 +11,7 @@ from verl.experimental.agent_loop.agent_loop import AgentLoopWorker
 from verl.protocol import DataProto
 from verl.utils.dataset.rl_dataset import RLHFDataset, collate_fn
 
-from conftest import CHECK, TAU1, TAU2, TEMPLATES, self_check_loop
+from verl_inputs import CHECK, TAU1, TAU2, TEMPLATES, self_check_loop
 from medsage.plugins.verl.hf_backend import HFGenerationBackend
 from medsage.plugins.verl.sessions import SessionOutcome
 from medsage.plugins.verl.settings import render_instruction
@@ -212,7 +212,7 @@ def test_shared_lazy_images_are_decoded_before_sessions_use_threads():
 
     from PIL import Image
 
-    from conftest import image, png_bytes
+    from verl_inputs import image, png_bytes
     from medsage.plugins.verl.agent_loop import _decode_images
 
     shared = Image.open(io.BytesIO(png_bytes(image(3))))

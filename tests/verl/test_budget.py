@@ -9,7 +9,7 @@ from transformers import AutoProcessor
 from verl.utils.dataset.rl_dataset import RLHFDataset
 from verl.workers.rollout.replica import TokenOutput
 
-from conftest import REPO, self_check_loop
+from verl_inputs import REPO, self_check_loop
 from medsage.plugins.verl.settings import RGRPOSettings, check_budget
 
 RESPONSE_KEY = r"actor_rollout_ref.rollout.response_length \(data.max_response_length\)"

@@ -14,7 +14,7 @@ from hydra.errors import ConfigCompositionException
 from verl.trainer.ppo.utils import need_critic, need_reference_policy
 from verl.utils.config import omega_conf_to_dataclass, validate_config
 
-from conftest import REPO
+from verl_inputs import REPO
 from medsage.plugins.verl.main import CPU_BACKEND, ConfigError, prepare
 from medsage.plugins.verl.settings import RGRPOSettings
 

@@ -16,7 +16,7 @@ import pytest
 import torch
 from transformers import AutoModelForImageTextToText
 
-from conftest import REPO
+from verl_inputs import REPO
 from safetensors.torch import load_file, save_file
 
 from medsage.plugins.verl.sessions import SELF_CHECK, read_sessions

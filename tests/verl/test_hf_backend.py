@@ -9,7 +9,7 @@ import asyncio
 import torch
 from transformers import AutoModelForImageTextToText, AutoProcessor
 
-from conftest import image
+from verl_inputs import image
 from medsage.plugins.verl.hf_backend import HFGenerationBackend
 
 GREEDY = {"temperature": 0.0, "top_p": 1.0, "top_k": -1, "logprobs": True}

@@ -8,7 +8,7 @@ from verl.trainer.ppo.core_algos import get_policy_loss_fn
 from verl.utils.config import omega_conf_to_dataclass
 from verl.utils.tokenizer.continuous_token_wiring import create_continuous_token_builder
 
-from conftest import CHECK, QUESTION, TAU1, TAU2, image
+from verl_inputs import CHECK, QUESTION, TAU1, TAU2, image
 from medsage.plugins.verl.advantage import self_check_advantages
 from medsage.plugins.verl.vision import freeze_vision_tower, vision_tower
 

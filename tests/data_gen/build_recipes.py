@@ -1,8 +1,7 @@
-"""Fixtures for the data_gen tests: small recipes over the phantom sources."""
+"""Small build recipes over the phantom sources, for the data_gen tests."""
 
 from pathlib import Path
 
-import pytest
 import yaml
 
 
@@ -23,8 +22,3 @@ def write_recipe(path: Path, **overrides) -> Path:
     recipe.update(overrides)
     path.write_text(yaml.safe_dump(recipe))
     return path
-
-
-@pytest.fixture
-def recipe_writer():
-    return write_recipe
