@@ -70,6 +70,15 @@ def scripted(*replies: Any) -> Callable[[dict[str, Any]], Any]:
     return responder
 
 
+class _Server(ThreadingHTTPServer):
+    """A listen backlog like a production server's (uvicorn: 2048): socketserver's default of 5 drops the
+    SYNs of a client that opens its connection pool at once, and each dropped SYN costs a call 1 s
+    (the kernel's first retransmission)."""
+
+    request_queue_size = 2048
+    daemon_threads = True
+
+
 class StubServer:
     """``with StubServer(responder) as srv:`` serves ``srv.base_url`` and records ``srv.calls``."""
 
@@ -78,8 +87,7 @@ class StubServer:
         self.calls: list[dict[str, Any]] = []
         self.headers_seen: list[dict[str, str]] = []  # lower-cased names
         self._lock = threading.Lock()
-        self._server = ThreadingHTTPServer(("127.0.0.1", 0), self._handler())
-        self._server.daemon_threads = True
+        self._server = _Server(("127.0.0.1", 0), self._handler())
         self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
 
     @property

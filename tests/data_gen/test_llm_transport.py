@@ -1,4 +1,5 @@
-"""The client's HTTP transport (aiohttp) on replies that are not an object, timeouts and a closed port; the cache writes a reply and its
+"""The client's HTTP transport (aiohttp) on replies that are not an object, timeouts and a closed port, behind a proxy
+from the environment and beside a netrc entry for its host; the cache writes a reply and its
 ledger row in one transaction and is never counted per call; the trajectory store commits lines in order with
 shared fsyncs off the event loop."""
 
@@ -103,3 +104,25 @@ def test_store_commits_concurrent_samples_in_order_with_shared_fsyncs(tmp_path, 
     assert sorted(again.index, key=lambda s: int(s[1:])) == [f"s{i}" for i in range(50)]
     assert [again.get(f"s{i}").sample["id"] for i in (0, 49)] == ["s0", "s49"]
     again.close()
+
+
+def test_a_proxy_from_the_environment_carries_the_calls(monkeypatch):
+    for name in ("no_proxy", "NO_PROXY", "all_proxy", "ALL_PROXY"):
+        monkeypatch.delenv(name, raising=False)
+    with StubServer(scripted()) as proxy:
+        monkeypatch.setenv("http_proxy", proxy.base_url.removesuffix("/v1"))
+        result, _ = chat("http://llm.invalid/v1", max_retries=0)  # a host no resolver knows: only the proxy answers
+        calls = len(proxy.calls)
+    assert result.text == "echo: hello" and calls == 1
+
+
+def test_a_netrc_entry_for_the_host_neither_breaks_calls_nor_replaces_the_key(tmp_path, monkeypatch):
+    netrc = tmp_path / "netrc"
+    netrc.write_text("machine 127.0.0.1 login someone password other-secret\n")
+    netrc.chmod(0o600)
+    monkeypatch.setenv("NETRC", str(netrc))
+    monkeypatch.setenv("OPENAI_API_KEY", "sk-the-right-key")
+    with StubServer(scripted()) as srv:
+        result, _ = chat(srv, max_retries=0)
+        sent = srv.headers_seen[0]["authorization"]
+    assert result.text == "echo: hello" and sent == "Bearer sk-the-right-key"
