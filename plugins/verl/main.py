@@ -68,6 +68,46 @@ def prepare(config: DictConfig) -> DictConfig:
     return config
 
 
+def preflight(config: DictConfig) -> None:
+    """What this machine must have before Ray starts, checked in seconds: the data files, a local
+    model folder, and on one node as many accelerators as ``trainer.n_gpus_per_node`` (Ray would
+    otherwise wait for missing GPUs without end, and a missing file would surface as a worker's
+    traceback minutes later)."""
+    for key in ("train_files", "val_files"):
+        for path in _paths(config.data[key]):
+            _require(Path(path).is_file(), f"data.{key}={path}: no such file (the RL data build writes rl/train.parquet "
+                     "and rl/val.parquet: bash recipes/data/build.sh sage_rl10k)")
+    model = str(config.actor_rollout_ref.model.path)
+    _require(not _local_path(model) or Path(model).expanduser().is_dir(),
+             f"actor_rollout_ref.model.path={model}: no such folder (a Hugging Face model folder or hub id)")
+    device, wanted = config.trainer.device, config.trainer.n_gpus_per_node
+    if device == "cpu" or config.trainer.nnodes != 1 or _ray_cluster_running():
+        return
+    from verl.plugin.platform.platform_manager import get_platform
+
+    platform = get_platform()
+    have = platform.device_count() if platform.is_available() else 0
+    if have < wanted:
+        hint = f"set trainer.n_gpus_per_node={have}" if have else "trainer.device=cpu runs on a CPU (recipes/rl/rgrpo_tiny_cpu.yaml)"
+        raise ConfigError(f"trainer.n_gpus_per_node={wanted}, but this machine has {have} {platform.device_name} device(s): {hint}")
+
+
+def _paths(value: object) -> list[str]:
+    """The local files of a verl ``data.*_files`` value (a path or a list); remote URLs are verl's to read."""
+    paths = [value] if isinstance(value, str) else list(value or [])
+    return [str(p) for p in paths if "://" not in str(p)]
+
+
+def _local_path(model: str) -> bool:
+    """Whether a model reference names a folder on this machine rather than a hub id ("org/name")."""
+    return "://" not in model and (model.startswith(("/", ".", "~")) or model.count("/") > 1)
+
+
+def _ray_cluster_running() -> bool:
+    """A Ray cluster to join (``ray start`` on this node, or ``RAY_ADDRESS``): its nodes' devices count, not this one's."""
+    return bool(os.environ.get("RAY_ADDRESS")) or Path("/tmp/ray/ray_current_cluster").exists()
+
+
 def _require(condition: bool, message: str) -> None:
     if not condition:
         raise ConfigError(message)
@@ -109,6 +149,7 @@ def _with_module(modules: str) -> str:
 def main(config: DictConfig) -> None:
     try:
         config = prepare(config)
+        preflight(config)
     except ConfigError as err:  # the user's to fix: the message alone, as every medsage command does
         print(f"medsage-rgrpo: {err}", file=sys.stderr)
         raise SystemExit(USAGE_ERROR) from None

@@ -15,7 +15,7 @@ from verl.trainer.ppo.utils import need_critic, need_reference_policy
 from verl.utils.config import omega_conf_to_dataclass, validate_config
 
 from verl_inputs import REPO
-from medsage.plugins.verl.main import CPU_BACKEND, ConfigError, prepare
+from medsage.plugins.verl.main import CPU_BACKEND, ConfigError, preflight, prepare
 from medsage.plugins.verl.settings import RGRPOSettings
 
 RECIPES = REPO / "recipes" / "rl"
@@ -135,6 +135,72 @@ def test_command_line_reports_a_bad_override():
     result = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, timeout=300)
     assert result.returncode == 2 and "Traceback" not in result.stderr
     assert result.stderr.strip() == "medsage-rgrpo: the verl config: medsage.alpha: expected >= 0, got -1.0 (float)"
+
+
+class _Platform:
+    """verl's platform object as a machine with ``count`` devices reports it."""
+
+    device_name = "cuda"
+
+    def __init__(self, count: int):
+        self.count = count
+
+    def is_available(self) -> bool:
+        return self.count > 0
+
+    def device_count(self) -> int:
+        return self.count
+
+
+@pytest.fixture
+def present(tmp_path, monkeypatch):
+    """The recipe with its data files and model folder present, on a one-node machine with ``gpus`` devices."""
+    import verl.plugin.platform.platform_manager as platforms
+
+    for name in ("train", "val"):
+        (tmp_path / f"{name}.parquet").write_bytes(b"PAR1")
+    (tmp_path / "model").mkdir()
+    monkeypatch.delenv("RAY_ADDRESS", raising=False)
+    monkeypatch.setattr("medsage.plugins.verl.main._ray_cluster_running", lambda: False)
+
+    def make(*overrides: str, gpus: int = 4):
+        monkeypatch.setattr(platforms, "get_platform", lambda: _Platform(gpus))
+        return prepare(_recipe(f"data.train_files={tmp_path}/train.parquet", f"data.val_files={tmp_path}/val.parquet",
+                               f"actor_rollout_ref.model.path={tmp_path}/model", *overrides))
+
+    return make
+
+
+def test_preflight_passes_when_the_machine_has_what_the_recipe_needs(present):
+    preflight(present())
+    preflight(present("actor_rollout_ref.model.path=Qwen/Qwen2.5-VL-7B-Instruct"))  # a hub id: verl downloads it
+    preflight(present("trainer.nnodes=2", gpus=0))  # the cluster's nodes count, not the launching one's
+
+
+@pytest.mark.parametrize(
+    "override, gpus, message",
+    [
+        ("data.val_files=nowhere/val.parquet", 4, r"data.val_files=nowhere/val.parquet: no such file \(the RL data build"),
+        ("actor_rollout_ref.model.path=outputs/sft/missing", 4, r"model.path=outputs/sft/missing: no such folder"),
+        ("trainer.n_gpus_per_node=4", 2, r"n_gpus_per_node=4, but this machine has 2 cuda device\(s\): set trainer.n_gpus_per_node=2"),
+        ("trainer.n_gpus_per_node=4", 0, r"has 0 cuda device\(s\): trainer.device=cpu runs on a CPU"),
+    ],
+)
+def test_preflight_names_what_the_machine_lacks(present, override, gpus, message):
+    """Without these checks verl starts Ray and then waits without end for missing GPUs, or a worker
+    fails on a missing file minutes later."""
+    with pytest.raises(ConfigError, match=message):
+        preflight(present(override, gpus=gpus))
+
+
+def test_the_launch_script_reports_a_missing_rl_build_at_once(tmp_path):
+    env = {**os.environ, "MEDSAGE_OUT": str(tmp_path), "PATH": f"{sysconfig.get_path('scripts')}{os.pathsep}{os.environ['PATH']}"}
+    result = subprocess.run(["bash", "recipes/rl/run_rgrpo_qwen2_5_vl_7b.sh"], cwd=REPO, env=env, capture_output=True,
+                            text=True, timeout=300)
+    assert result.returncode == 2 and "Traceback" not in result.stderr
+    assert result.stderr.strip().endswith(f"medsage-rgrpo: data.train_files={tmp_path}/data/sage_rl10k/rl/train.parquet: "
+                                          "no such file (the RL data build writes rl/train.parquet and rl/val.parquet: "
+                                          "bash recipes/data/build.sh sage_rl10k)")
 
 
 @pytest.mark.parametrize("config", [[], [f"--config-path={RECIPES}", f"--config-name={RECIPE}"]], ids=["default", RECIPE])
