@@ -26,9 +26,13 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def _build(recipe: str, overrides: list[str], progress: bool) -> int:
-    from medsage.data_gen.config import load_config
+    from medsage.config import ConfigError
+    from medsage.data_gen.config import load_config, missing_source_paths
 
     config = load_config(recipe, tuple(overrides))
+    missing = missing_source_paths(config)
+    if missing:
+        raise ConfigError(f"{recipe}: a source is not where the recipe says:\n  " + "\n  ".join(missing))
     from medsage.data_gen.llm_client import LLMAuthError
     from medsage.data_gen.pipeline import BuildLocked, build
     from medsage.data_gen.records import DataError

@@ -90,6 +90,22 @@ def test_a_build_that_accepts_nothing_exits_non_zero(tmp_path, capsys):
     assert "no trajectory was accepted" in capsys.readouterr().err
 
 
+def test_every_missing_source_path_is_named_before_any_work(tmp_path, capsys):
+    (tmp_path / "DeepLesion").mkdir()
+    recipe = write_recipe(tmp_path / "r.yaml", sources=[
+        {"kind": "deeplesion", "root": str(tmp_path / "DeepLesion")},
+        {"kind": "coco", "root": str(tmp_path / "coco"), "modality": "X-ray"},
+        {"kind": "pubmedvision", "json": str(tmp_path / "vqa.json"), "image_root": str(tmp_path)},
+    ])
+    assert main(["build", str(recipe), "--no-progress"]) == 2
+    assert capsys.readouterr().err.splitlines() == [
+        f"medsage-data: {recipe}: a source is not where the recipe says:",
+        f"  sources.1.root: {tmp_path / 'coco'} does not exist",
+        f"  sources.2.json: {tmp_path / 'vqa.json'} does not exist",
+    ]
+    assert not (tmp_path / "out").exists()  # nothing surveyed, locked or written
+
+
 def _tagged(request):
     """Stage replies whose VISUAL names the image it saw, so every later call can be traced to its image."""
     reply = stage_reply(request)
