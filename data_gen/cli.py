@@ -32,7 +32,7 @@ def _build(recipe: str, overrides: list[str], progress: bool) -> int:
     config = load_config(recipe, tuple(overrides))
     missing = missing_source_paths(config)
     if missing:
-        raise ConfigError(f"{recipe}: a source is not where the recipe says:\n  " + "\n  ".join(missing))
+        raise ConfigError(f"{recipe}: " + "; ".join(missing))
     from medsage.data_gen.llm_client import LLMAuthError
     from medsage.data_gen.pipeline import BuildLocked, build
     from medsage.data_gen.records import DataError

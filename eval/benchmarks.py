@@ -18,16 +18,20 @@ import inspect
 import io
 import json
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 from functools import cached_property
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pandas as pd
 import pyarrow as pa
 from PIL import Image
 
 from medsage.reward_fns.answers import LETTERS, AnswerType, answer_type, normalize, question_choices
+
+if TYPE_CHECKING:
+    from .config import BenchmarkSpec
 
 ImageRef = str | bytes
 
@@ -444,6 +448,16 @@ LOADERS: dict[str, Callable[..., list[Item]]] = {
     "omnimedvqa": load_omnimedvqa,
     "phantom": lambda root, **kw: load_slake(root, name="phantom", **kw),
 }
+
+
+def load_benchmarks(specs: Sequence[BenchmarkSpec]) -> list[list[Item]]:
+    """Every benchmark of a recipe, loaded before any model; the paths that do not exist are named
+    all at once by their recipe keys, so one run of the command shows every one to fix."""
+    missing = [f"benchmarks.{i}.path: {spec.path} does not exist ({spec.name})"
+               for i, spec in enumerate(specs) if not Path(spec.path).exists()]
+    if missing:
+        raise BenchmarkFormatError("; ".join(missing))
+    return [load_benchmark(spec.name, spec.path, spec.limit, **spec.options) for spec in specs]
 
 
 def load_benchmark(

@@ -22,7 +22,7 @@ from pathlib import Path
 from medsage.data_gen.llm_client import LLMConfig
 
 from .backends import Backend, GenerationParams, HFBackend, OpenAIBackend, VLLMBackend, VLLMOptions
-from .benchmarks import Item, load_benchmark
+from .benchmarks import Item, load_benchmarks
 from .config import EvalConfig, JudgeSpec, ModelSpec
 from .judge import judge_open_answers, judge_reasoning
 from .predictions import PredictionStore, PredictSetup, checkpoint_fingerprint, predict
@@ -118,7 +118,7 @@ def run_evaluation(config: EvalConfig, backend: Backend | None = None) -> EvalRe
     for b in config.benchmarks:
         if int(b.options.get("samples", 1)) > 1 and not config.temperature:
             raise ValueError(f"benchmark {b.name}: options.samples > 1 needs sampled decoding (temperature > 0)")
-    benchmarks = [load_benchmark(b.name, b.path, b.limit, **b.options) for b in config.benchmarks]
+    benchmarks = load_benchmarks(config.benchmarks)
     setup = predict_setup(config)
     owned = backend is None
     backend = backend or build_backend(config.model)

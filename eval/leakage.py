@@ -20,7 +20,7 @@ from pathlib import Path
 from medsage.data_gen.config import LeakageConfig
 from medsage.data_gen.leakage import dhash, hash_training_images, nearest_within
 
-from .benchmarks import ImageRef, Item, load_benchmark, load_image
+from .benchmarks import ImageRef, Item, load_benchmarks, load_image
 from .config import EvalConfig
 from .report import md_table
 
@@ -71,7 +71,7 @@ def check_leakage(
 ) -> list[BenchmarkLeakage]:
     """Every benchmark of a recipe (with its limit and options) against the training images; the
     benchmarks load first, so a wrong path fails before a large training set is hashed."""
-    benchmarks = [(s.name, load_benchmark(s.name, s.path, s.limit, **s.options)) for s in config.benchmarks]
+    benchmarks = [(s.name, items) for s, items in zip(config.benchmarks, load_benchmarks(config.benchmarks))]
     train: dict[str, bytes] = {}
     for source in train_sources:
         train.update(hash_training_images(source, media_dir))
