@@ -73,13 +73,14 @@ def preflight(config: DictConfig) -> None:
     model folder, and on one node as many accelerators as ``trainer.n_gpus_per_node`` (Ray would
     otherwise wait for missing GPUs without end, and a missing file would surface as a worker's
     traceback minutes later)."""
-    for key in ("train_files", "val_files"):
-        for path in _paths(config.data[key]):
-            _require(Path(path).is_file(), f"data.{key}={path}: no such file (the RL data build writes rl/train.parquet "
-                     "and rl/val.parquet: bash recipes/data/build.sh sage_rl10k)")
+    files = [f"data.{key}={path}" for key in ("train_files", "val_files")
+             for path in _paths(config.data[key]) if not Path(path).is_file()]
+    missing = [f"{', '.join(files)}: no such file (the RL data build writes rl/train.parquet and rl/val.parquet: "
+               "bash recipes/data/build.sh sage_rl10k)"] if files else []
     model = str(config.actor_rollout_ref.model.path)
-    _require(not _local_path(model) or Path(model).expanduser().is_dir(),
-             f"actor_rollout_ref.model.path={model}: no such folder (a Hugging Face model folder or hub id)")
+    if _local_path(model) and not Path(model).expanduser().is_dir():
+        missing.append(f"actor_rollout_ref.model.path={model}: no such folder (a Hugging Face model folder or hub id)")
+    _require(not missing, "; ".join(missing))
     device, wanted = config.trainer.device, config.trainer.n_gpus_per_node
     if device == "cpu" or config.trainer.nnodes != 1 or _ray_cluster_running():
         return

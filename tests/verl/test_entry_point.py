@@ -182,6 +182,7 @@ def test_preflight_passes_when_the_machine_has_what_the_recipe_needs(present):
     [
         ("data.val_files=nowhere/val.parquet", 4, r"data.val_files=nowhere/val.parquet: no such file \(the RL data build"),
         ("actor_rollout_ref.model.path=outputs/sft/missing", 4, r"model.path=outputs/sft/missing: no such folder"),
+        ("data.train_files=[a.parquet,b.parquet]", 4, r"data.train_files=a.parquet, data.train_files=b.parquet: no such file"),
         ("trainer.n_gpus_per_node=4", 2, r"n_gpus_per_node=4, but this machine has 2 cuda device\(s\): set trainer.n_gpus_per_node=2"),
         ("trainer.n_gpus_per_node=4", 0, r"has 0 cuda device\(s\): trainer.device=cpu runs on a CPU"),
     ],
@@ -198,9 +199,11 @@ def test_the_launch_script_reports_a_missing_rl_build_at_once(tmp_path):
     result = subprocess.run(["bash", "recipes/rl/run_rgrpo_qwen2_5_vl_7b.sh"], cwd=REPO, env=env, capture_output=True,
                             text=True, timeout=300)
     assert result.returncode == 2 and "Traceback" not in result.stderr
-    assert result.stderr.strip().endswith(f"medsage-rgrpo: data.train_files={tmp_path}/data/sage_rl10k/rl/train.parquet: "
-                                          "no such file (the RL data build writes rl/train.parquet and rl/val.parquet: "
-                                          "bash recipes/data/build.sh sage_rl10k)")
+    rl, model = tmp_path / "data" / "sage_rl10k" / "rl", tmp_path / "sft" / "qwen2_5vl_7b_lvkc"
+    assert result.stderr.strip().splitlines()[-1] == (
+        f"medsage-rgrpo: data.train_files={rl}/train.parquet, data.val_files={rl}/val.parquet: no such file (the RL "
+        f"data build writes rl/train.parquet and rl/val.parquet: bash recipes/data/build.sh sage_rl10k); "
+        f"actor_rollout_ref.model.path={model}: no such folder (a Hugging Face model folder or hub id)")
 
 
 @pytest.mark.parametrize("config", [[], [f"--config-path={RECIPES}", f"--config-name={RECIPE}"]], ids=["default", RECIPE])
