@@ -78,6 +78,14 @@ def build(cls: type[T], data: Any, source: str, key: str = "") -> T:
     return _convert(cls, data, _Where(source, key))
 
 
+def missing_model_folder(model: str) -> bool:
+    """Whether a model reference names a folder on this machine that is not there. A path (absolute,
+    relative with ``./``, or two or more folders deep, as every recipe's outputs are) is a folder; a
+    hub id ``org/name`` and a URL are the loader's to fetch."""
+    local = "://" not in model and (model.startswith(("/", ".", "~")) or model.count("/") > 1)
+    return local and not Path(model).expanduser().is_dir()
+
+
 def package_file(path: str | Path) -> Path:
     """A file a recipe names: ``pkg://medsage.plugins.verl/templates/retry.jinja`` is one shipped inside
     the installed package (found from any working directory); anything else is a path as written."""

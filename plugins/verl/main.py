@@ -19,7 +19,7 @@ from pathlib import Path
 import hydra
 from omegaconf import DictConfig, OmegaConf, open_dict
 
-from medsage.config import USAGE_ERROR, ConfigError, package_file
+from medsage.config import USAGE_ERROR, ConfigError, missing_model_folder, package_file
 
 from .settings import SECTION, RGRPOSettings, check_budget
 
@@ -78,7 +78,7 @@ def preflight(config: DictConfig) -> None:
     missing = [f"{', '.join(files)}: no such file (the RL data build writes rl/train.parquet and rl/val.parquet: "
                "bash recipes/data/build.sh sage_rl10k)"] if files else []
     model = str(config.actor_rollout_ref.model.path)
-    if _local_path(model) and not Path(model).expanduser().is_dir():
+    if missing_model_folder(model):
         missing.append(f"actor_rollout_ref.model.path={model}: no such folder (a Hugging Face model folder or hub id)")
     _require(not missing, "; ".join(missing))
     device, wanted = config.trainer.device, config.trainer.n_gpus_per_node
@@ -97,11 +97,6 @@ def _paths(value: object) -> list[str]:
     """The local files of a verl ``data.*_files`` value (a path or a list); remote URLs are verl's to read."""
     paths = [value] if isinstance(value, str) else list(value or [])
     return [str(p) for p in paths if "://" not in str(p)]
-
-
-def _local_path(model: str) -> bool:
-    """Whether a model reference names a folder on this machine rather than a hub id ("org/name")."""
-    return "://" not in model and (model.startswith(("/", ".", "~")) or model.count("/") > 1)
 
 
 def _ray_cluster_running() -> bool:

@@ -100,6 +100,19 @@ def test_cli_reports_a_missing_benchmark_file_without_a_traceback(tmp_path, caps
     assert "test.json" in capsys.readouterr().err
 
 
+def test_cli_names_every_missing_benchmark_and_then_a_missing_model_before_loading_anything(tmp_path, capsys):
+    recipe = str(RECIPES / "phantom_tiny.yaml")
+    benchmarks = f"benchmarks=[{{name: slake, path: {tmp_path / 'slake'}}}, {{name: phantom, path: {tmp_path / 'p'}}}]"
+    assert main([recipe, benchmarks, f"output_dir={tmp_path / 'out'}"]) == 2
+    assert capsys.readouterr().err == (f"medsage-eval: benchmarks.0.path: {tmp_path / 'slake'} does not exist (slake); "
+                                       f"benchmarks.1.path: {tmp_path / 'p'} does not exist (phantom)\n")
+    bench = write_slake(tmp_path / "bench", [{"question": "Which organ?", "answer": "Liver", "answer_type": "OPEN", "q_lang": "en"}])
+    model = tmp_path / "rl" / "huggingface"  # what a launch script writes after training: not there yet
+    assert main([recipe, f"benchmarks=[{{name: phantom, path: {bench}}}]", f"model.path={model}",
+                 f"output_dir={tmp_path / 'out'}"]) == 2
+    assert capsys.readouterr().err == f"medsage-eval: model.path={model}: no such folder (a Hugging Face model folder or hub id)\n"
+
+
 def test_judge_section_takes_every_endpoint_key_and_checks_them():
     base = {"model": {"path": "m"}, "benchmarks": [{"name": "slake", "path": "x"}], "output_dir": "out"}
     endpoint = {"base_url": "http://127.0.0.1:9/v1", "model": "gpt-4.1", "max_retries": 2, "price_input_per_m": 2.0}
