@@ -80,10 +80,14 @@ class _Server(ThreadingHTTPServer):
 
 
 class StubServer:
-    """``with StubServer(responder) as srv:`` serves ``srv.base_url`` and records ``srv.calls``."""
+    """``with StubServer(responder) as srv:`` serves ``srv.base_url`` and records ``srv.calls``.
 
-    def __init__(self, responder: Responder):
-        self.responder = responder
+    ``record=False`` keeps no requests: a benchmark's hundreds of thousands of calls, each with its
+    image, would otherwise hold gigabytes in the server.
+    """
+
+    def __init__(self, responder: Responder, record: bool = True):
+        self.responder, self.record = responder, record
         self.calls: list[dict[str, Any]] = []
         self.headers_seen: list[dict[str, str]] = []  # lower-cased names
         self._lock = threading.Lock()
@@ -104,6 +108,8 @@ class StubServer:
         self._server.server_close()
 
     def _record(self, request: dict[str, Any], headers: dict[str, str]) -> None:
+        if not self.record:
+            return
         with self._lock:
             self.calls.append(request)
             self.headers_seen.append(headers)

@@ -144,7 +144,7 @@ def reply(request: dict) -> StubReply:
 
 
 def serve(latency: bool, urls: mp.Queue, cpu: mp.Queue, stop: mp.Event) -> None:
-    with StubServer(reply if latency else stage_reply) as srv:
+    with StubServer(reply if latency else stage_reply, record=False) as srv:
         urls.put(srv.base_url)
         stop.wait()
         cpu.put(sum(os.times()[:2]))
