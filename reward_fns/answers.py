@@ -419,12 +419,16 @@ def _canon_clauses(text: str) -> list[str]:
 _LABEL_CONTEXT = frozenset({"not", "is", "s", "choose", "chose", "choosing", "select", "selected", "pick", "picked",
                             "than", "option", "answer", "choice", "and", "or", "nor", "be", "letter", "with", "either"})
 _LABEL_VERBS = frozenset({"is", "was", "would", "seems", "appears", "looks", "fits", "matches", "best"})
+# Patterns 2 and 4 are written charset first (the engine scans for a charset fast, not for a lookbehind or a
+# case-folded alternation): \b(?i:answer|option|choice)... and (?<![\w\-])([A-J])(?![\w\-'\u2019]), the same
+# matches (no character but a/o/c in either case folds onto the words' first letters).
 _LETTER_PATTERNS = (
     re.compile(r"^\s*[\(\[]?([A-Ja-j])[\)\]]?[.:]?\s*$"),  # the whole clause: "C", "(c)", "C:"
     re.compile(r"^\s*[\(\[]?([A-J])[\)\].:]\s"),  # "C. Flexor pathology", "(C) ..."
-    re.compile(r"\b(?i:answer|option|choice)(?:\s+is)?\s*[:\-]?\s*[\(\[]?([A-Ja-j])(?![\w\-])"),  # "answer is c"
+    re.compile(r"[aAoOcC](?<=\b[aAoOcC])(?i:(?<=[aA])nswer|(?<=[oO])ption|(?<=[cC])hoice)"  # "answer is c"
+               r"(?:\s+is)?\s*[:\-]?\s*[\(\[]?([A-Ja-j])(?![\w\-])"),
     re.compile(r"[\(\[]([A-J])[\)\]]"),  # "(C)" anywhere
-    re.compile(r"(?<![\w\-])([A-J])(?![\w\-'\u2019])"),  # "I choose B", "B is correct", "C, not B"
+    re.compile(r"([A-J])(?<![\w\-].)(?![\w\-'\u2019])"),  # "I choose B", "B is correct", "C, not B"
 )
 _WORD_BEFORE_RE = re.compile(r"(\w+)\W*$")
 _WORD_AFTER_RE = re.compile(r"[\)\]]?\s*([A-Za-z]+)")  # used with match(): anchored at its pos
@@ -446,9 +450,7 @@ def _is_label(clause: str, start: int, end: int, pattern_index: int) -> bool:
     return word.lower() in _LABEL_CONTEXT or re.fullmatch(r"[A-J]", word) is not None  # "B, C": a list of labels
 
 
-_UPPER_LABEL_RE = re.compile(r"[A-J]")
 _LABEL_WORD_RE = re.compile(r"(?i:answer|option|choice)")
-_CAPITAL_LABEL_RE = re.compile("|".join(f"(?:{_LETTER_PATTERNS[i].pattern})" for i in (1, 3, 4)))
 _LABEL_WORDS = ("answer", "option", "choice")
 _FOLDS_TO_LABEL_WORDS = ("\u017f", "\u0130", "\u0131")  # what IGNORECASE also reads as s or i, besides ASCII
 
@@ -468,7 +470,7 @@ def _letter_patterns(clause: str) -> list[tuple[int, re.Pattern[str]]]:
     patterns = []
     if len(clause) <= 8 or len(clause.strip()) <= 4:
         patterns.append((0, _LETTER_PATTERNS[0]))
-    capital = _UPPER_LABEL_RE.search(clause) is not None and _CAPITAL_LABEL_RE.search(clause) is not None
+    capital = _LETTER_PATTERNS[4].search(clause) is not None  # a letter patterns 1 and 3 find, 4 finds too
     if capital:
         patterns.append((1, _LETTER_PATTERNS[1]))
     if _may_name_label_word(clause):
@@ -479,12 +481,21 @@ def _letter_patterns(clause: str) -> list[tuple[int, re.Pattern[str]]]:
 
 
 def _letter_mentions(clause: str, opts: dict[str, str]) -> list[tuple[str, bool]]:
-    """(letter, negated) for each option label the clause names."""
+    """(letter, negated) for each option label the clause names.
+
+    A letter two patterns find ("answer is B" and the bare "B") is judged once, by the first: the
+    patterns run in order of index, :func:`_is_label` never accepts at a higher index what it refused
+    at a lower one, and the mention's (letter, negated) depends on its position alone.
+    """
     found = set()
     seen: set[tuple[int, str, str]] = set()  # a looping response repeats the same few words: judge each look once
+    judged: set[int] = set()
     for index, pattern in _letter_patterns(clause):
         for m in pattern.finditer(clause):
             letter, start, end = m.group(1).upper(), m.start(1), m.end(1)
+            if start in judged:
+                continue
+            judged.add(start)
             window = (index, clause[max(0, start - _CONTEXT_CHARS) : start], clause[start:end + _CONTEXT_CHARS])
             if letter not in opts or window in seen:
                 continue

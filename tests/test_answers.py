@@ -613,6 +613,24 @@ def test_mark_splits_are_the_alternation_splits():
         assert A._SEGMENT_MARKS_RE.split(text) == segment.split(text)
 
 
+def test_letter_patterns_find_what_their_plain_forms_find():
+    """Patterns 2 and 4 are written charset first; they must match where the plain forms do, with the same
+    letter, and pattern 4 alone must gate patterns 1, 3 and 4 as their alternation did."""
+    import random
+
+    plain = {2: re.compile(r"\b(?i:answer|option|choice)(?:\s+is)?\s*[:\-]?\s*[\(\[]?([A-Ja-j])(?![\w\-])"),
+             4: re.compile(r"(?<![\w\-])([A-J])(?![\w\-'\u2019])")}
+    gate = re.compile("|".join(f"(?:{A._LETTER_PATTERNS[i].pattern})" for i in (1, 3, 4)))
+    rng = random.Random(0)
+    pieces = ["answer", "ANSWER", "Option", "choice", "an\u017fwer", "opt\u0131on", "cho\u0130ce", "is", "A", "B", "c", "J",
+              "K", "(", ")", "[", "]", ".", ":", "-", "'", "\u2019", "_", "x", "\u00e9", "1", "\n", "reanswer", "Bo"]
+    for _ in range(20_000):
+        text = "".join(rng.choice(pieces) + rng.choice(["", " ", "  "]) for _ in range(rng.randint(0, 8)))
+        for i, pattern in plain.items():
+            assert [m.span(1) for m in A._LETTER_PATTERNS[i].finditer(text)] == [m.span(1) for m in pattern.finditer(text)]
+        assert (A._LETTER_PATTERNS[4].search(text) is None) == (gate.search(text) is None)
+
+
 def test_polar_word_pattern_finds_what_the_plain_alternation_finds():
     import random
 
