@@ -53,10 +53,10 @@ reads of the json included); cache 24.6 MB at 20,000 (the stub's replies are sho
 run to a few hundred tokens, so a real cache is larger). 60,000 records built whole (after 5d9fda3,
 under nice 19 beside other jobs): 60,000 samples, 301,764 calls, 137,142 accepted trajectories; peak
 RSS 279 MB (the stub server's process: 142 MB at 2.5 min; before 5d9fda3 it kept every request with
-its image and held 7.3 GB after six minutes, on course to exhaust the machine's 23 GB); cache 73.1 MB; 506 s, 8.4 s per
-1,000 samples (both reads of the json included; writing the json took 365 s). At 5,000 of 20,000
-records, fair CPU, one build each: 9.6 s per 1,000 samples with the code and stub before 1ab7e19,
-7.4 s after 5d9fda3.
+its image and held 7.3 GB after six minutes, on course to exhaust the machine's 23 GB); cache
+73.1 MB; 506 s, 8.4 s per 1,000 samples (both reads of the json included; writing the json took
+365 s). At 5,000 of 20,000 records, fair CPU, one build each: 9.6 s per 1,000 samples with the code
+and stub before 1ab7e19, 7.4 s after 5d9fda3.
 
 The server is the tests' stub (``tests/openai_stub.py``). It sets TCP_NODELAY like a production
 server: Python's ``http.server`` sends a reply's headers and body in two writes; with Nagle's
