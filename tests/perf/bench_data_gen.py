@@ -43,7 +43,8 @@ first call to its last. The rest of the wall is fixed per build: 0.08 s to the f
 of ramp and drain (a sample's four generator calls and its judge call are sequential), 0.1 s for
 the last judge calls, 0.56 s of exports (card plots 0.32 s, RL parquet 0.17 s). Tested and not
 kept: encoding the body before taking a slot (0.07 ms; a waiting call would hold a copy of its
-images).
+images). Rechecked after 5d9fda3 (the stub keeps no requests), fair CPU, ``--repeat 3``: 1.087,
+1.088, 1.089, median 1.088; build CPU 1.97-2.17 ms per call, stub 0.38 ms.
 
 scale 2,000 records: 3,000 samples, 27,901 calls, peak RSS 288 MB, cache 6.9 MB, 76.5 s per 1,000
 samples at zero latency (before 8494cfd). paper, a 647,031-record 599 MB PubMedVision json:
