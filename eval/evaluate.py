@@ -120,7 +120,7 @@ def run_evaluation(config: EvalConfig, backend: Backend | None = None) -> EvalRe
         if int(b.options.get("samples", 1)) > 1 and not config.temperature:
             raise ValueError(f"benchmark {b.name}: options.samples > 1 needs sampled decoding (temperature > 0)")
     benchmarks = load_benchmarks(config.benchmarks)
-    if config.model.backend != "openai" and missing_model_folder(config.model.path):
+    if backend is None and config.model.backend != "openai" and missing_model_folder(config.model.path):
         raise ConfigError(f"model.path={config.model.path}: no such folder (a Hugging Face model folder or hub id)")
     setup = predict_setup(config)
     owned = backend is None
