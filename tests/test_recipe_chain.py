@@ -124,6 +124,8 @@ def test_launch_scripts_hand_each_stage_the_previous_ones_output(stubs, tmp_path
     out = tmp_path / "run"
     sft_data = _value(_run("data/build.sh", stubs, out, "sage_sft20k")[0], "output_dir")
     rl_data = _value(_run("data/build.sh", stubs, out, "sage_rl10k", "seed=3")[0], "output_dir")
+    (Path(sft_data) / "sft").mkdir(parents=True)
+    (Path(sft_data) / "sft" / "dataset_info.json").write_text("{}")  # what the (stubbed) build writes
     sft = _run("sft/train_4gpu.sh", stubs, out, "num_train_epochs=2")[0]
     scorer = _run("scorer/train.sh", stubs, out)[0]
     served = _run("scorer/serve.sh", stubs, out, "port=8766")[0]
@@ -140,6 +142,17 @@ def test_launch_scripts_hand_each_stage_the_previous_ones_output(stubs, tmp_path
     assert f"--local_dir {checkpoints}/global_step_2/actor" in merge
     assert _value(evaluation, "model.path") == merge.split("--target_dir ")[1].split()[0]
     assert _value(evaluation, "output_dir").startswith(str(out))
+
+
+def test_the_sft_launcher_names_missing_data_in_one_line_before_starting_ranks(stubs, tmp_path):
+    env = {"PATH": f"{stubs}:{os.environ['PATH']}", "STUB_LOG": str(stubs / "calls.log"), "MEDSAGE_OUT": str(tmp_path)}
+    for args, where in (((), tmp_path / "data/sage_sft20k/sft"), ((f"dataset_dir={tmp_path / 'mine'}",), tmp_path / "mine")):
+        result = subprocess.run(["bash", str(RECIPES / "sft/train_4gpu.sh"), *args], env=env, capture_output=True, text=True,
+                                timeout=60)
+        assert result.returncode == 2 and result.stderr == (
+            f"recipes/sft/train_4gpu.sh: no SFT data at {where} (no dataset_info.json): "
+            "bash recipes/data/build.sh sage_sft20k writes it\n")
+    assert not (stubs / "calls.log").exists()  # llamafactory-cli never started
 
 
 def test_the_readme_cluster_section_names_scripts_and_recipes_that_exist():
