@@ -3,7 +3,7 @@
 (:mod:`.command`)."""
 
 from .command import USAGE_ERROR, parse, recipe_parser, run
-from .recipe import ConfigError, apply_overrides, bounded, build, load, missing_model_folder, package_file
+from .recipe import ConfigError, apply_overrides, bounded, build, load, missing_model, missing_paths, package_file
 
-__all__ = ["USAGE_ERROR", "ConfigError", "apply_overrides", "bounded", "build", "load", "missing_model_folder",
+__all__ = ["USAGE_ERROR", "ConfigError", "apply_overrides", "bounded", "build", "load", "missing_model", "missing_paths",
            "package_file", "parse", "recipe_parser", "run"]

@@ -13,7 +13,7 @@ from __future__ import annotations
 import dataclasses
 import functools
 import types
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from importlib import resources
 from pathlib import Path
 from typing import Any, Literal, TypeVar, Union, get_args, get_origin, get_type_hints
@@ -78,12 +78,23 @@ def build(cls: type[T], data: Any, source: str, key: str = "") -> T:
     return _convert(cls, data, _Where(source, key))
 
 
-def missing_model_folder(model: str) -> bool:
-    """Whether a model reference names a folder on this machine that is not there. A path (absolute,
-    relative with ``./``, or two or more folders deep, as every recipe's outputs are) is a folder; a
-    hub id ``org/name`` and a URL are the loader's to fetch."""
+_PATH_KINDS = {"path": (Path.exists, "does not exist"), "file": (Path.is_file, "is not a file"),
+               "folder": (Path.is_dir, "is not a folder")}
+
+
+def missing_paths(paths: Iterable[tuple[str, object]], kind: Literal["path", "file", "folder"] = "path") -> list[str]:
+    """``<key>: <path> does not exist`` (``is not a file``, ``is not a folder``) for each (recipe key, path)
+    that this machine lacks (None: no path): a command names them all in one line before any work starts."""
+    present, problem = _PATH_KINDS[kind]
+    return [f"{key}: {path} {problem}" for key, path in paths if path is not None and not present(Path(str(path)).expanduser())]
+
+
+def missing_model(key: str, model: str) -> list[str]:
+    """:func:`missing_paths` of a model reference that names a folder on this machine: a path (absolute,
+    relative with ``./``, or two or more folders deep, as every recipe's outputs are); a hub id
+    ``org/name`` and a URL are the loader's to fetch."""
     local = "://" not in model and (model.startswith(("/", ".", "~")) or model.count("/") > 1)
-    return local and not Path(model).expanduser().is_dir()
+    return missing_paths([(key, model)], "folder") if local else []
 
 
 def package_file(path: str | Path) -> Path:

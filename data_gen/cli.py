@@ -26,11 +26,13 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def _build(recipe: str, overrides: list[str], progress: bool) -> int:
-    from medsage.config import ConfigError
-    from medsage.data_gen.config import load_config, missing_source_paths
+    from medsage.config import ConfigError, missing_paths
+    from medsage.data_gen.config import load_config
 
     config = load_config(recipe, tuple(overrides))
-    missing = missing_source_paths(config)
+    # all at once, before a build that would stop at the first (after surveying the sources before it)
+    missing = missing_paths((f"sources.{i}.{name}", getattr(source, name))
+                            for i, source in enumerate(config.sources) for name in ("root", "json", "image_root"))
     if missing:
         raise ConfigError(f"{recipe}: " + "; ".join(missing))
     from medsage.data_gen.llm_client import LLMAuthError

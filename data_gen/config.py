@@ -108,15 +108,6 @@ class BuildConfig:
             raise ValueError("sources: expected at least one source")
 
 
-def missing_source_paths(config: BuildConfig) -> list[str]:
-    """Every source path of the recipe that does not exist, as ``sources.<i>.<field>: <path>``: all of
-    them at once, before a build that would stop at the first (after surveying the sources before it)."""
-    return [f"sources.{i}.{name}: {value} does not exist"
-            for i, source in enumerate(config.sources)
-            for name in ("root", "json", "image_root")
-            if (value := getattr(source, name)) is not None and not Path(value).exists()]
-
-
 def load_config(path: Path | str, overrides: tuple[str, ...] = ()) -> BuildConfig:
     """Read a build recipe with ``a.b=value`` overrides; relative ``output_dir`` and source paths are
     taken from the current directory."""

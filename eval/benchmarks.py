@@ -28,6 +28,7 @@ import pandas as pd
 import pyarrow as pa
 from PIL import Image
 
+from medsage.config import missing_paths
 from medsage.reward_fns.answers import LETTERS, AnswerType, answer_type, normalize, question_choices
 
 if TYPE_CHECKING:
@@ -453,8 +454,7 @@ LOADERS: dict[str, Callable[..., list[Item]]] = {
 def load_benchmarks(specs: Sequence[BenchmarkSpec]) -> list[list[Item]]:
     """Every benchmark of a recipe, loaded before any model; the paths that do not exist are named
     all at once by their recipe keys, so one run of the command shows every one to fix."""
-    missing = [f"benchmarks.{i}.path: {spec.path} does not exist ({spec.name})"
-               for i, spec in enumerate(specs) if not Path(spec.path).exists()]
+    missing = missing_paths((f"benchmarks.{i}.path ({spec.name})", spec.path) for i, spec in enumerate(specs))
     if missing:
         raise BenchmarkFormatError("; ".join(missing))
     return [load_benchmark(spec.name, spec.path, spec.limit, **spec.options) for spec in specs]

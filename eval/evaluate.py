@@ -19,7 +19,7 @@ from collections.abc import Mapping
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
-from medsage.config import ConfigError, missing_model_folder
+from medsage.config import ConfigError, missing_model
 from medsage.data_gen.llm_client import LLMConfig
 
 from .backends import Backend, GenerationParams, HFBackend, OpenAIBackend, VLLMBackend, VLLMOptions
@@ -120,8 +120,9 @@ def run_evaluation(config: EvalConfig, backend: Backend | None = None) -> EvalRe
         if int(b.options.get("samples", 1)) > 1 and not config.temperature:
             raise ValueError(f"benchmark {b.name}: options.samples > 1 needs sampled decoding (temperature > 0)")
     benchmarks = load_benchmarks(config.benchmarks)
-    if backend is None and config.model.backend != "openai" and missing_model_folder(config.model.path):
-        raise ConfigError(f"model.path={config.model.path}: no such folder (a Hugging Face model folder or hub id)")
+    missing = missing_model("model.path", config.model.path) if backend is None and config.model.backend != "openai" else []
+    if missing:
+        raise ConfigError(missing[0])
     setup = predict_setup(config)
     owned = backend is None
     backend = backend or build_backend(config.model)

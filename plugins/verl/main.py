@@ -19,12 +19,13 @@ from pathlib import Path
 import hydra
 from omegaconf import DictConfig, OmegaConf, open_dict
 
-from medsage.config import USAGE_ERROR, ConfigError, missing_model_folder, package_file
+from medsage.config import USAGE_ERROR, ConfigError, missing_model, missing_paths, package_file
 
 from .settings import SECTION, RGRPOSettings, check_budget
 
 CPU_BACKEND = "medsage.plugins.verl.cpu"
 CPU_ROLLOUT = "hf"
+RL_DATA_HINT = "the RL data build writes rl/train.parquet and rl/val.parquet: bash recipes/data/build.sh sage_rl10k"
 
 
 def prepare(config: DictConfig) -> DictConfig:
@@ -73,13 +74,9 @@ def preflight(config: DictConfig) -> None:
     model folder, and on one node as many accelerators as ``trainer.n_gpus_per_node`` (Ray would
     otherwise wait for missing GPUs without end, and a missing file would surface as a worker's
     traceback minutes later)."""
-    files = [f"data.{key}={path}" for key in ("train_files", "val_files")
-             for path in _paths(config.data[key]) if not Path(path).is_file()]
-    missing = [f"{', '.join(files)}: no such file (the RL data build writes rl/train.parquet and rl/val.parquet: "
-               "bash recipes/data/build.sh sage_rl10k)"] if files else []
-    model = str(config.actor_rollout_ref.model.path)
-    if missing_model_folder(model):
-        missing.append(f"actor_rollout_ref.model.path={model}: no such folder (a Hugging Face model folder or hub id)")
+    data = missing_paths(((f"data.{key}", path) for key in ("train_files", "val_files") for path in _paths(config.data[key])), "file")
+    missing = [f"{'; '.join(data)} ({RL_DATA_HINT})"] if data else []
+    missing += missing_model("actor_rollout_ref.model.path", str(config.actor_rollout_ref.model.path))
     _require(not missing, "; ".join(missing))
     device, wanted = config.trainer.device, config.trainer.n_gpus_per_node
     if device == "cpu" or config.trainer.nnodes != 1 or _ray_cluster_running():

@@ -104,13 +104,13 @@ def test_cli_names_every_missing_benchmark_and_then_a_missing_model_before_loadi
     recipe = str(RECIPES / "phantom_tiny.yaml")
     benchmarks = f"benchmarks=[{{name: slake, path: {tmp_path / 'slake'}}}, {{name: phantom, path: {tmp_path / 'p'}}}]"
     assert main([recipe, benchmarks, f"output_dir={tmp_path / 'out'}"]) == 2
-    assert capsys.readouterr().err == (f"medsage-eval: benchmarks.0.path: {tmp_path / 'slake'} does not exist (slake); "
-                                       f"benchmarks.1.path: {tmp_path / 'p'} does not exist (phantom)\n")
+    assert capsys.readouterr().err == (f"medsage-eval: benchmarks.0.path (slake): {tmp_path / 'slake'} does not exist; "
+                                       f"benchmarks.1.path (phantom): {tmp_path / 'p'} does not exist\n")
     bench = write_slake(tmp_path / "bench", [{"question": "Which organ?", "answer": "Liver", "answer_type": "OPEN", "q_lang": "en"}])
     model = tmp_path / "rl" / "huggingface"  # what a launch script writes after training: not there yet
     assert main([recipe, f"benchmarks=[{{name: phantom, path: {bench}}}]", f"model.path={model}",
                  f"output_dir={tmp_path / 'out'}"]) == 2
-    assert capsys.readouterr().err == f"medsage-eval: model.path={model}: no such folder (a Hugging Face model folder or hub id)\n"
+    assert capsys.readouterr().err == f"medsage-eval: model.path: {model} is not a folder\n"
 
 
 def test_judge_section_takes_every_endpoint_key_and_checks_them():

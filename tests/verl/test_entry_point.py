@@ -180,9 +180,10 @@ def test_preflight_passes_when_the_machine_has_what_the_recipe_needs(present):
 @pytest.mark.parametrize(
     "override, gpus, message",
     [
-        ("data.val_files=nowhere/val.parquet", 4, r"data.val_files=nowhere/val.parquet: no such file \(the RL data build"),
-        ("actor_rollout_ref.model.path=outputs/sft/missing", 4, r"model.path=outputs/sft/missing: no such folder"),
-        ("data.train_files=[a.parquet,b.parquet]", 4, r"data.train_files=a.parquet, data.train_files=b.parquet: no such file"),
+        ("data.val_files=nowhere/val.parquet", 4, r"^data.val_files: nowhere/val.parquet is not a file \(the RL data build"),
+        ("actor_rollout_ref.model.path=outputs/sft/missing", 4, r"^actor_rollout_ref.model.path: outputs/sft/missing is not a folder$"),
+        ("data.train_files=[a.parquet,b.parquet]", 4,
+         r"^data.train_files: a.parquet is not a file; data.train_files: b.parquet is not a file \(the RL"),
         ("trainer.n_gpus_per_node=4", 2, r"n_gpus_per_node=4, but this machine has 2 cuda device\(s\): set trainer.n_gpus_per_node=2"),
         ("trainer.n_gpus_per_node=4", 0, r"has 0 cuda device\(s\): trainer.device=cpu runs on a CPU"),
     ],
@@ -201,9 +202,9 @@ def test_the_launch_script_reports_a_missing_rl_build_at_once(tmp_path):
     assert result.returncode == 2 and "Traceback" not in result.stderr
     rl, model = tmp_path / "data" / "sage_rl10k" / "rl", tmp_path / "sft" / "qwen2_5vl_7b_lvkc"
     assert result.stderr.strip().splitlines()[-1] == (
-        f"medsage-rgrpo: data.train_files={rl}/train.parquet, data.val_files={rl}/val.parquet: no such file (the RL "
-        f"data build writes rl/train.parquet and rl/val.parquet: bash recipes/data/build.sh sage_rl10k); "
-        f"actor_rollout_ref.model.path={model}: no such folder (a Hugging Face model folder or hub id)")
+        f"medsage-rgrpo: data.train_files: {rl}/train.parquet is not a file; data.val_files: {rl}/val.parquet is not a "
+        f"file (the RL data build writes rl/train.parquet and rl/val.parquet: bash recipes/data/build.sh sage_rl10k); "
+        f"actor_rollout_ref.model.path: {model} is not a folder")
 
 
 @pytest.mark.parametrize("config", [[], [f"--config-path={RECIPES}", f"--config-name={RECIPE}"]], ids=["default", RECIPE])
