@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import json
 import re
-import sys
 from dataclasses import dataclass, field
 from typing import Mapping
 
@@ -145,32 +144,17 @@ def _tag_re(tags: tuple[str, ...]) -> re.Pattern[str]:
     return pattern
 
 
-_WELL_FORMED_RE_CACHE: dict[tuple[str, ...], re.Pattern[str] | None] = {}
-_PLAIN_TAG_RE = re.compile(r"[A-Z][A-Z0-9_]*")
-# Possessive quantifiers (Python 3.11+) keep the engine from saving a backtracking point per character;
-# without them the match is the same and still linear (after a run of text comes a "<" or the end).
-_P = "+" if sys.version_info >= (3, 11) else ""
+_WELL_FORMED_CACHE: dict[tuple[str, ...], tuple[list[str], list[str]] | None] = {}
 
 
-def _well_formed_re(tags: tuple[str, ...]) -> re.Pattern[str] | None:
-    """A pattern that a text fully matches when its tags are exactly ``<T>..</T>`` for each tag, in
-    order, as written (upper case, no spaces): one group for the preamble, one per section.
-
-    Between the tags, runs of ``[^<]``, and a "<" only where :func:`_tag_re` finds no tag ("<5 mm"),
-    so the match is one linear pass. Every tag the full parse finds starts at a "<"
-    and holds no other, so a full match means the full parse meets exactly these tags, in this order,
-    and reads the same sections (the text between each pair), preamble and order. None when ``tags``
-    are not distinct upper-case names (the full parse keys sections by the name upper-cased).
-    """
-    if tags in _WELL_FORMED_RE_CACHE:
-        return _WELL_FORMED_RE_CACHE[tags]
-    pattern = None
-    if tags and len(set(tags)) == len(tags) and all(isinstance(t, str) and _PLAIN_TAG_RE.fullmatch(t) for t in tags):
-        names = "|".join(sorted(tags, key=len, reverse=True))
-        text = rf"[^<]*{_P}(?:<(?![ \t]{{0,3}}/?[ \t]{{0,3}}(?i:{names})[ \t]{{0,3}}>)[^<]*{_P})*{_P}"
-        pattern = re.compile(f"({text})" + "".join(f"<{tag}>({text})</{tag}>{text}" for tag in tags))
-    _WELL_FORMED_RE_CACHE[tags] = pattern
-    return pattern
+def _well_formed_split(tags: tuple[str, ...]) -> tuple[list[str], list[str]] | None:
+    """The slashes and names that :func:`_tag_re`'s split yields when a text holds ``<T>..</T>`` once
+    for each tag, in order, written in upper case (a policy's usual response); None when ``tags`` are
+    not distinct upper-case names (the tag loop keys sections by the name upper-cased)."""
+    if tags not in _WELL_FORMED_CACHE:
+        plain = tags and len(set(tags)) == len(tags) and all(isinstance(t, str) and t == t.upper() for t in tags)
+        _WELL_FORMED_CACHE[tags] = (["", "/"] * len(tags), [t for t in tags for _ in "<>"]) if plain else None
+    return _WELL_FORMED_CACHE[tags]
 
 
 def parse_tags(text: object, tags: tuple[str, ...]) -> Parsed:
@@ -184,14 +168,12 @@ def parse_tags(text: object, tags: tuple[str, ...]) -> Parsed:
     """
     if not isinstance(text, str):
         text = "" if text is None else str(text)
-    well_formed = _well_formed_re(tags)
-    match = well_formed.fullmatch(text) if well_formed is not None else None
-    if match is not None:  # the common case, read in one pass: the same result as the loop below
-        preamble, *contents = match.groups()
-        found = dict(zip(tags, map(str.strip, contents)))
-        empty = () if all(found.values()) else tuple(Problem("empty", t) for t in tags if not found[t])
-        return Parsed(preamble.strip(), found, tags, empty)
     parts = _tag_re(tags).split(text)
+    well_formed = _well_formed_split(tags)
+    if well_formed is not None and parts[1::3] == well_formed[0] and parts[2::3] == well_formed[1]:
+        found = dict(zip(tags, map(str.strip, parts[3::6])))  # the common case: what the loop below reads
+        empty = () if all(found.values()) else tuple(Problem("empty", t) for t in tags if not found[t])
+        return Parsed(parts[0].strip(), found, tags, empty)
     sections: dict[str, str] = {}
     order: list[str] = []
     problems: list[Problem] = []

@@ -46,15 +46,15 @@ def test_parser_never_raises_and_sections_are_substrings(text):
 
 def _full_parse(text, tags=sc.STAGES):
     """The parse without its one-pass read of well-formed text (the tag loop alone)."""
-    cached = sc._WELL_FORMED_RE_CACHE.get(tags, "unset")
-    sc._WELL_FORMED_RE_CACHE[tags] = None
+    cached = sc._WELL_FORMED_CACHE.get(tags, "unset")
+    sc._WELL_FORMED_CACHE[tags] = None
     try:
         return sc.parse_tags(text, tags)
     finally:
         if cached == "unset":
-            del sc._WELL_FORMED_RE_CACHE[tags]
+            del sc._WELL_FORMED_CACHE[tags]
         else:
-            sc._WELL_FORMED_RE_CACHE[tags] = cached
+            sc._WELL_FORMED_CACHE[tags] = cached
 
 
 WELL_FORMED = st.tuples(*[st.lists(FRAGMENTS, max_size=4).map("".join) for _ in range(2 * len(sc.STAGES) + 1)]).map(
