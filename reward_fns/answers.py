@@ -1007,6 +1007,11 @@ def question_choices(question: object, reference: object) -> tuple[str, ...]:
     "Is this a CT or MRI?" -> ("mri", "ct")), reference first; () when the question is not one."""
     if not isinstance(question, str) or not isinstance(reference, str):
         return ()
+    return _question_choices(question, reference)
+
+
+@lru_cache(maxsize=4096)  # the RL reward asks once per response, and a GRPO group shares its question
+def _question_choices(question: str, reference: str) -> tuple[str, ...]:
     if "还是" in question:
         return _zh_question_choices(question, reference)
     q, ref = _canon(normalize(question)), _canon(normalize(reference))

@@ -18,7 +18,7 @@ from typing import Any, Mapping
 
 from medsage.config import bounded, build
 
-from .answers import extract_answer, match_answer
+from .answers import extract_answer, match_answer, question_choices
 from .consistency.client import ConsistencyClient, ConsistencyConfig, consistency_client
 from .scaffold import STAGES, Parsed, names_region, parse
 
@@ -105,14 +105,17 @@ def accuracy_reward(
     read and a response without one earns 0.0, so the policy is paid for the scaffold's format as
     well as the fact. False reads a missing stage the way evaluation does (``\\boxed{}``, "the
     answer is ...", the final line; :func:`medsage.reward_fns.answers.extract_answer`).
-    ``question`` lets a yes/no statement about the asked predicate count ("not normal").
+    ``question`` lets a yes/no statement about the asked predicate count ("not normal"), and makes
+    an "A or B" question a choice between its two alternatives, as evaluation scores it ("liver?
+    kidney?" names both and earns nothing; :func:`medsage.reward_fns.answers.question_choices`).
     """
     parsed = parsed or parse(response)
     answer = parsed.get("ANSWER") if require_answer_tag else extract_answer(response)[0]
     if not answer:
         return 0.0
     reference = "" if ground_truth is None else str(ground_truth)
-    return 1.0 if match_answer(answer, reference, options, question=question or None) else 0.0
+    choices = question_choices(question, reference) if question else ()
+    return 1.0 if match_answer(answer, reference, options, question=question or None, choices=choices) else 0.0
 
 
 def score_response(

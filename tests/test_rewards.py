@@ -84,6 +84,20 @@ def test_compute_score_verl_contract_with_options_in_extra_info():
     assert wrong["accuracy"] == 0.0 and wrong["score"] == pytest.approx(0.1)
 
 
+@pytest.mark.parametrize(
+    "answer, paid, paid_without_question",
+    [("Liver", 1.0, 1.0), ("It is the liver, not the kidney", 1.0, 1.0), ("liver? kidney?", 0.0, 1.0),
+     ("Kidney", 0.0, 0.0), ("Liver and kidney", 0.0, 0.0)],
+)
+def test_an_either_or_question_is_paid_as_evaluation_scores_it(answer, paid, paid_without_question):
+    """The RL row's question makes "kidney or liver?" a choice between the two, as SLAKE's closed
+    questions are scored in evaluation: naming both (a hedge the open matcher paid) earns nothing."""
+    info = {"options": [], "question": "Which is bigger in this image, kidney or liver?", "answer_type": "open"}
+    response = build(text={**STAGE_TEXT, "ANSWER": answer})
+    assert compute_score("slake", response, "Liver", info)["accuracy"] == paid
+    assert accuracy_reward(response, "Liver", None) == paid_without_question  # the open matcher
+
+
 def test_weights_come_from_configuration():
     out = compute_score("x", build(), "no", None, reward_weights={"accuracy": 1.0, "format": 0.5})
     assert out["score"] == pytest.approx(0.5)
