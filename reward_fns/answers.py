@@ -80,7 +80,11 @@ class Verdict(NamedTuple):
 
 # "a", "an", "the" as words; found from their first letter (the engine searches a literal set fast)
 _ARTICLES_RE = re.compile(r"[at](?<=\b[at])(?:(?<=a)n?|(?<=t)he)\b")
-_PUNCT_TABLE = str.maketrans({c: " " for c in string.punctuation + "\u2013\u2014\u2018\u2019\u201c\u201d"})
+# Punctuation reads as a space, and so do the ASCII control characters that are not whitespace (they are
+# no part of a word): after the table an ASCII text holds letters, digits and whitespace only.
+_CONTROL = "".join(chr(c) for c in (*range(0x00, 0x09), *range(0x0E, 0x1C), 0x7F))
+_PUNCT_TABLE = str.maketrans({c: " " for c in string.punctuation + _CONTROL + "\u2013\u2014\u2018\u2019\u201c\u201d"})
+_ARTICLE_WORDS = frozenset({"a", "an", "the"})
 _MARKUP_RE = re.compile(r"[*_`#$]+")
 
 
@@ -122,8 +126,16 @@ def normalize(text: object) -> str:
         text = _translate(text, _MARKUP_TABLE, _MARKUP_BYTES)  # before the contractions: "_can't" is "cannot"
         for pattern, repl in _CONTRACTIONS:
             text = pattern.sub(repl, text)
+    elif text.isascii():
+        return " ".join(_ascii_words(text))
     # the markup characters are punctuation too: without a contraction between, one translation does both
     return " ".join(_ARTICLES_RE.sub(" ", _translate(text, _PUNCT_TABLE, _PUNCT_BYTES)).split())
+
+
+def _ascii_words(lowered: str) -> list[str]:
+    """:func:`normalize`'s words of a lower-cased ASCII text without apostrophes: after the table every
+    whitespace-separated token is a whole word (letters and digits), so the articles are tokens to drop."""
+    return [w for w in lowered.encode("ascii").translate(_PUNCT_BYTES).decode("ascii").split() if w not in _ARTICLE_WORDS]
 
 
 # Spellings of one thing, made one token so "X-ray" = "Xray" = "x ray" and plurals meet singulars.
@@ -143,6 +155,26 @@ _CANON = (
 def _canon(norm: str) -> str:
     """A normalised text with modality spellings and plurals made canonical."""
     return _canon_short(norm) if len(norm) <= 256 else _canon_text(norm)
+
+
+# The words a spelling rule of _CANON starts with: a text whose words include none of them only loses plurals
+_SPELLING_STARTS = frozenset({"x", "xray", "xrays", "radiograph", "radiographs", "radiography", "plain", "computed", "ct",
+                              "magnetic", "mri", "mr", "ultrasonography", "sonography", "ultrasound", "axial",
+                              "transverse", "coronal", "sagittal"})
+
+
+def _canon_norm(text: str) -> str:
+    """``_canon(normalize(text))``, the form every mention is looked for in. A lower-cased ASCII text
+    without apostrophes is done on its words: the plural rule of _CANON (the final s of a word of four or
+    more characters, after a character other than s/u/i/e) applied word by word, when no spelling rule
+    can apply (none of their first words occurs)."""
+    lowered = text.lower() if isinstance(text, str) else ""
+    if not lowered.isascii() or "'" in lowered or not isinstance(text, str):
+        return _canon(normalize(text))
+    words = _ascii_words(lowered)
+    if not _SPELLING_STARTS.isdisjoint(words):
+        return _canon(" ".join(words))
+    return " ".join([w[:-1] if w[-1] == "s" and len(w) > 3 and w[-2] not in "suie" else w for w in words])
 
 
 @lru_cache(maxsize=65536)
@@ -410,7 +442,7 @@ def _mentions(clauses: list[str], needle: str) -> tuple[bool, bool, bool]:
 
 
 def _canon_clauses(text: str) -> list[str]:
-    return [c for c in (_canon(normalize(clause)) for clause in _clauses(text)) if c]
+    return [c for c in (_canon_norm(clause) for clause in _clauses(text)) if c]
 
 
 # ---------------------------------------------------------------------------------------------
@@ -545,7 +577,7 @@ def _offsets(haystack: str, needle: str) -> list[int]:
 
 def _clause_mentions(clause: str, opts_key: tuple[tuple[str, str], ...]) -> tuple[tuple[str, bool], ...]:
     """Every (letter, negated) mention in one clause: labels and option texts."""
-    canon = _canon(normalize(clause))
+    canon = _canon_norm(clause)
     return tuple(_letter_mentions(clause, dict(opts_key)) + (_text_mentions(canon, opts_key) if canon else []))
 
 
@@ -941,7 +973,7 @@ _CJK_NEGATORS = ("不", "没", "无", "非", "否")
 
 
 def _parts(text: str) -> list[str]:
-    return [p for p in (_canon(normalize(part)) for part in _PARTS_RE.split(text)) if p]
+    return [p for p in (_canon_norm(part) for part in _PARTS_RE.split(text)) if p]
 
 
 def _open_match(prediction: str, reference: str) -> bool:
@@ -950,10 +982,10 @@ def _open_match(prediction: str, reference: str) -> bool:
     quantity = _numeric_reference(reference)
     if quantity is not None:
         return _numeric_match(prediction, quantity)
-    ref = _canon(normalize(reference)) or reference.strip().lower()
+    ref = _canon_norm(reference) or reference.strip().lower()
     if len(ref) == 1:
         return _letter_answer(prediction, ref.upper())
-    pred = _canon(normalize(prediction))
+    pred = _canon_norm(prediction)
     if pred == ref:
         return True
     if len(pred.split()) > len(ref.split()) + _OPEN_EXTRA_TOKENS:
@@ -979,9 +1011,10 @@ def _extra_candidates(parts: list[str], wanted: list[str]) -> bool:
 
 def _letter_answer(prediction: str, letter: str) -> bool:
     """A one-letter reference (MMMU open answers, "which letter marks ..."): the letter alone, or
-    in label form ("The answer is B"); normalisation would drop "A" as an article."""
+    in label form ("The answer is B"); normalisation would drop "A" as an article. The letter is
+    the one option, with no text (so only a label names it)."""
     bare = _MARKUP_RE.sub("", prediction).strip(" \t\n().[]:")
-    return bare.upper() == letter or _choice(prediction, {letter: f"\x00{letter}"}) == letter
+    return bare.upper() == letter or _choice(prediction, {letter: ""}) == letter
 
 
 _CJK_RE = re.compile("[\u4e00-\u9fff]")
@@ -1014,7 +1047,7 @@ def question_choices(question: object, reference: object) -> tuple[str, ...]:
 def _question_choices(question: str, reference: str) -> tuple[str, ...]:
     if "还是" in question:
         return _zh_question_choices(question, reference)
-    q, ref = _canon(normalize(question)), _canon(normalize(reference))
+    q, ref = _canon_norm(question), _canon_norm(reference)
     if " or " not in f" {q} " or not ref or _polarity_reference(reference):
         return ()
     left, right = (side.split() for side in f" {q} ".split(" or ", 1))
@@ -1083,7 +1116,7 @@ def _either_or(prediction: str, choices: tuple[str, ...]) -> Verdict:
         named = [_zh_named(prediction[:_CJK_CHOICE_CHARS], c) for c in choices[:2]]
     else:
         clauses = _canon_clauses(prediction)
-        said = [(_mentions(clauses, _canon(normalize(c)))) for c in choices[:2]]
+        said = [(_mentions(clauses, _canon_norm(c))) for c in choices[:2]]
         named = [asserted and not negated for asserted, negated, _ in said]
     if len(choices) < 2 or named[0] == named[1]:
         return Verdict(False, False)
