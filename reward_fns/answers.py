@@ -364,26 +364,20 @@ _NEG_PREDICATE_WORDS = tuple(alt.split()[0].removesuffix("\\b") for alt in _NEG_
 
 def _clauses(text: str) -> list[str]:
     """Sentences and contrasted clauses: a negation never reaches across "." or "but"."""
-    return [c for c in _split(text, _CLAUSE_RE, _CLAUSE_MARKS_RE, _CLAUSE_WORDS) if c and c.strip()]
+    return [c for c in _split(text, _CLAUSE_RE, _CLAUSE_MARKS_RE, _CLAUSE_WORDS_RE) if c and not c.isspace()]
 
 
 # one character each, a "." only before a non-digit; written charset first, which the engine scans for fast
 _CLAUSE_MARKS_RE = re.compile(r"[.;!?\n\u3002\uff1b\uff01\uff1f](?:(?<!\.)|(?!\d))")
-_CLAUSE_WORDS = ("but", "however", "whereas", "though")  # "although" contains "though"
+_CLAUSE_WORDS_RE = re.compile("but|however|whereas|though")  # "although" contains "though"
 
 
-def _split(text: str, pattern: re.Pattern[str], marks: re.Pattern[str], words: tuple[str, ...]) -> list[str]:
-    """``pattern.split(text)``; by ``marks`` alone (the same split) when none of the contrast ``words``
-    occurs, in any case (the long s that IGNORECASE reads as "s" included)."""
-    if "\u017f" in text or _words_re(words).search(text.lower()) is not None:
+def _split(text: str, pattern: re.Pattern[str], marks: re.Pattern[str], words: re.Pattern[str]) -> list[str]:
+    """``pattern.split(text)``; by ``marks`` alone (the same split) when ``words`` (the pattern's contrast
+    words, as one alternation) finds none in the lower-cased text (nor the long s that IGNORECASE reads as "s")."""
+    if "\u017f" in text or words.search(text.lower()) is not None:
         return pattern.split(text)
     return marks.split(text)
-
-
-@lru_cache(maxsize=None)  # one per call site's word tuple
-def _words_re(words: tuple[str, ...]) -> re.Pattern[str]:
-    """Whether any of ``words`` occurs in a lower-cased text, as one search (``any(w in text ...)``)."""
-    return re.compile("|".join(map(re.escape, words)))
 
 
 def _negated(before: list[str], after: list[str]) -> bool:
@@ -483,7 +477,6 @@ def _is_label(clause: str, start: int, end: int, pattern_index: int) -> bool:
 
 
 _LABEL_WORD_RE = re.compile(r"(?i:answer|option|choice)")
-_LABEL_WORDS = ("answer", "option", "choice")
 _FOLDS_TO_LABEL_WORDS = ("\u017f", "\u0130", "\u0131")  # what IGNORECASE also reads as s or i, besides ASCII
 
 
@@ -491,7 +484,7 @@ def _may_name_label_word(clause: str) -> bool:
     """Whether ``_LABEL_WORD_RE`` may find a word here, without its slow case-folding scan: the lower-cased
     clause holds the word, or a character that case-folds to one of its letters is present."""
     low = clause.lower()
-    return any(word in low for word in _LABEL_WORDS) or (
+    return "answer" in low or "option" in low or "choice" in low or (
         not clause.isascii() and any(ch in clause for ch in _FOLDS_TO_LABEL_WORDS))
 
 
@@ -512,24 +505,27 @@ def _letter_patterns(clause: str) -> list[tuple[int, re.Pattern[str]]]:
     return patterns
 
 
-def _letter_mentions(clause: str, opts: dict[str, str]) -> list[tuple[str, bool]]:
+def _letter_mentions(clause: str, letters: frozenset[str]) -> list[tuple[str, bool]]:
     """(letter, negated) for each option label the clause names.
 
     A letter two patterns find ("answer is B" and the bare "B") is judged once, by the first: the
     patterns run in order of index, :func:`_is_label` never accepts at a higher index what it refused
     at a lower one, and the mention's (letter, negated) depends on its position alone.
     """
+    patterns = _letter_patterns(clause)
+    if not patterns:
+        return []
     found = set()
     seen: set[tuple[int, str, str]] = set()  # a looping response repeats the same few words: judge each look once
     judged: set[int] = set()
-    for index, pattern in _letter_patterns(clause):
+    for index, pattern in patterns:
         for m in pattern.finditer(clause):
             letter, start, end = m.group(1).upper(), m.start(1), m.end(1)
             if start in judged:
                 continue
             judged.add(start)
             window = (index, clause[max(0, start - _CONTEXT_CHARS) : start], clause[start:end + _CONTEXT_CHARS])
-            if letter not in opts or window in seen:
+            if letter not in letters or window in seen:
                 continue
             seen.add(window)
             if _is_label(clause, start, end, index):
@@ -538,32 +534,45 @@ def _letter_mentions(clause: str, opts: dict[str, str]) -> list[tuple[str, bool]
     return list(found)
 
 
-def _text_mentions(clause: str, opts_key: tuple[tuple[str, str], ...]) -> list[tuple[str, bool]]:
+def _text_mentions(clause: str, options: _OptionSet) -> list[tuple[str, bool]]:
     """(letter, negated) for option texts named as whole words in a canonical clause, ignoring a
     mention inside a longer option's ("spleen" inside "spleen laceration")."""
-    hits = [(letter, needle, inside) for letter, (needle, inside) in _option_layout(opts_key).items() if needle in clause]
-    found: list[tuple[str, bool]] = []
+    hits = [(letter, padded, inside) for letter, needle, padded, inside in options.texts if needle in clause]
     if not hits:
-        return found
-    padded = f" {clause} "
-    starts = {letter: set(_offsets(padded, f" {needle} ")) for letter, needle, _ in hits}
-    for letter, needle, inside in hits:
+        return []
+    found = []
+    starts = {letter: set(_offsets(f" {clause} ", padded)) for letter, padded, _ in hits}
+    for letter, padded, inside in hits:
         for s in starts[letter]:
             if not inside or not any(s - off in starts.get(other, ()) for other, off in inside):
-                found.append((letter, _negated(*_context(clause, s, s + len(needle)))))
+                found.append((letter, _negated(*_context(clause, s, s + len(padded) - 2))))
     return found
 
 
+class _OptionSet:
+    """One question's options, prepared once for a whole benchmark or GRPO group (:func:`_option_set`):
+    the (letter, text) pairs, the letters, and per option with a text its canonical form, that form
+    space-padded (whole words are found in a space-padded clause) and where it sits inside a longer
+    option's text as (other letter, offset) pairs, so a mention inside the longer one is told apart in
+    linear time. Hashed by identity: the clause cache keys on it."""
+
+    __slots__ = ("items", "letters", "texts")
+
+    def __init__(self, items: tuple[tuple[str, str], ...]) -> None:
+        self.items = items
+        self.letters = frozenset(letter for letter, _ in items)
+        needles = {letter: _canon(_normalized_option(text)) for letter, text in items}
+        self.texts = tuple(
+            (letter, needle, f" {needle} ", tuple((other, off) for other, text in needles.items()
+                                                  if other != letter and len(text) > len(needle)
+                                                  for off in _offsets(f" {text} ", f" {needle} ")))
+            for letter, needle in needles.items() if needle
+        )
+
+
 @lru_cache(maxsize=4096)
-def _option_layout(opts_key: tuple[tuple[str, str], ...]) -> dict[str, tuple[str, list[tuple[str, int]]]]:
-    """Per option: its canonical text, and where that text sits inside a longer option's text (as
-    (other letter, offset) pairs), so a mention inside the longer one is told apart in linear time."""
-    needles = {letter: _canon(_normalized_option(text)) for letter, text in opts_key}
-    return {
-        letter: (needle, [(other, off) for other, text in needles.items() if other != letter and len(text) > len(needle)
-                          for off in _offsets(f" {text} ", f" {needle} ")])
-        for letter, needle in needles.items() if needle
-    }
+def _option_set(items: tuple[tuple[str, str], ...]) -> _OptionSet:
+    return _OptionSet(items)
 
 
 def _offsets(haystack: str, needle: str) -> list[int]:
@@ -575,10 +584,10 @@ def _offsets(haystack: str, needle: str) -> list[int]:
     return out
 
 
-def _clause_mentions(clause: str, opts_key: tuple[tuple[str, str], ...]) -> tuple[tuple[str, bool], ...]:
+def _clause_mentions(clause: str, options: _OptionSet) -> tuple[tuple[str, bool], ...]:
     """Every (letter, negated) mention in one clause: labels and option texts."""
     canon = _canon_norm(clause)
-    return tuple(_letter_mentions(clause, dict(opts_key)) + (_text_mentions(canon, opts_key) if canon else []))
+    return tuple(_letter_mentions(clause, options.letters) + (_text_mentions(canon, options) if canon else []))
 
 
 # Short clauses repeat (closed answers, degenerate looping responses): their mentions are cached.
@@ -594,11 +603,12 @@ def _normalized_option(text: str) -> str:
 _ABSENCE_FORMS = ("no {}", "not {}", "without {}", "absence of {}", "{} absent", "no evidence of {}", "negative for {}")
 
 
-def _absence_option(rejected: set[str], opts: dict[str, str]) -> str | None:
+def _absence_option(rejected: set[str], options: _OptionSet) -> str | None:
     """The option stating the absence of the one option a prediction rejects ("pneumothorax is not
     seen" selects "No pneumothorax")."""
     if len(rejected) != 1:
         return None
+    opts = dict(options.items)
     target = _normalized_option(opts[next(iter(rejected))])
     forms = {normalize(form.format(target)) for form in _ABSENCE_FORMS}
     hits = [k for k, v in opts.items() if _normalized_option(v) in forms]
@@ -607,22 +617,20 @@ def _absence_option(rejected: set[str], opts: dict[str, str]) -> str | None:
 
 def extract_choice(prediction: object, options: object) -> str | None:
     """The single option letter a prediction names, or None (nothing, or two different options)."""
-    return _choice(prediction, coerce_options(options))
+    return _choice(prediction, _option_set(_option_items(options)))
 
 
-def _choice(prediction: object, opts: dict[str, str]) -> str | None:
-    if not isinstance(prediction, str) or not opts:
+def _choice(prediction: object, options: _OptionSet) -> str | None:
+    if not isinstance(prediction, str) or not options.items:
         return None
-    mentions = []
-    key = tuple(opts.items())
+    mentions: list[tuple[str, bool]] = []
     for clause in _clauses(_strip_markup(_unwrap_latex(prediction))):
-        found = _clause_mentions_cached(clause, key) if len(clause) <= 256 else _clause_mentions(clause, key)
-        mentions += found
+        mentions += _clause_mentions_cached(clause, options) if len(clause) <= 256 else _clause_mentions(clause, options)
     named = {letter for letter, negated in mentions if not negated}
     rejected = {letter for letter, negated in mentions if negated}
     if len(named) == 1 and not named & rejected:
         return named.pop()
-    return _absence_option(rejected, opts) if not named else None
+    return _absence_option(rejected, options) if not named else None
 
 
 # ---------------------------------------------------------------------------------------------
@@ -654,7 +662,7 @@ _ZH_STRIP = " \t\r\n*_`#$\u3002\uff0c.,!\uff01:\uff1a\"'\u201c\u201d"
 
 
 _SEGMENT_MARKS_RE = re.compile(r"[,:.;!?\n\u3002\uff0c\uff1b\uff1a\uff01\uff1f](?:(?<!\.)|(?!\d))")  # as above
-_SEGMENT_WORDS = ("but", "however", "though")
+_SEGMENT_WORDS_RE = re.compile("but|however|though")
 
 
 def _zh_polarity(text: str) -> str | None:
@@ -758,7 +766,7 @@ def yes_no(prediction: object, question: str | None = None) -> str | None:
     if zh:
         return zh
     lead: set[str] = set()
-    for segment in set(_split(text, _SEGMENT_RE, _SEGMENT_MARKS_RE, _SEGMENT_WORDS)):
+    for segment in set(_split(text, _SEGMENT_RE, _SEGMENT_MARKS_RE, _SEGMENT_WORDS_RE)):
         if segment and _POLAR_WORD_RE.search(segment.lower()):
             lead |= _segment_lead(segment) if len(segment) <= 256 else _answer_word(normalize(segment).split())
     if lead:
@@ -1014,7 +1022,7 @@ def _letter_answer(prediction: str, letter: str) -> bool:
     in label form ("The answer is B"); normalisation would drop "A" as an article. The letter is
     the one option, with no text (so only a label names it)."""
     bare = _MARKUP_RE.sub("", prediction).strip(" \t\n().[]:")
-    return bare.upper() == letter or _choice(prediction, {letter: ""}) == letter
+    return bare.upper() == letter or _choice(prediction, _option_set(((letter, ""),))) == letter
 
 
 _CJK_RE = re.compile("[\u4e00-\u9fff]")
@@ -1216,7 +1224,7 @@ _CACHED_CHARS = 512  # answers this short repeat (a GRPO group's closed answers,
 def _verdict(prediction: object, reference: object, opts: tuple, question: str | None, choices: tuple, rules: str) -> Verdict:
     kind = _answer_type(bool(opts), reference, choices)
     if kind is AnswerType.MULTIPLE_CHOICE:
-        return _judge_choice(prediction, reference, dict(opts))
+        return _judge_choice(prediction, reference, opts)
     if not isinstance(prediction, str):
         return Verdict(False, False)
     if kind is AnswerType.YES_NO:
@@ -1234,12 +1242,13 @@ def _verdict(prediction: object, reference: object, opts: tuple, question: str |
 _verdict_cached = lru_cache(maxsize=1 << 16)(_verdict)
 
 
-def _judge_choice(prediction: object, reference: object, opts: dict[str, str]) -> Verdict:
+def _judge_choice(prediction: object, reference: object, opts: tuple[tuple[str, str], ...]) -> Verdict:
+    options = _option_set(opts)
     ref = str(reference).strip().strip("().").upper() if reference is not None else ""
-    if ref not in opts:
-        by_text = [k for k, v in opts.items() if normalize(v) == normalize(reference)]
+    if ref not in options.letters:
+        by_text = [k for k, v in opts if normalize(v) == normalize(reference)]
         ref = by_text[0] if len(by_text) == 1 else ""
-    chosen = _choice(prediction, opts)
+    chosen = _choice(prediction, options)
     return Verdict(chosen is not None, bool(ref) and chosen == ref)
 
 
