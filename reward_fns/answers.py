@@ -46,10 +46,11 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from enum import Enum
 from functools import lru_cache
-from itertools import groupby, islice, pairwise
+from itertools import islice, pairwise
 from typing import NamedTuple
 
 from .scaffold import answer_text
+from .word_patterns import any_word_pattern
 
 LETTERS = "ABCDEFGHIJ"
 
@@ -700,16 +701,7 @@ def _answer_word(tokens: list[str]) -> set[str]:
 _POLAR_WORDS = sorted(_YES | _NO | set(_LEAD_ONLY) | {"answer"})
 
 
-def _first_letter_pattern(words: list[str]) -> str:
-    """``\\b(?:w1|w2|...)\\b`` written from the words' first letters (a charset the engine scans for
-    fast), each letter followed by the tails of its words: the same matches."""
-    letters = "".join(sorted({w[0] for w in words}))
-    tails = "|".join(f"(?<={first})(?:{'|'.join(w[1:] for w in group)})"
-                     for first, group in groupby(sorted(words), key=lambda w: w[0]))
-    return rf"[{letters}](?<=\b[{letters}])(?:{tails})\b"
-
-
-_POLAR_WORD_RE = re.compile(_first_letter_pattern(_POLAR_WORDS))
+_POLAR_WORD_RE = re.compile(any_word_pattern(_POLAR_WORDS))
 
 
 @lru_cache(maxsize=65536)

@@ -25,6 +25,8 @@ import re
 from dataclasses import dataclass, field
 from typing import Mapping, NamedTuple
 
+from .word_patterns import any_word_pattern
+
 # The stage tags; other modules name a stage by these constants, never by a string of their own.
 LOC, VISUAL, KNOWLEDGE, CON, ANSWER = "LOC", "VISUAL", "KNOWLEDGE", "CON", "ANSWER"
 STAGES: tuple[str, ...] = (LOC, VISUAL, KNOWLEDGE, CON, ANSWER)
@@ -49,13 +51,13 @@ GRID = 1000  # grounding coordinates live on a 0..GRID grid, independent of imag
 # Bounded whitespace keeps the scan linear on adversarial input.
 _TAG_RE_CACHE: dict[tuple[str, ...], re.Pattern[str]] = {}
 _GROUNDING_RE = re.compile(r"\{[^{}]{0,400}\}")
-_REGION_WORDS_RE = re.compile(
-    r"\b(left|right|upper|lower|middle|central|centre|center|anterior|posterior|medial|lateral|"
-    r"superior|inferior|proximal|distal|apical|basal|bilateral|peripheral|quadrant|lobe|region|"
-    r"zone|segment|margin|border|wall|area|side|field|compartment|base|apex|hilum|hilar|"
-    r"periphery|cortex|space|level|near|adjacent|along|within|between|beneath|above|below)\b",
-    re.IGNORECASE,
-)
+_REGION_WORDS = (
+    "left right upper lower middle central centre center anterior posterior medial lateral superior inferior proximal "
+    "distal apical basal bilateral peripheral quadrant lobe region zone segment margin border wall area side field "
+    "compartment base apex hilum hilar periphery cortex space level near adjacent along within between beneath above "
+    "below"
+).split()
+_REGION_WORDS_RE = re.compile(any_word_pattern(_REGION_WORDS), re.IGNORECASE)
 
 
 @dataclass(frozen=True)
