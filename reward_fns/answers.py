@@ -542,7 +542,10 @@ def _text_mentions(clause: str, options: _OptionSet) -> list[tuple[str, bool]]:
     if not hits:
         return []
     found = []
-    starts = {letter: set(_offsets(f" {clause} ", padded)) for letter, padded, _ in hits}
+    spaced = f" {clause} "
+    starts = {letter: _offsets(spaced, padded) for letter, padded, _ in hits}
+    if any(inside for _, _, inside in hits):  # a mention may sit inside another's: look up offsets in sets
+        starts = {letter: set(offsets) for letter, offsets in starts.items()}
     for letter, padded, inside in hits:
         for s in starts[letter]:
             if not inside or not any(s - off in starts.get(other, ()) for other, off in inside):
@@ -624,11 +627,11 @@ def extract_choice(prediction: object, options: object) -> str | None:
 def _choice(prediction: object, options: _OptionSet) -> str | None:
     if not isinstance(prediction, str) or not options.items:
         return None
-    mentions: list[tuple[str, bool]] = []
+    named, rejected = set(), set()
     for clause in _clauses(_strip_markup(_unwrap_latex(prediction))):
-        mentions += _clause_mentions_cached(clause, options) if len(clause) <= 256 else _clause_mentions(clause, options)
-    named = {letter for letter, negated in mentions if not negated}
-    rejected = {letter for letter, negated in mentions if negated}
+        for letter, negated in _clause_mentions_cached(clause, options) if len(clause) <= 256 else \
+                _clause_mentions(clause, options):
+            (rejected if negated else named).add(letter)
     if len(named) == 1 and not named & rejected:
         return named.pop()
     return _absence_option(rejected, options) if not named else None

@@ -18,7 +18,7 @@ from typing import Any, Mapping
 
 from medsage.config import bounded, build
 
-from .answers import extract_answer, match_answer, question_choices
+from .answers import extract_answer, judge, question_choices
 from .consistency.client import ConsistencyClient, ConsistencyConfig, consistency_client
 from .scaffold import STAGES, Parsed, names_region, parse
 
@@ -115,7 +115,7 @@ def accuracy_reward(
         return 0.0
     reference = "" if ground_truth is None else str(ground_truth)
     choices = question_choices(question, reference) if question else ()
-    return 1.0 if match_answer(answer, reference, options, question=question or None, choices=choices) else 0.0
+    return 1.0 if judge(answer, reference, options, question=question or None, choices=choices).correct else 0.0
 
 
 def score_response(
