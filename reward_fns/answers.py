@@ -226,31 +226,29 @@ def coerce_options(options: object) -> dict[str, str]:
     Parquet round trips turn dicts into structs with None for absent letters and lists into
     arrays, so every shape a data loader may hand over is accepted; anything else gives ``{}``.
     """
-    return dict(_option_items(options))
+    return dict(_options(options).items)
 
 
-def _option_items(options: object) -> tuple[tuple[str, str], ...]:
-    """:func:`coerce_options` as ``(letter, text)`` pairs; a dict of strings (the same options for a
-    whole benchmark or GRPO group) is coerced once and reused."""
-    if options is None:
-        return ()
+def _options(options: object) -> _OptionSet:
+    """:func:`coerce_options` prepared for matching (:class:`_OptionSet`); a dict of strings (the same
+    options for a whole benchmark or GRPO group) is coerced and prepared once."""
     if isinstance(options, dict):
         try:
-            items = _str_option_items(tuple(options.items()))
+            prepared = _str_options(tuple(options.items()))
         except TypeError:  # an unhashable value
-            items = None
-        if items is not None:
-            return items
-    return tuple(_coerce_options(options).items())
+            prepared = None
+        if prepared is not None:
+            return prepared
+    return _option_set(tuple(_coerce_options(options).items()) if options is not None else ())
 
 
 @lru_cache(maxsize=4096)
-def _str_option_items(items: tuple[tuple[object, object], ...]) -> tuple[tuple[str, str], ...] | None:
+def _str_options(items: tuple[tuple[object, object], ...]) -> _OptionSet | None:
     """Cached for options made of strings only (None otherwise: equal non-strings such as 1 and True would
     share an entry but not a text)."""
     if not all(type(k) is str and type(v) is str for k, v in items):
         return None
-    return tuple(_coerce_options(dict(items)).items())
+    return _option_set(tuple(_coerce_options(dict(items)).items()))
 
 
 def _coerce_options(options: object) -> dict[str, str]:
@@ -279,7 +277,7 @@ def answer_type(reference: object, options: object = None, choices: object = ())
     (``Item.kind``, the loaders' closed flag), data building labels its samples by it. A numeric
     reference is an open question whose answer is compared by value (decided inside the open match).
     """
-    return _answer_type(bool(_option_items(options)), reference, choices)
+    return _answer_type(bool(_options(options).items), reference, choices)
 
 
 def _answer_type(has_options: bool, reference: object, choices: object) -> AnswerType:
@@ -558,7 +556,8 @@ class _OptionSet:
     the (letter, text) pairs, the letters, and per option with a text its canonical form, that form
     space-padded (whole words are found in a space-padded clause) and where it sits inside a longer
     option's text as (other letter, offset) pairs, so a mention inside the longer one is told apart in
-    linear time. Hashed by identity: the clause cache keys on it."""
+    linear time. Hashed by identity: the verdict and clause caches key on it, and :func:`_option_set`
+    gives one object per option set."""
 
     __slots__ = ("items", "letters", "texts")
 
@@ -621,7 +620,7 @@ def _absence_option(rejected: set[str], options: _OptionSet) -> str | None:
 
 def extract_choice(prediction: object, options: object) -> str | None:
     """The single option letter a prediction names, or None (nothing, or two different options)."""
-    return _choice(prediction, _option_set(_option_items(options)))
+    return _choice(prediction, _options(options))
 
 
 def _choice(prediction: object, options: _OptionSet) -> str | None:
@@ -1205,7 +1204,7 @@ def judge(
     questions by MMMU's rules (:func:`mmmu_open_match`).
     """
     try:
-        opts = _option_items(options)
+        opts = _options(options)
         if isinstance(prediction, str) and len(prediction) <= _CACHED_CHARS and isinstance(reference, str):
             return _verdict_cached(prediction, reference, opts, question, tuple(choices), rules)
         return _verdict(prediction, reference, opts, question, tuple(choices), rules)
@@ -1216,8 +1215,9 @@ def judge(
 _CACHED_CHARS = 512  # answers this short repeat (a GRPO group's closed answers, "B", "Yes") and are cached
 
 
-def _verdict(prediction: object, reference: object, opts: tuple, question: str | None, choices: tuple, rules: str) -> Verdict:
-    kind = _answer_type(bool(opts), reference, choices)
+def _verdict(prediction: object, reference: object, opts: _OptionSet, question: str | None, choices: tuple,
+             rules: str) -> Verdict:
+    kind = _answer_type(bool(opts.items), reference, choices)
     if kind is AnswerType.MULTIPLE_CHOICE:
         return _judge_choice(prediction, reference, opts)
     if not isinstance(prediction, str):
@@ -1237,11 +1237,10 @@ def _verdict(prediction: object, reference: object, opts: tuple, question: str |
 _verdict_cached = lru_cache(maxsize=1 << 16)(_verdict)
 
 
-def _judge_choice(prediction: object, reference: object, opts: tuple[tuple[str, str], ...]) -> Verdict:
-    options = _option_set(opts)
+def _judge_choice(prediction: object, reference: object, options: _OptionSet) -> Verdict:
     ref = str(reference).strip().strip("().").upper() if reference is not None else ""
     if ref not in options.letters:
-        by_text = [k for k, v in opts if normalize(v) == normalize(reference)]
+        by_text = [k for k, v in options.items if normalize(v) == normalize(reference)]
         ref = by_text[0] if len(by_text) == 1 else ""
     chosen = _choice(prediction, options)
     return Verdict(chosen is not None, bool(ref) and chosen == ref)
