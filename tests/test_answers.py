@@ -168,6 +168,8 @@ def test_open_answers(prediction, reference, expected):
 
 def test_normalize_is_squad_style():
     assert normalize("  The **Left**  Lung, an  organ! ") == "left lung organ"
+    # a control character is no part of a word, in ASCII text and beside other scripts alike
+    assert normalize("a\x01left\x7flung") == normalize("a\x01left\x7flung \u80ba")[:-2] == "left lung"
 
 
 def test_token_scores_are_named_and_correct():

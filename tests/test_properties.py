@@ -70,6 +70,26 @@ def test_one_pass_read_of_well_formed_text_is_the_full_parse(text):
         full.preamble, full.sections, list(full.sections), full.order, full.problems)
 
 
+ASCII_WORDS = st.lists(st.one_of(st.text(st.characters(max_codepoint=127), max_size=12), st.sampled_from(
+    ["a", "an", "the", "lungs", "mass", "abscess", "x-ray", "X ray", "radiographs", "CT scans", "axial", "MR", "1990s",
+     "sinus", "denies", "A", "The", "\x01", "\x7f", "\x1f", "_", "--", ".", "nodules"])), max_size=12).map(" ".join)
+
+
+@SETTINGS
+@given(ASCII_WORDS)
+def test_word_by_word_normal_forms_equal_the_patterns(text):
+    """normalize and _canon_norm read an ASCII text word by word; a non-ASCII word after it sends the
+    same text through the patterns (the articles', the spelling rules', the plural rule's)."""
+    from medsage.reward_fns import answers as A
+
+    def without_last_word(normal: str) -> str:
+        return " ".join(normal.split()[:-1])
+
+    assert A.normalize(text) == without_last_word(A.normalize(text + " \u00e9"))
+    assert A._canon_norm(text) == without_last_word(A._canon(A.normalize(text + " \u00e9")))
+    assert A._canon_norm(text) == A._canon(A.normalize(text))
+
+
 @SETTINGS
 @given(MODEL_TEXT, st.text(max_size=20), OPTIONS)
 def test_matcher_is_total(prediction, reference, options):
