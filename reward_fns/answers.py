@@ -136,7 +136,8 @@ def normalize(text: object) -> str:
 def _ascii_words(lowered: str) -> list[str]:
     """:func:`normalize`'s words of a lower-cased ASCII text without apostrophes: after the table every
     whitespace-separated token is a whole word (letters and digits), so the articles are tokens to drop."""
-    return [w for w in lowered.encode("ascii").translate(_PUNCT_BYTES).decode("ascii").split() if w not in _ARTICLE_WORDS]
+    words = lowered.encode("ascii").translate(_PUNCT_BYTES).decode("ascii").split()
+    return [w for w in words if w not in _ARTICLE_WORDS]
 
 
 # Spellings of one thing, made one token so "X-ray" = "Xray" = "x ray" and plurals meet singulars.
@@ -169,10 +170,9 @@ def _canon_norm(text: str) -> str:
     without apostrophes is done on its words: the plural rule of _CANON (the final s of a word of four or
     more characters, after a character other than s/u/i/e) applied word by word, when no spelling rule
     can apply (none of their first words occurs)."""
-    lowered = text.lower() if isinstance(text, str) else ""
-    if not lowered.isascii() or "'" in lowered or not isinstance(text, str):
+    if not isinstance(text, str) or not text.isascii() or "'" in text:
         return _canon(normalize(text))
-    words = _ascii_words(lowered)
+    words = _ascii_words(text.lower())
     if not _SPELLING_STARTS.isdisjoint(words):
         return _canon(" ".join(words))
     return " ".join([w[:-1] if w[-1] == "s" and len(w) > 3 and w[-2] not in "suie" else w for w in words])

@@ -147,16 +147,18 @@ def _tag_re(tags: tuple[str, ...]) -> re.Pattern[str]:
 
 
 _WELL_FORMED_CACHE: dict[tuple[str, ...], tuple[str, ...] | None] = {}
+_PLAIN_TAG_RE = re.compile(r"[A-Z][A-Z0-9_]*")
 
 
 def _well_formed_pieces(tags: tuple[str, ...]) -> tuple[str, ...] | None:
     """How the pieces after the first of ``text.split("<")`` begin when the text's only "<" characters
     open its tags, ``<T>..</T>`` once for each tag, in order and written in upper case (a policy's usual
     response): "T>", "/T>" for each tag. Then those are the only tags the loop of :func:`parse_tags`
-    meets (every tag starts at a "<"). None when ``tags`` are not distinct upper-case names (the loop
-    keys sections by the name upper-cased)."""
+    meets (every tag starts at a "<" and holds no other). None when ``tags`` are not distinct upper-case
+    names (the loop keys sections by the name upper-cased)."""
     if tags not in _WELL_FORMED_CACHE:
-        plain = tags and len(set(tags)) == len(tags) and all(isinstance(t, str) and t == t.upper() for t in tags)
+        plain = tags and len(set(tags)) == len(tags) and all(
+            isinstance(t, str) and _PLAIN_TAG_RE.fullmatch(t) for t in tags)
         _WELL_FORMED_CACHE[tags] = tuple(f"{slash}{t}>" for t in tags for slash in ("", "/")) if plain else None
     return _WELL_FORMED_CACHE[tags]
 

@@ -72,7 +72,9 @@ def test_one_pass_read_of_well_formed_text_is_the_full_parse(text):
 
 ASCII_WORDS = st.lists(st.one_of(st.text(st.characters(max_codepoint=127), max_size=12), st.sampled_from(
     ["a", "an", "the", "lungs", "mass", "abscess", "x-ray", "X ray", "radiographs", "CT scans", "axial", "MR", "1990s",
-     "sinus", "denies", "A", "The", "\x01", "\x7f", "\x1f", "_", "--", ".", "nodules"])), max_size=12).map(" ".join)
+     "sinus", "denies", "A", "The", "\x01", "\x7f", "\x1f", "_", "--", ".", "nodules", "plain films", "xrays",
+     "radiography", "computed tomography", "magnetic resonance imaging", "MRI scans", "ultrasound scans", "sonography",
+     "ultrasonography", "coronal planes", "sagittal", "transverse plane"])), max_size=12).map(" ".join)
 
 
 @SETTINGS
