@@ -21,7 +21,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from medsage.data_gen.instructions import Materialised
-from medsage.data_gen.llm_client import LLMAuthError, LLMClient, LLMConfig, LLMError, image_content
+from medsage.data_gen.llm_client import LLMAuthError, LLMClient, LLMConfig, LLMError, image_content_async
 from medsage.data_gen.records import Record
 from medsage.data_gen.verify import json_object
 from medsage.reward_fns.answers import normalize
@@ -70,7 +70,7 @@ class Imputer:
         """The record with its imputed label (``meta['label_imputed_by']`` names the model) and the outcome, one of :data:`OUTCOMES`."""
         known = self.spaces.get(record.source, [])
         messages = [{"role": "user", "content": [
-            image_content(self.dataset_dir / image.path),
+            await image_content_async(self.dataset_dir / image.path),
             {"type": "text", "text": imputation_prompt(record, known, self.config.max_label_words)}]}]
         try:
             reply = await self.client.chat(messages, temperature=0.0, max_tokens=self.config.max_tokens,

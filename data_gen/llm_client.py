@@ -34,6 +34,7 @@ import os
 import random
 import re
 import sqlite3
+import threading
 import time
 from collections import OrderedDict
 from dataclasses import dataclass
@@ -197,6 +198,7 @@ def _sha256(text: str) -> str:
 _ENCODED: OrderedDict[tuple, DataURL] = OrderedDict()  # the images encoded last, by path, size, mtime and inode
 _ENCODED_MAX_CHARS = 32 * 2**20
 _encoded_chars = 0
+_ENCODED_LOCK = threading.Lock()  # builds encode in worker threads (image_content_async); the cache is shared
 
 
 # Leading bytes of the image formats a chat server decodes, for images handed over as bytes.
@@ -218,6 +220,7 @@ def image_content(image: str | Path | bytes) -> dict[str, Any]:
     encoded last (32 MB of text at most) are kept, keyed by the file's path, size, mtime and inode,
     so an image is read, encoded and hashed once while its record is in flight, and a rewritten
     file is read again. Bytes (a benchmark's embedded images) are typed by their leading bytes.
+    Safe to call from several threads; async code calls :func:`image_content_async`.
     """
     if isinstance(image, bytes):
         url = DataURL(f"data:{_mime_of_bytes(image)};base64,{base64.b64encode(image).decode('ascii')}")
@@ -225,19 +228,33 @@ def image_content(image: str | Path | bytes) -> dict[str, Any]:
     path = Path(image)
     info = path.stat()
     key = (str(path), info.st_size, info.st_mtime_ns, info.st_ino)
-    url = _ENCODED.get(key)
-    if url is None:
+    with _ENCODED_LOCK:
+        url = _ENCODED.get(key)
+        if url is not None:
+            _ENCODED.move_to_end(key)
+    if url is None:  # read, encoded and hashed outside the lock: other threads' images go on meanwhile
         mime = mimetypes.guess_type(path.name)[0] or "image/png"
         url = DataURL(f"data:{mime};base64,{base64.b64encode(path.read_bytes()).decode('ascii')}")
         if len(url) <= _ENCODED_MAX_CHARS // 8:
-            global _encoded_chars
-            _ENCODED[key] = url
-            _encoded_chars += len(url)
-            while _encoded_chars > _ENCODED_MAX_CHARS:
-                _encoded_chars -= len(_ENCODED.popitem(last=False)[1])
-    else:
-        _ENCODED.move_to_end(key)
+            _remember(key, url)
     return {"type": "image_url", "image_url": {"url": url}}
+
+
+def _remember(key: tuple, url: DataURL) -> None:
+    global _encoded_chars
+    with _ENCODED_LOCK:
+        if key in _ENCODED:  # another thread encoded the same file meanwhile
+            return
+        _ENCODED[key] = url
+        _encoded_chars += len(url)
+        while _encoded_chars > _ENCODED_MAX_CHARS:
+            _encoded_chars -= len(_ENCODED.popitem(last=False)[1])
+
+
+async def image_content_async(image: str | Path | bytes) -> dict[str, Any]:
+    """:func:`image_content` in a worker thread: reading an image from network storage, encoding and
+    hashing it (milliseconds to seconds) would otherwise stall every request the event loop drives."""
+    return await asyncio.to_thread(image_content, image)
 
 
 def _keyed_part(part: Any) -> Any:

@@ -21,7 +21,7 @@ from pathlib import Path
 from PIL import Image
 
 from medsage.data_gen.instructions import Sample, region_phrase
-from medsage.data_gen.llm_client import LLMClient, image_content
+from medsage.data_gen.llm_client import LLMClient, image_content_async
 from medsage.data_gen.prompts import KNOWLEDGE_TEMPLATES, StagePrompts, question_with_options
 from medsage.data_gen.records import ROI
 from medsage.data_gen.trajectories import Trajectory, answer_stage, loc_groundings
@@ -59,11 +59,12 @@ class LLMGenerator:
     async def _observe(self, sample: Sample, roi: ROI) -> tuple[str, str]:
         """LOC(r) then Vis(r)."""
         question = question_with_options(sample.question, sample.options or None)
-        image = image_content(self.dataset_dir / sample.image)
+        image = await image_content_async(self.dataset_dir / sample.image)
         loc = await self._ask(LOC, [image, {"type": "text", "text": self.prompts.render(
             "loc", prompt=question, roi_hint=self._roi_hint(sample, roi))}])
-        # decoding and cropping run in a thread (Pillow releases the GIL), not on the loop that drives the calls
-        crop = [image_content(await asyncio.to_thread(self._crop, sample, roi))] if roi.strong and roi.kind != "global" else []
+        crop = []
+        if roi.strong and roi.kind != "global":  # cropped in a thread too: not on the loop that drives the calls
+            crop = [await image_content_async(await asyncio.to_thread(self._crop, sample, roi))]
         visual = await self._ask(VISUAL, [image, *crop, {"type": "text", "text": self.prompts.render(
             "visual", prompt=question, roi_summary=loc)}])
         return loc, visual

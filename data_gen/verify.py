@@ -16,7 +16,7 @@ from dataclasses import replace
 from pathlib import Path
 
 from medsage.data_gen.instructions import Sample
-from medsage.data_gen.llm_client import LLMClient, image_content
+from medsage.data_gen.llm_client import LLMClient, image_content_async
 from medsage.data_gen.prompts import StagePrompts, question_with_options
 from medsage.data_gen.trajectories import LABEL_LEAK, Trajectory
 from medsage.reward_fns.answers import match_answer, normalize
@@ -82,7 +82,7 @@ class Verifier:
         prompt = self.prompts.render(
             "judge", prompt=question_with_options(sample.question, sample.options or None),
             answer=sample.answer_text, trajectory=trajectory.text)
-        messages = [{"role": "user", "content": [image_content(self.dataset_dir / sample.image),
+        messages = [{"role": "user", "content": [await image_content_async(self.dataset_dir / sample.image),
                                                  {"type": "text", "text": prompt}]}]
         reply = await self.judge.chat(messages, temperature=0.0, max_tokens=self.max_tokens,
                                       validate=lambda text: parse_verdict(text) is not None)

@@ -17,7 +17,7 @@ import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from medsage.data_gen.llm_client import LLMClient, LLMConfig, image_content
+from medsage.data_gen.llm_client import LLMClient, LLMConfig, image_content_async
 from medsage.reward_fns.answers import AnswerType
 
 from .benchmarks import Item
@@ -110,7 +110,7 @@ def judge_open_answers(config: LLMConfig, items: Sequence[Item], responses: Sequ
 
 async def _judge_reasoning(client: LLMClient, item: Item, response: str, with_image: bool) -> ReasoningScores:
     text = REASONING_JUDGE_PROMPT.format(question=item.question, reference=item.answer, response=response)
-    content: list[dict] = [image_content(ref) for ref in item.images] if with_image else []
+    content: list[dict] = [await image_content_async(ref) for ref in item.images] if with_image else []
     content.append({"type": "text", "text": text})
     reply = await client.chat(
         [{"role": "user", "content": content}],

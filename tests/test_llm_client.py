@@ -268,3 +268,24 @@ def test_retries_and_failures_are_logged_without_the_key(monkeypatch, caplog):
     assert [r.levelname for r in caplog.records] == ["INFO", "ERROR"]
     assert "gave up after 2 attempts" in caplog.records[-1].getMessage()
     assert secret not in caplog.text and "[key]" in caplog.text
+
+
+def test_image_content_from_many_threads_keeps_the_encoded_cache_consistent(tmp_path, monkeypatch):
+    """Builds encode images in worker threads: concurrent hits, misses and evictions of the shared cache
+    must neither raise nor let its size accounting drift from what it holds."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from medsage.data_gen import llm_client
+
+    paths = []
+    for i in range(12):
+        paths.append(tmp_path / f"{i}.png")
+        paths[-1].write_bytes(b"\x89PNG\r\n\x1a\n" + bytes([i]) * (4000 + 150 * i))
+    monkeypatch.setattr(llm_client, "_ENCODED", llm_client.OrderedDict())
+    monkeypatch.setattr(llm_client, "_encoded_chars", 0)
+    monkeypatch.setattr(llm_client, "_ENCODED_MAX_CHARS", 64000)  # 8 to 10 of the 12 images: calls evict
+    with ThreadPoolExecutor(8) as pool:
+        parts = list(pool.map(image_content, [paths[i % 12] for i in range(600)]))
+    for i, part in enumerate(parts):
+        assert base64.b64decode(part["image_url"]["url"].split(",", 1)[1]) == paths[i % 12].read_bytes()
+    assert 0 < llm_client._encoded_chars == sum(map(len, llm_client._ENCODED.values())) <= 64000

@@ -152,3 +152,29 @@ def test_killed_run_resumes_to_identical_outputs_without_repeating_completed_cal
     assert not completed & set(resumed)
     assert len(resumed) + len(completed) == reference_calls
     assert _outputs(tmp_path / "b") == _outputs(tmp_path / "ref")
+
+
+def test_a_slow_image_read_does_not_hold_back_other_samples_requests(tmp_path, monkeypatch):
+    """Images on network storage take a while to read: the build reads them in threads, so the first image
+    read under the build's own folder waits until the server has received a request (which can only go
+    out while the event loop runs on; a read on the loop waits out its 10 s and the build fails)."""
+    received = threading.Event()
+    blocked: list[Path] = []
+    real_read = Path.read_bytes
+
+    def read_bytes(path: Path) -> bytes:
+        if "out/sft" in path.as_posix() and not blocked:
+            blocked.append(path)
+            assert received.wait(10), f"no request went out while {path.name} was read"
+        return real_read(path)
+
+    def responder(request: dict):
+        received.set()
+        return stage_reply(request)
+
+    monkeypatch.setattr(Path, "read_bytes", read_bytes)
+    with StubServer(responder) as srv:
+        config = load_config(llm_recipe(tmp_path / "r.yaml", srv.base_url, str(tmp_path / "out"), timeout_s=30))
+        stats = build(config, progress=False)
+    assert blocked and received.is_set()
+    assert stats.failed_samples == 0 and stats.samples == len(_lines(tmp_path / "out")) > 0

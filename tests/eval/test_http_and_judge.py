@@ -1,6 +1,7 @@
 """The OpenAI-compatible backend and both judges against an OpenAI-compatible server on 127.0.0.1."""
 
 import json
+import threading
 from pathlib import Path
 
 import pytest
@@ -156,3 +157,32 @@ def test_a_model_that_answers_nothing_yields_empty_text_not_a_crash():
         texts = backend.generate([[Turn("user", "Is there a lesion?")]], GenerationParams())
         assert len(srv.calls) == 1
     assert texts == [""]
+
+
+def test_the_judge_reads_images_off_the_event_loop(tmp_path, monkeypatch):
+    """Images on network storage take a while to read: one item's slow image must not hold back the other
+    items' requests. The first image's read waits until the judge has received the second item's request,
+    which can only happen while the event loop runs on (a read on the loop waits out its 10 s and fails)."""
+    write_pmc_vqa(tmp_path / "pmc", [("What modality?", ["CT", "MRI", "X-ray", "US"], "A"),
+                                     ("Which plane?", ["Axial", "Coronal", "Sagittal", "Oblique"], "B")])
+    items = load_benchmark("pmc_vqa", tmp_path / "pmc")
+    slow_image = Path(items[0].images[0])
+    second_request = threading.Event()
+    real_read = Path.read_bytes
+
+    def read_bytes(path: Path) -> bytes:
+        if path == slow_image:
+            assert second_request.wait(10), "no other request went out while the first image was read"
+        return real_read(path)
+
+    def responder(request: dict) -> str:
+        if "Which plane?" in last_user_text(request):
+            second_request.set()
+        return json.dumps(JUDGE_SCORES)
+
+    monkeypatch.setattr(Path, "read_bytes", read_bytes)
+    with StubServer(responder) as judge:
+        config = LLMConfig(base_url=judge.base_url, model="j", backoff_base_s=0.01)
+        scores = judge_reasoning(config, items, [lvkc("A"), lvkc("B")], with_image=True)
+    assert [scores[item.id].average for item in items] == [3.5, 3.5]
+    assert second_request.is_set()
