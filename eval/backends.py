@@ -123,12 +123,14 @@ class OpenAIBackend:
 
     async def _generate(self, conversations: Sequence[Conversation], params: GenerationParams) -> list[str]:
         async with LLMClient(self.config) as client:
-            calls = [
-                client.chat(to_openai_messages(c), temperature=params.temperature, max_tokens=params.max_new_tokens,
-                            allow_empty=True)
-                for c in conversations
-            ]
-            return [r.text for r in await asyncio.gather(*calls)]
+
+            async def reply(conversation: Conversation) -> str:
+                # images are read and encoded in a thread: requests already sent go on meanwhile
+                messages = await asyncio.to_thread(to_openai_messages, conversation)
+                return (await client.chat(messages, temperature=params.temperature, max_tokens=params.max_new_tokens,
+                                          allow_empty=True)).text
+
+            return list(await asyncio.gather(*(reply(c) for c in conversations)))
 
     def generate(self, conversations: Sequence[Conversation], params: GenerationParams) -> list[str]:
         return asyncio.run(self._generate(conversations, params))

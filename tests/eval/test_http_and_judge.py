@@ -186,3 +186,32 @@ def test_the_judge_reads_images_off_the_event_loop(tmp_path, monkeypatch):
         scores = judge_reasoning(config, items, [lvkc("A"), lvkc("B")], with_image=True)
     assert [scores[item.id].average for item in items] == [3.5, 3.5]
     assert second_request.is_set()
+
+
+def test_the_openai_backend_reads_images_off_the_event_loop(tmp_path, monkeypatch):
+    """As for the judge: the first conversation's image read waits until the server has received the
+    second conversation's request."""
+    from medsage.eval.backends import GenerationParams, OpenAIBackend
+    from medsage.eval.prompts import Turn
+
+    images = [tmp_path / "first.png", tmp_path / "second.png"]
+    for image in images:
+        image.write_bytes(b"\x89PNG\r\n\x1a\n" + image.name.encode())
+    second_request = threading.Event()
+    real_read = Path.read_bytes
+
+    def read_bytes(path: Path) -> bytes:
+        if path == images[0]:
+            assert second_request.wait(10), "no other request went out while the first image was read"
+        return real_read(path)
+
+    def responder(request: dict) -> str:
+        if "second" in last_user_text(request):
+            second_request.set()
+        return "Yes"
+
+    monkeypatch.setattr(Path, "read_bytes", read_bytes)
+    conversations = [[Turn("user", f"Is there a lesion? ({image.stem})", images=(str(image),))] for image in images]
+    with StubServer(responder) as srv:
+        texts = OpenAIBackend(LLMConfig(base_url=srv.base_url, model="vlm")).generate(conversations, GenerationParams())
+    assert texts == ["Yes", "Yes"] and second_request.is_set()
