@@ -60,9 +60,9 @@ _REGION_WORDS = (
 _REGION_WORDS_RE = re.compile(any_word_pattern(_REGION_WORDS), re.IGNORECASE)
 
 
-@dataclass(frozen=True)
-class Problem:
-    """One defect found while parsing; ``kind`` is a stable machine-readable name."""
+class Problem(NamedTuple):
+    """One defect found while parsing; ``kind`` is a stable machine-readable name (a named tuple, as
+    :class:`Parsed` is: malformed responses are common early in RL, and each may carry several)."""
 
     kind: str  # missing | repeated | unclosed | misordered | empty | stray_close | closed_with_open_tag
     tag: str
