@@ -640,7 +640,7 @@ def _choice(prediction: object, options: _OptionSet) -> str | None:
 # yes/no
 
 _YES = frozenset({"yes", "yeah", "yep", "true", "correct", "affirmative", "positive"})
-_NO = frozenset({"no", "nope", "false", "incorrect", "negative"})
+_NO = frozenset({"no", "nope", "false", "incorrect", "negative", "none"})
 _YES_WORDS = frozenset({"yes", "yeah", "yep", "affirmative"})  # say yes anywhere; "correct"/"true" only as "is correct"
 _COPULAS = frozenset({"is", "are", "be", "not"})
 _LEAD_ONLY = {"present": "yes", "absent": "no"}  # "Present." / "Absent, ..." open a reply, never inside one
@@ -651,7 +651,7 @@ _SEGMENT_RE = re.compile(
     r"[,:]|\.(?!\d)|[;!?\n\u3002\uff0c\uff1b\uff1a\uff01\uff1f]|\b(?:but|however|though)\b", re.IGNORECASE
 )
 _STATED_NO_RE = re.compile(
-    rf"\b(?:not {_SEEN}|(?:is|are|was|were) absent|ruled out|unlikely|negative for|no evidence|"
+    rf"\b(?:not {_SEEN}|(?:is|are|was|were) absent|absent$|ruled out|unlikely|negative for|no evidence|"
     r"(?:do|does|did) not (?:see|show|identify|detect|find|reveal|demonstrate|contain|have))\b"
 )
 _HEDGE_RE = re.compile(r"\b(?:cannot|can not|could not|not) (?:be )?(?:excluded|exclude|ruled out|rule out)\b")
@@ -735,19 +735,57 @@ def _statements(tokens: list[str], question: str | None) -> set[str]:
 
 def _question_predicates(tokens: list[str], question: str) -> set[str]:
     """With the question: "not W" for a content word W of the question says no ("Is the heart
-    enlarged?" "It is not enlarged"), and normal/abnormal answer "Is it normal?" (and vice versa)."""
+    enlarged?" "It is not enlarged"), and normal/abnormal answer "Is it normal?" (and vice versa),
+    negated by the word before ("not normal", "nothing abnormal", "no abnormal findings")."""
     asked = set(normalize(question).split()) - _STOP
     asks_abnormal = any(word.startswith("abnormal") for word in asked)  # abnormal, abnormality, ...
     asks_normal = "normal" in asked or asks_abnormal
     said = set()
     for i, tok in enumerate(tokens):
-        negated = i > 0 and tokens[i - 1] == "not"
+        negated = i > 0 and tokens[i - 1] in _PREDICATE_NEGATORS
         if negated and tok in asked:
             said.add("no")
         elif tok in ("normal", "abnormal", "unremarkable") and asks_normal:
             agrees = (tok == "abnormal") == asks_abnormal
             said.add("yes" if agrees != negated else "no")
     return said
+
+
+_PREDICATE_NEGATORS = frozenset({"not", "no", "nothing", "none", "never", "without"})
+# Whole short replies that say yes or no without a yes/no word: an affirmation, a bare "not" after a hedge
+# ("probably not", "not at all"), "I (don't) think so", "nothing (is) seen", an elliptical echo of the
+# question ("it is", "there isn't", "it does not").
+_SHORT_REPLY_WORDS = 6
+_ECHO = r"(?:it|there|they) (?:is|are|was|were|does|do|did|has|have)"
+_SHORT_REPLIES = (
+    ("yes", re.compile(rf"(?:i )?(?:think|believe) so|of course|certainly|definitely|absolutely|surely|indeed|{_ECHO}")),
+    ("no", re.compile(r"(?:(?:probably|most likely|likely|definitely|certainly|absolutely|surely|of course) )?"
+                      r"not(?: really| at all)?|i do not (?:think|believe) so|"
+                      r"nothing(?: (?:is )?(?:seen|found|noted|identified|visible|present))?|"
+                      rf"{_ECHO} not|(?:it|they) cannot")),
+)
+# "Is this normal?" "No acute abnormality (seen).": the whole reply, where "no" is a determiner (no punctuation
+# after it, unlike "No, abnormal"), says normal
+_NO_ABNORMALITY_RE = re.compile(
+    r"\s*no\s+(?:(?:acute|significant|obvious|definite|focal|gross|other|evident|apparent|major|new|detectable|"
+    r"radiographic|bony|osseous|cardiopulmonary|intracranial)\s+){0,3}abnormal\w*"
+    r"(?:\s+(?:seen|detected|identified|found|noted|present|visible))?\s*[.!]?\s*"
+)
+
+
+def _short_reply(words: list[str]) -> str | None:
+    """The polarity of a whole reply of a few normalised words that :data:`_SHORT_REPLIES` reads, else None."""
+    if len(words) > _SHORT_REPLY_WORDS:
+        return None
+    text = " ".join(words)
+    return next((polarity for polarity, pattern in _SHORT_REPLIES if pattern.fullmatch(text)), None)
+
+
+@lru_cache(maxsize=4096)
+def _asks_only_normal(question: str) -> bool:
+    """Whether a question asks if something is normal (not if it is abnormal)."""
+    asked = set(normalize(question).split())
+    return "normal" in asked and not any(word.startswith("abnormal") for word in asked)
 
 
 def yes_no(prediction: object, question: str | None = None) -> str | None:
@@ -759,13 +797,19 @@ def yes_no(prediction: object, question: str | None = None) -> str | None:
     zh = _zh_polarity(text)
     if zh:
         return zh
+    if isinstance(question, str) and _asks_only_normal(question) and _NO_ABNORMALITY_RE.fullmatch(text.lower()):
+        return "yes"
     lead: set[str] = set()
     for segment in set(_split(text, _SEGMENT_RE, _SEGMENT_MARKS_RE, _SEGMENT_WORDS_RE)):
         if segment and _POLAR_WORD_RE.search(segment.lower()):
             lead |= _segment_lead(segment) if len(segment) <= 256 else _answer_word(normalize(segment).split())
     if lead:
         return lead.pop() if len(lead) == 1 else None
-    said = _statements(normalize(text).split(), question)
+    words = normalize(text).split()
+    short = _short_reply(words)
+    if short:
+        return short
+    said = _statements(words, question)
     if question:
         said |= _existence(text, question)
     return said.pop() if len(said) == 1 else None
@@ -846,6 +890,8 @@ def _existence(text: str, question: str) -> set[str]:
     asked, where = _asked_thing(question) if isinstance(question, str) else (frozenset(), frozenset())
     if not asked:
         return set()
+    if _names_only_the_asked(normalize(text[:_EXISTENCE_CHARS]).split(), asked, where):
+        return {"yes"}
     for clause in _clauses(text[:_EXISTENCE_CHARS]):
         norm = normalize(clause)
         words = norm.split()
@@ -859,6 +905,21 @@ def _existence(text: str, question: str) -> set[str]:
                 if asked & _stems(_thing(m.group(1), _ASK_FILLERS)):
                     return {"yes"}
     return set()
+
+
+_TELEGRAPHIC_WORDS = 4
+
+
+def _names_only_the_asked(words: list[str], asked: frozenset[str], where: frozenset[str]) -> bool:
+    """A telegraphic reply of a few words naming the asked thing, perhaps where and that it is seen, and
+    nothing else ("Cardiomegaly.", "Mass present.", "Liver mass." for "Is there a mass in the liver?");
+    "Heart normal." names more than the asked "enlarged heart", and says nothing here."""
+    if len(words) > _TELEGRAPHIC_WORDS or _EXIST_HEDGES.intersection(words) or _EXIST_NEGATORS.intersection(words):
+        return False
+    content = set(_canon(" ".join(words)).split()) - _STOP - _FILLERS - _PREPOSITIONS - _ASK_FILLERS
+    named = [_stems({word}) for word in content]
+    known = asked | _stems(where)
+    return any(stems & asked for stems in named) and all(stems & known for stems in named)
 
 
 def _stems(words: set[str] | frozenset[str]) -> set[str]:
