@@ -341,7 +341,7 @@ _CLAUSE_RE = re.compile(
     r"\.(?!\d)|[;!?\n\u3002\uff1b\uff01\uff1f]|\b(?:but|however|whereas|although|though)\b", re.IGNORECASE
 )
 _NEG_BEFORE = frozenset({"not", "no", "never", "without", "absent", "absence", "neither", "nor", "negative", "denies",
-                         "free", "cannot", "unlikely", "exclude", "excluded", "excluding", "except", "than"})
+                         "free", "cannot", "unlikely", "exclude", "excluded", "excluding", "except", "than", "unlike"})
 _NEG_BEFORE_PAIRS = frozenset({("rule", "out"), ("ruled", "out"), ("rules", "out"), ("instead", "of")})
 _NEGATION_WINDOW = 3
 _AUX = (r"(?:is|are|was|were|be|been|being|appears?|seems?|looks?|has|have|had|can|could|may|might|would|should|"
@@ -1049,7 +1049,7 @@ def _open_match(prediction: str, reference: str) -> bool:
     if len(ref) == 1:
         return _letter_answer(prediction, ref.upper())
     pred = _canon_norm(prediction)
-    if pred == ref:
+    if pred == ref or _inverted_name(prediction) == ref:
         return True
     if len(pred.split()) > len(ref.split()) + _OPEN_EXTRA_TOKENS:
         return False
@@ -1061,6 +1061,18 @@ def _open_match(prediction: str, reference: str) -> bool:
         if not asserted or negated or listed:
             return False
     return not _extra_candidates(_parts(prediction), wanted)
+
+
+def _inverted_name(prediction: str) -> str:
+    """A report's inverted name read in plain order ("Kidney, left" -> "left kidney", "Lobe, left lower" ->
+    "left lower lobe"); "" unless the prediction is two parts around one comma."""
+    head, comma, tail = prediction.partition(",")
+    if not comma or "," in tail or len(prediction) > _INVERTED_NAME_CHARS:
+        return ""
+    return f"{_canon_norm(tail)} {_canon_norm(head)}"
+
+
+_INVERTED_NAME_CHARS = 80  # a name, not a sentence with a comma
 
 
 def _extra_candidates(parts: list[str], wanted: list[str]) -> bool:

@@ -275,6 +275,8 @@ FAMILY_CASES = [
     ("rejected", "Flexor pathology rather than muscle strain.", "C", OPTS, None, True),
     ("rejected", "Muscle strain rather than flexor pathology", "C", OPTS, None, False),
     ("rejected", "Not B but C", "C", OPTS, None, True),
+    ("rejected", "C\n\nExplanation: the tendon is thickened, unlike a muscle strain (B).", "C", OPTS, None, True),
+    ("rejected", "Unlike flexor pathology, this is tendonitis.", "C", OPTS, None, False),
     ("rejected", "The answer is C, not B.", "B", OPTS, None, False),
     # positive / negative for X; "not normal"
     ("pos-neg", "Negative for malignancy.", "no", None, None, True),
@@ -295,6 +297,10 @@ FAMILY_CASES = [
     ("parts", "The liver and the kidneys", "kidney and liver", None, None, True),
     ("parts", "Liver", "Liver, Kidney", None, None, False),
     ("parts", "Liver and spleen", "Liver, Kidney", None, None, False),
+    ("parts", "Kidney, left", "left kidney", None, None, True),  # a report's inverted name
+    ("parts", "Lobe, left lower", "Left lower lobe", None, None, True),
+    ("parts", "Kidney, right", "left kidney", None, None, False),
+    ("parts", "Shunt, right to left", "left to right shunt", None, None, False),
     # modality spellings
     ("modality", "Xray", "X-Ray", None, None, True),
     ("modality", "x ray", "X-Ray", None, None, True),
