@@ -141,17 +141,22 @@ def _ascii_words(lowered: str) -> list[str]:
 
 
 # Spellings of one thing, made one token so "X-ray" = "Xray" = "x ray" and plurals meet singulars.
-_CANON = (
+_SPELLINGS = (
     (re.compile(r"\b(?:x ?rays?|radiographs?|radiography|plain films?)\b"), "xray"),
     (re.compile(r"\b(?:computed tomography|ct scans?)\b"), "ct"),
     (re.compile(r"\b(?:magnetic resonance imaging|magnetic resonance|mri scans?|mr)\b"), "mri"),
     (re.compile(r"\b(?:ultrasonography|sonography|ultrasound scans?)\b"), "ultrasound"),
     (re.compile(r"\baxial\b"), "transverse"),  # SLAKE's planes: "Transverse Plane" is the axial one
     (re.compile(r"\b(transverse|coronal|sagittal)(?: planes?)?\b"), r"\1 plane"),
+)
+_PLURALS = (
+    # metastases -> metastasis, stenoses -> stenosis: the Greek plural of a word of 6+ letters
+    (re.compile(r"(?<=\w\w\w)ses\b"), "sis"),
     # lungs -> lung (not mass, abscess, sinus, denies): the final s of a word of 4+ letters whose letter
     # before it is not s/u/i/e; found from the s (a literal the engine searches fast), checked backwards
     (re.compile(r"s\b(?<=\w\w[^suie\W]s)"), ""),
 )
+_CANON = _SPELLINGS + _PLURALS
 
 
 def _canon(norm: str) -> str:
@@ -167,15 +172,21 @@ _SPELLING_STARTS = frozenset({"x", "xray", "xrays", "radiograph", "radiographs",
 
 def _canon_norm(text: str) -> str:
     """``_canon(normalize(text))``, the form every mention is looked for in. A lower-cased ASCII text
-    without apostrophes is done on its words: the plural rule of _CANON (the final s of a word of four or
-    more characters, after a character other than s/u/i/e) applied word by word, when no spelling rule
-    can apply (none of their first words occurs)."""
+    without apostrophes is done on its words: the plural rules (:func:`_singular`) applied word by word,
+    when no spelling rule can apply (none of their first words occurs)."""
     if not isinstance(text, str) or not text.isascii() or "'" in text:
         return _canon(normalize(text))
     words = _ascii_words(text.lower())
     if not _SPELLING_STARTS.isdisjoint(words):
         return _canon(" ".join(words))
-    return " ".join([w[:-1] if w[-1] == "s" and len(w) > 3 and w[-2] not in "suie" else w for w in words])
+    return " ".join([_singular(w) if w[-1] == "s" else w for w in words])
+
+
+def _singular(word: str) -> str:
+    """:data:`_PLURALS` on one word ending in s."""
+    if len(word) > 5 and word.endswith("ses"):
+        return word[:-3] + "sis"
+    return word[:-1] if len(word) > 3 and word[-2] not in "suie" else word
 
 
 @lru_cache(maxsize=65536)
@@ -193,8 +204,8 @@ _CANON_ANY_RE = re.compile(r"x ?ray|radiograph|plain film|computed tomography|ct
 
 def _canon_text(norm: str) -> str:
     # the spelling rules change nothing unless one of them matches the text as given (each rule's output
-    # only feeds the rules after it), so one search skips them all; the plural rule always runs
-    rules = _CANON if _CANON_ANY_RE.search(norm) else _CANON[-1:]
+    # only feeds the rules after it), so one search skips them all; the plural rules always run
+    rules = _CANON if _CANON_ANY_RE.search(norm) else _PLURALS
     for pattern, repl in rules:
         norm = pattern.sub(repl, norm)
     return norm
@@ -923,12 +934,13 @@ def _names_only_the_asked(words: list[str], asked: frozenset[str], where: frozen
 
 
 def _stems(words: set[str] | frozenset[str]) -> set[str]:
-    """Words with their plural endings also dropped, so "nodules" meets "nodule" and "masses" "mass"."""
+    """Words with their plural endings also dropped, so "nodules" meets "nodule" and "masses" "mass"
+    (which the canonical form spells "massis", as it does "metastases" "metastasis")."""
     out = set(words)
     for w in words:
         if len(w) > 3 and w.endswith("s"):
             out.add(w[:-1])
-            if w.endswith("es"):
+            if w.endswith(("es", "sis")):
                 out.add(w[:-2])
     return out
 

@@ -301,6 +301,12 @@ FAMILY_CASES = [
     ("parts", "Lobe, left lower", "Left lower lobe", None, None, True),
     ("parts", "Kidney, right", "left kidney", None, None, False),
     ("parts", "Shunt, right to left", "left to right shunt", None, None, False),
+    # Greek plurals meet their singulars
+    ("plurals", "Metastases", "metastasis", None, None, True),
+    ("plurals", "Stenoses of both carotids", "stenosis", None, None, True),
+    ("plurals", "Metastases.", "B", {"A": "Simple cyst", "B": "Metastasis", "C": "Abscess"}, None, True),
+    ("plurals", "Metastases.", "A", {"A": "Simple cyst", "B": "Metastasis", "C": "Abscess"}, None, False),
+    ("plurals", "Thrombosis", "stenosis", None, None, False),
     # modality spellings
     ("modality", "Xray", "X-Ray", None, None, True),
     ("modality", "x ray", "X-Ray", None, None, True),

@@ -74,7 +74,8 @@ ASCII_WORDS = st.lists(st.one_of(st.text(st.characters(max_codepoint=127), max_s
     ["a", "an", "the", "lungs", "mass", "abscess", "x-ray", "X ray", "radiographs", "CT scans", "axial", "MR", "1990s",
      "sinus", "denies", "A", "The", "\x01", "\x7f", "\x1f", "_", "--", ".", "nodules", "plain films", "xrays",
      "radiography", "computed tomography", "magnetic resonance imaging", "MRI scans", "ultrasound scans", "sonography",
-     "ultrasonography", "coronal planes", "sagittal", "transverse plane"])), max_size=12).map(" ".join)
+     "ultrasonography", "coronal planes", "sagittal", "transverse plane", "metastases", "masses", "stenosis", "ses",
+     "bases", "abscesses", "uses"])), max_size=12).map(" ".join)
 
 
 @SETTINGS
