@@ -13,17 +13,22 @@ Kinds of question, told apart by the reference (and options / the two alternativ
   可以/不可以, 正常/不正常, ...): whole words only, so "no" never matches "normal", "nodule" or
   "notable"; a reply that says both ("Yes and no", "No. Actually, yes") is no answer. Without a
   yes/no word, statements decide: "X is not seen / ruled out / unlikely", "negative for X" say no,
-  "positive for X" says yes, "X cannot be excluded" is a hedge (no answer); with the question,
-  "not normal" answers "Is it normal?", and an existence statement about the asked thing ("There is
-  a mass", "A mass is present", "The image shows a mass" for "Is there a mass?") says yes unless
-  hedged ("there may be") or about another thing ("There is a nodule").
+  "positive for X" says yes, "X cannot be excluded" is a hedge (no answer); so do short replies
+  ("Probably not", "Not at all", "I don't think so", "None", "Nothing is seen" say no; "Of course",
+  "Certainly", "I think so" say yes; "There is" / "It does not" echo the question). With the question,
+  "not normal" and "nothing abnormal" answer "Is it normal?" (as "No acute abnormality" does, yes),
+  and an existence statement about the asked thing ("There is a mass", "A mass is present", "The
+  image shows a mass", telegraphic "Mass present." for "Is there a mass?") says yes unless hedged
+  ("there may be") or about another thing ("There is a nodule"); "Mass absent." says no.
 * either-or (``choices``, the two alternatives a closed "A or B" question names, or a Chinese
   "A还是B" one): the reference must be named and the other alternative not.
 * open-ended: SQuAD-style normalisation and exact match, or the reference stated un-negated in a
   short answer sentence (the paper's answers read "Findings are most consistent with X"). Negation
   and hedging count before ("no X", "rule out X") and after the finding ("X is unlikely", "X
   cannot be excluded"); a list of candidates ("X or Y") or extra listed items is wrong; multi-part
-  references match in any order; modality spellings (X-ray, Xray, x ray, radiograph) are one word;
+  references match in any order, and so does a report's inverted name ("Kidney, left"); modality
+  spellings (X-ray, Xray, x ray, radiograph) are one word, plurals (Greek ones too: metastases) meet
+  singulars; "unlike X" and "rather than X" reject X;
   numeric references compare values (decimals, fractions, number words, units, thousands separators).
   ``rules="mmmu"`` scores open questions with MMMU's own number-aware rules instead.
 
