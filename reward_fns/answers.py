@@ -1034,12 +1034,17 @@ _MAX_NUMBERS = 32
 
 
 def _numeric_match(prediction: str, reference: Quantity) -> bool:
-    """Right when the prediction states the reference value and no other value of its kind."""
+    """Right when the prediction states the reference value and no other value of its kind: a count
+    ("2") is compared with the numbers stated without a unit ("2 lesions, 1 cm each"), a measurement
+    with those in its dimension, each falling back to bare numbers (or any) when there are none."""
     stated = list(islice(_numbers(prediction), _MAX_NUMBERS + 1))
     if len(stated) > _MAX_NUMBERS:
         return False  # a list of numbers is not one value
-    with_unit = [q for q in stated if reference.dimension and q.dimension == reference.dimension]
-    same_kind = with_unit or [q for q in stated if q.dimension is None or reference.dimension is None]
+    bare = [q for q in stated if q.dimension is None]
+    if reference.dimension:
+        same_kind = [q for q in stated if q.dimension == reference.dimension] or bare
+    else:
+        same_kind = bare or stated
     return bool(same_kind) and all(q.equals(reference) for q in same_kind)
 
 

@@ -257,6 +257,9 @@ FAMILY_CASES = [
     ("numbers", "1/3", "1/2", None, None, False),
     ("numbers", "50%", "50 %", None, None, True),
     ("numbers", "-3", "3", None, None, False),
+    ("numbers", "There are 2 lesions, 1 cm each.", "2", None, None, True),  # a count beside a measurement
+    ("numbers", "There are 3 lesions, 2 cm each.", "2", None, None, False),
+    ("numbers", "2 cm", "2", None, None, True),
     # multiple-choice letters in every form
     ("letters", "c", "C", OPTS, None, True),
     ("letters", "(c)", "C", OPTS, None, True),
