@@ -1036,16 +1036,23 @@ _MAX_NUMBERS = 32
 def _numeric_match(prediction: str, reference: Quantity) -> bool:
     """Right when the prediction states the reference value and no other value of its kind: a count
     ("2") is compared with the numbers stated without a unit ("2 lesions, 1 cm each"), a measurement
-    with those in its dimension, each falling back to bare numbers (or any) when there are none."""
+    with those in its dimension, each falling back to bare numbers (or any) when there are none; a count
+    of zero may be said in words ("None", "No lesions")."""
     stated = list(islice(_numbers(prediction), _MAX_NUMBERS + 1))
     if len(stated) > _MAX_NUMBERS:
         return False  # a list of numbers is not one value
+    if not stated and reference.value == 0 and not reference.dimension:
+        return _NONE_RE.match(normalize(prediction)) is not None  # "How many?" "None." / "No lesions are seen."
     bare = [q for q in stated if q.dimension is None]
     if reference.dimension:
         same_kind = [q for q in stated if q.dimension == reference.dimension] or bare
     else:
         same_kind = bare or stated
     return bool(same_kind) and all(q.equals(reference) for q in same_kind)
+
+
+# A count of zero said in words: "none", "nothing", "no lesions (are seen)", "there are no lesions"
+_NONE_RE = re.compile(r"(?:there (?:is|are) )?(?:none|nothing|no \w+)\b")
 
 
 # ---------------------------------------------------------------------------------------------

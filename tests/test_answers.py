@@ -260,6 +260,11 @@ FAMILY_CASES = [
     ("numbers", "There are 2 lesions, 1 cm each.", "2", None, None, True),  # a count beside a measurement
     ("numbers", "There are 3 lesions, 2 cm each.", "2", None, None, False),
     ("numbers", "2 cm", "2", None, None, True),
+    ("numbers", "None.", "0", None, None, True),  # a count of zero in words
+    ("numbers", "There are no lesions.", "0", None, None, True),
+    ("numbers", "No, there are 2.", "0", None, None, False),
+    ("numbers", "Several lesions.", "0", None, None, False),
+    ("numbers", "None.", "2", None, None, False),
     # multiple-choice letters in every form
     ("letters", "c", "C", OPTS, None, True),
     ("letters", "(c)", "C", OPTS, None, True),
