@@ -753,9 +753,7 @@ def _question_predicates(tokens: list[str], question: str) -> set[str]:
     """With the question: "not W" for a content word W of the question says no ("Is the heart
     enlarged?" "It is not enlarged"), and normal/abnormal answer "Is it normal?" (and vice versa),
     negated by the word before ("not normal", "nothing abnormal", "no abnormal findings")."""
-    asked = set(normalize(question).split()) - _STOP
-    asks_abnormal = any(word.startswith("abnormal") for word in asked)  # abnormal, abnormality, ...
-    asks_normal = "normal" in asked or asks_abnormal
+    asked, asks_normal, asks_abnormal = _asked_words(question)
     said = set()
     for i, tok in enumerate(tokens):
         negated = i > 0 and tokens[i - 1] in _PREDICATE_NEGATORS
@@ -798,10 +796,17 @@ def _short_reply(words: list[str]) -> str | None:
 
 
 @lru_cache(maxsize=4096)
-def _asks_only_normal(question: str) -> bool:
-    """Whether a question asks if something is normal (not if it is abnormal)."""
-    asked = set(normalize(question).split())
-    return "normal" in asked and not any(word.startswith("abnormal") for word in asked)
+def _asked_words(question: str) -> tuple[frozenset[str], bool, bool]:
+    """A question's content words, whether it asks about normality at all ("normal" or "abnormal..."),
+    and whether it asks about an abnormality (abnormal, abnormality, ...)."""
+    asked = frozenset(normalize(question).split()) - _STOP
+    asks_abnormal = any(word.startswith("abnormal") for word in asked)
+    return asked, "normal" in asked or asks_abnormal, asks_abnormal
+
+
+def _asks_normal_only(question: str) -> bool:
+    _, asks_normal, asks_abnormal = _asked_words(question)
+    return asks_normal and not asks_abnormal
 
 
 def yes_no(prediction: object, question: str | None = None) -> str | None:
@@ -813,7 +818,8 @@ def yes_no(prediction: object, question: str | None = None) -> str | None:
     zh = _zh_polarity(text)
     if zh:
         return zh
-    if isinstance(question, str) and _asks_only_normal(question) and _NO_ABNORMALITY_RE.fullmatch(text.lower()):
+    question = question if isinstance(question, str) else None
+    if question and _asks_normal_only(question) and _NO_ABNORMALITY_RE.fullmatch(text.lower()):
         return "yes"
     lead: set[str] = set()
     for segment in set(_split(text, _SEGMENT_RE, _SEGMENT_MARKS_RE, _SEGMENT_WORDS_RE)):
