@@ -365,6 +365,8 @@ _AUX = (r"(?:is|are|was|were|be|been|being|appears?|seems?|looks?|has|have|had|c
 _NEG_PREDICATE = r"(?:unlikely|absent|excluded|ruled out|doubtful|improbable|less likely|incorrect|wrong|cannot\b)"
 _SEEN = (r"(?:seen|present|identified|visuali[sz]ed|evident|noted|observed|detected|demonstrated|appreciated|"
          r"visible|found|likely|supported|excluded|ruled out|correct|right|answer)")
+# What states that a finding exists ("a mass is seen", "nothing is noted", "no abnormality detected")
+_EXIST_SEEN = r"(?:seen|present|noted|identified|visible|evident|observed|detected|demonstrated|appreciated|found)"
 _NEG_AFTER_RE = re.compile(
     rf"^(?:(?:{_AUX} ){{1,4}}(?:not|never|negative|{_NEG_PREDICATE})|{_NEG_PREDICATE}|not {_SEEN})\b"
 )
@@ -775,7 +777,7 @@ _SHORT_REPLIES = (
     ("yes", re.compile(rf"(?:i )?(?:think|believe) so|of course|certainly|definitely|absolutely|surely|indeed|{_ECHO}")),
     ("no", re.compile(r"(?:(?:probably|most likely|likely|definitely|certainly|absolutely|surely|of course) )?"
                       r"not(?: really| at all)?|i do not (?:think|believe) so|"
-                      r"nothing(?: (?:is )?(?:seen|found|noted|identified|visible|present))?|"
+                      rf"nothing(?: (?:is )?{_EXIST_SEEN})?|"
                       rf"{_ECHO} not|(?:it|they) cannot")),
 )
 # "Is this normal?" "No acute abnormality (seen).": the whole reply, where "no" is a determiner (no punctuation
@@ -783,7 +785,7 @@ _SHORT_REPLIES = (
 _NO_ABNORMALITY_RE = re.compile(
     r"\s*no\s+(?:(?:acute|significant|obvious|definite|focal|gross|other|evident|apparent|major|new|detectable|"
     r"radiographic|bony|osseous|cardiopulmonary|intracranial)\s+){0,3}abnormal\w*"
-    r"(?:\s+(?:seen|detected|identified|found|noted|present|visible))?\s*[.!]?\s*"
+    rf"(?:\s+{_EXIST_SEEN})?\s*[.!]?\s*"
 )
 
 
@@ -849,7 +851,6 @@ _EXIST_NEGATORS = frozenset({"no", "not", "none", "nothing", "neither", "nor", "
 _EXIST_HEDGES = frozenset({"may", "might", "could", "possibly", "possible", "probably", "probable", "perhaps", "likely",
                            "unlikely", "questionable", "suspicious", "suspected", "equivocal", "cannot", "uncertain",
                            "if", "whether", "either", "or", "versus", "vs"})
-_EXIST_SEEN = r"(?:seen|present|noted|identified|visible|evident|observed|detected|demonstrated|appreciated)"
 _ASKED_THING_RES = (
     re.compile(r"^(?:is|are|was|were) there (\w+(?: \w+){0,7})"),
     re.compile(r"\b(?:does|do|did) (?:\w+ ){1,4}?(?:show|contain|have|demonstrate|reveal|include) (\w+(?: \w+){0,7})"),

@@ -13,6 +13,7 @@ import threading
 import time
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
 from typing import Any, Callable
 
 
@@ -155,3 +156,19 @@ class StubServer:
                     pass  # the client timed out and left; that is the behaviour under test
 
         return Handler
+
+
+def slow_first_read(monkeypatch: Any, matches: Callable[[Path], bool], until: threading.Event) -> list[Path]:
+    """``Path.read_bytes`` as on slow network storage: the first read of a file ``matches`` picks waits until
+    ``until`` is set, which a test sets when the stub server receives another request. A read on the event
+    loop holds every request back, so it waits out 10 s and fails. Returns the paths that waited."""
+    real_read, waited = Path.read_bytes, []
+
+    def read_bytes(path: Path) -> bytes:
+        if not waited and matches(path):
+            waited.append(path)
+            assert until.wait(10), f"no other request went out while {path.name} was read"
+        return real_read(path)
+
+    monkeypatch.setattr(Path, "read_bytes", read_bytes)
+    return waited

@@ -10,7 +10,7 @@ from collections import Counter
 from pathlib import Path
 
 import pandas as pd
-from openai_stub import StubReply, StubServer, last_user_text
+from openai_stub import StubReply, StubServer, last_user_text, slow_first_read
 
 from medsage.data_gen.config import load_config
 from medsage.data_gen.llm_client import request_key
@@ -159,20 +159,12 @@ def test_a_slow_image_read_does_not_hold_back_other_samples_requests(tmp_path, m
     read under the build's own folder waits until the server has received a request (which can only go
     out while the event loop runs on; a read on the loop waits out its 10 s and the build fails)."""
     received = threading.Event()
-    blocked: list[Path] = []
-    real_read = Path.read_bytes
-
-    def read_bytes(path: Path) -> bytes:
-        if "out/sft" in path.as_posix() and not blocked:
-            blocked.append(path)
-            assert received.wait(10), f"no request went out while {path.name} was read"
-        return real_read(path)
+    blocked = slow_first_read(monkeypatch, lambda path: "out/sft" in path.as_posix(), until=received)
 
     def responder(request: dict):
         received.set()
         return stage_reply(request)
 
-    monkeypatch.setattr(Path, "read_bytes", read_bytes)
     with StubServer(responder) as srv:
         config = load_config(llm_recipe(tmp_path / "r.yaml", srv.base_url, str(tmp_path / "out"), timeout_s=30))
         stats = build(config, progress=False)

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 from eval_formats import write_pmc_vqa, write_slake
-from openai_stub import StubServer, last_user_text
+from openai_stub import StubServer, last_user_text, slow_first_read
 
 from medsage.eval.benchmarks import load_benchmark
 from medsage.eval.config import BenchmarkSpec, EvalConfig, JudgeSpec, ModelSpec
@@ -166,26 +166,19 @@ def test_the_judge_reads_images_off_the_event_loop(tmp_path, monkeypatch):
     write_pmc_vqa(tmp_path / "pmc", [("What modality?", ["CT", "MRI", "X-ray", "US"], "A"),
                                      ("Which plane?", ["Axial", "Coronal", "Sagittal", "Oblique"], "B")])
     items = load_benchmark("pmc_vqa", tmp_path / "pmc")
-    slow_image = Path(items[0].images[0])
     second_request = threading.Event()
-    real_read = Path.read_bytes
-
-    def read_bytes(path: Path) -> bytes:
-        if path == slow_image:
-            assert second_request.wait(10), "no other request went out while the first image was read"
-        return real_read(path)
+    waited = slow_first_read(monkeypatch, lambda path: path == Path(items[0].images[0]), until=second_request)
 
     def responder(request: dict) -> str:
         if "Which plane?" in last_user_text(request):
             second_request.set()
         return json.dumps(JUDGE_SCORES)
 
-    monkeypatch.setattr(Path, "read_bytes", read_bytes)
     with StubServer(responder) as judge:
         config = LLMConfig(base_url=judge.base_url, model="j", backoff_base_s=0.01)
         scores = judge_reasoning(config, items, [lvkc("A"), lvkc("B")], with_image=True)
     assert [scores[item.id].average for item in items] == [3.5, 3.5]
-    assert second_request.is_set()
+    assert waited and second_request.is_set()
 
 
 def test_the_openai_backend_reads_images_off_the_event_loop(tmp_path, monkeypatch):
@@ -198,20 +191,14 @@ def test_the_openai_backend_reads_images_off_the_event_loop(tmp_path, monkeypatc
     for image in images:
         image.write_bytes(b"\x89PNG\r\n\x1a\n" + image.name.encode())
     second_request = threading.Event()
-    real_read = Path.read_bytes
-
-    def read_bytes(path: Path) -> bytes:
-        if path == images[0]:
-            assert second_request.wait(10), "no other request went out while the first image was read"
-        return real_read(path)
+    waited = slow_first_read(monkeypatch, lambda path: path == images[0], until=second_request)
 
     def responder(request: dict) -> str:
         if "second" in last_user_text(request):
             second_request.set()
         return "Yes"
 
-    monkeypatch.setattr(Path, "read_bytes", read_bytes)
     conversations = [[Turn("user", f"Is there a lesion? ({image.stem})", images=(str(image),))] for image in images]
     with StubServer(responder) as srv:
         texts = OpenAIBackend(LLMConfig(base_url=srv.base_url, model="vlm")).generate(conversations, GenerationParams())
-    assert texts == ["Yes", "Yes"] and second_request.is_set()
+    assert texts == ["Yes", "Yes"] and waited and second_request.is_set()
