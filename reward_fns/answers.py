@@ -14,10 +14,12 @@ Kinds of question, told apart by the reference (and options / the two alternativ
   "notable"; a reply that says both ("Yes and no", "No. Actually, yes") is no answer. Without a
   yes/no word, statements decide: "X is not seen / ruled out / unlikely", "negative for X" say no,
   "positive for X" says yes, "X cannot be excluded" is a hedge (no answer); so do short replies
-  ("Probably not", "Not at all", "I don't think so", "None", "Nothing is seen" say no; "Of course",
-  "Certainly", "I think so" say yes; "There is" / "It does not" echo the question). With the question,
-  "not normal" and "nothing abnormal" answer "Is it normal?" (as "No acute abnormality" does, yes),
-  and an existence statement about the asked thing ("There is a mass", "A mass is present", "The
+  ("Probably not", "Not at all", "I don't think so", "None", "Nothing is seen", "N" say no; "Of course",
+  "Certainly", "I think so", "Y" say yes; "There is" / "It does not" echo the question). With the
+  question, "not normal" and "nothing abnormal" answer "Is it normal?" (as "No acute abnormality" does,
+  yes); a restatement of the whole question affirms it ("The heart is enlarged.", "Enlarged heart.", and
+  the bare "Enlarged." for "Is the heart enlarged?", but not "MRI." for "Is this a T1 weighted MRI?"),
+  as "not enlarged" denies it; and an existence statement about the asked thing ("There is a mass", "A mass is present", "The
   image shows a mass", telegraphic "Mass present." for "Is there a mass?") says yes unless hedged
   ("there may be") or about another thing ("There is a nodule"); "Mass absent." says no.
 * either-or (``choices``, the two alternatives a closed "A or B" question names, or a Chinese
@@ -768,14 +770,14 @@ def _question_predicates(tokens: list[str], question: str) -> set[str]:
 
 
 _PREDICATE_NEGATORS = frozenset({"not", "no", "nothing", "none", "never", "without"})
-# Whole short replies that say yes or no without a yes/no word: an affirmation, a bare "not" after a hedge
-# ("probably not", "not at all"), "I (don't) think so", "nothing (is) seen", an elliptical echo of the
-# question ("it is", "there isn't", "it does not").
+# Whole short replies that say yes or no without a yes/no word: "Y" or "N", an affirmation, a bare "not"
+# after a hedge ("probably not", "not at all"), "I (don't) think so", "nothing (is) seen", an elliptical
+# echo of the question ("it is", "there isn't", "it does not").
 _SHORT_REPLY_WORDS = 6
 _ECHO = r"(?:it|there|they) (?:is|are|was|were|does|do|did|has|have)"
 _SHORT_REPLIES = (
-    ("yes", re.compile(rf"(?:i )?(?:think|believe) so|of course|certainly|definitely|absolutely|surely|indeed|{_ECHO}")),
-    ("no", re.compile(r"(?:(?:probably|most likely|likely|definitely|certainly|absolutely|surely|of course) )?"
+    ("yes", re.compile(rf"y|(?:i )?(?:think|believe) so|of course|certainly|definitely|absolutely|surely|indeed|{_ECHO}")),
+    ("no", re.compile(r"n|(?:(?:probably|most likely|likely|definitely|certainly|absolutely|surely|of course) )?"
                       r"not(?: really| at all)?|i do not (?:think|believe) so|"
                       rf"nothing(?: (?:is )?{_EXIST_SEEN})?|"
                       rf"{_ECHO} not|(?:it|they) cannot")),
@@ -835,7 +837,7 @@ def yes_no(prediction: object, question: str | None = None) -> str | None:
         return short
     said = _statements(words, question)
     if question:
-        said |= _existence(text, question)
+        said |= _existence(text, question) | _restatement(text, words, question)
     return said.pop() if len(said) == 1 else None
 
 
@@ -943,6 +945,57 @@ def _names_only_the_asked(words: list[str], asked: frozenset[str], where: frozen
     named = [_stems({word}) for word in content]
     known = asked | _stems(where)
     return any(stems & asked for stems in named) and all(stems & known for stems in named)
+
+
+# A reply restating the question as a statement affirms it: "Is the heart enlarged?" "The heart is
+# enlarged." / "Enlarged heart." / "It is mildly enlarged." Its content words must be the question's, every
+# one, and nothing else but a degree or a linking verb; a bare predicate ("Enlarged.") is enough only where
+# the question names one subject and one predicate ("Is the <subject> <predicate>?"), since "MRI." does not
+# affirm "Is this a T1 weighted MRI?". Left alone: questions where word order carries the meaning ("larger
+# than", "left to right", both sides named), and negated or hedged ones, on either side.
+_RESTATEMENT_WORDS = 8
+_ASKING_VERBS = frozenset({"is", "are", "was", "were", "does", "do", "did"})
+_ORDERED = frozenset({"than", "to", "from", "versus", "vs", "compared"})
+_RESTATEMENT_NOISE = _STOP | _FILLERS | _PREPOSITIONS | _ASKING_VERBS | frozenset(
+    {"appears", "appear", "seems", "seem", "looks", "look", "shows", "show", "demonstrates", "they", "mildly",
+     "moderately", "severely", "markedly", "slightly", "significantly", "clearly", "very", "taken"})
+_DETERMINERS = frozenset({"the", "this", "these", "those"})
+
+
+@lru_cache(maxsize=4096)
+def _restatable(question: str) -> tuple[frozenset[str], str]:
+    """The content words a reply must restate to affirm ``question``, and its predicate where it has the
+    "Is the <subject> <predicate>?" shape (else ""); nothing when it cannot be read as above."""
+    words = normalize(question).split()
+    if not words or words[0] not in _ASKING_VERBS or "left" in words and "right" in words or not (
+            _ORDERED.isdisjoint(words) and _EXIST_NEGATORS.isdisjoint(words) and _EXIST_HEDGES.isdisjoint(words)):
+        return frozenset(), ""
+    content = _content_words(words)
+    raw = question.lower().split()  # articles kept: "is this a t1 mri" names no subject word, "is the heart" does
+    shaped = len(content) == 2 and len(raw) > 3 and raw[1] in _DETERMINERS and _RESTATEMENT_NOISE.issuperset(
+        normalize(" ".join(raw[4:])).split())  # "Is the heart enlarged (in this image)?"
+    predicate = _canon(normalize(raw[3])) if shaped else ""
+    return frozenset(content), predicate if predicate in content else ""
+
+
+def _content_words(words: list[str]) -> set[str]:
+    return set(_canon(" ".join(words)).split()) - _RESTATEMENT_NOISE
+
+
+def _restatement(text: str, words: list[str], question: str) -> set[str]:
+    """{"yes"} when a short reply restates ``question`` as a statement (above), else nothing."""
+    if not 0 < len(words) <= _RESTATEMENT_WORDS or words[0] in _ASKING_VERBS or text.rstrip().endswith("?"):
+        return set()  # an echo of the question asks it again
+    if not (_EXIST_NEGATORS.isdisjoint(words) and _EXIST_HEDGES.isdisjoint(words)):
+        return set()
+    asked, predicate = _restatable(question)
+    said = _content_words(words)
+    if not asked or not said:
+        return set()
+    asked_stems, said_stems = _stems(asked), _stems(said)
+    only_asked = all(_stems({word}) & asked_stems for word in said)
+    all_said = all(_stems({word}) & said_stems for word in asked) or _stems({predicate}) & said_stems == said_stems
+    return {"yes"} if only_asked and all_said else set()
 
 
 def _stems(words: set[str] | frozenset[str]) -> set[str]:

@@ -381,6 +381,34 @@ FAMILY_CASES = [
     ("telegraphic", "Possible mass.", "yes", None, "Is there a mass?", False),
     ("telegraphic", "Mass absent.", "no", None, "Is there a mass?", True),
     ("telegraphic", "Mass absent.", "yes", None, "Is there a mass?", False),
+    # "Y" / "N" as a whole reply
+    ("short-yn", "Y", "yes", None, "Is there a pneumothorax?", True),
+    ("short-yn", "n.", "no", None, "Is there a pneumothorax?", True),
+    ("short-yn", "N", "yes", None, "Is there a pneumothorax?", False),
+    ("short-yn", "N-acetylcysteine.", "no", None, "Is there a pneumothorax?", False),
+    # a restatement of the whole question affirms it, as "not <predicate>" denies it
+    ("restate", "The heart is enlarged.", "yes", None, "Is the heart enlarged?", True),
+    ("restate", "The heart is enlarged.", "no", None, "Is the heart enlarged?", False),
+    ("restate", "Enlarged heart.", "yes", None, "Is the heart enlarged?", True),
+    ("restate", "It is mildly enlarged.", "yes", None, "Is the heart enlarged?", True),
+    ("restate", "Malignant.", "yes", None, "Is the lesion malignant?", True),
+    ("restate", "Enlarged.", "yes", None, "Is the liver enlarged in this image?", True),
+    ("restate", "Malignant.", "no", None, "Is the lesion malignant?", False),
+    ("restate", "The image shows an enlarged heart.", "yes", None, "Is the heart enlarged?", True),
+    ("restate", "This is a T1-weighted MRI.", "yes", None, "Is this a T1 weighted MRI?", True),
+    ("restate", "The mass is in the left lobe.", "yes", None, "Is the mass in the left lobe?", True),
+    ("restate", "The heart.", "yes", None, "Is the heart enlarged?", False),  # the subject alone affirms nothing
+    ("restate", "The heart is probably enlarged.", "yes", None, "Is the heart enlarged?", False),  # hedged
+    ("restate", "The heart is enlarged?", "yes", None, "Is the heart enlarged?", False),  # the question echoed
+    ("restate", "Enlarged, consistent with cardiomegaly.", "yes", None, "Is the heart enlarged?", False),
+    ("restate", "MRI.", "yes", None, "Is this a T1 weighted MRI?", False),  # "T1 weighted" is not restated
+    ("restate", "It is a T2-weighted MRI.", "yes", None, "Is this a T1 weighted MRI?", False),
+    ("restate", "The mass is in the right lobe.", "yes", None, "Is the mass in the left lobe?", False),
+    ("restate", "Lobe.", "yes", None, "Is the mass in the left lobe?", False),
+    ("restate", "The right kidney is larger than the left.", "yes", None,  # word order carries the meaning
+     "Is the left kidney larger than the right?", False),
+    ("restate", "Contrast.", "yes", None, "Was contrast used?", False),
+    ("restate", "The heart is enlarged.", "no", None, "Is the heart not enlarged?", False),
     # the old guarantees
     ("guarantee", "The liver appears normal.", "no", None, None, False),
     ("guarantee", "A nodule is seen.", "no", None, None, False),
