@@ -19,7 +19,7 @@ Kinds of question, told apart by the reference (and options / the two alternativ
   question, "not normal" and "nothing abnormal" answer "Is it normal?" (as "No acute abnormality" does,
   yes); a restatement of the whole question affirms it ("The heart is enlarged.", "Enlarged heart.", and
   the bare "Enlarged." for "Is the heart enlarged?", but not "MRI." for "Is this a T1 weighted MRI?"),
-  as "not enlarged" denies it; and an existence statement about the asked thing ("There is a mass", "A mass is present", "The
+  as "not enlarged" and "The heart size is normal." deny it; and an existence statement about the asked thing ("There is a mass", "A mass is present", "The
   image shows a mass", telegraphic "Mass present." for "Is there a mass?") says yes unless hedged
   ("there may be") or about another thing ("There is a nodule"); "Mass absent." says no.
 * either-or (``choices``, the two alternatives a closed "A or B" question names, or a Chinese
@@ -952,7 +952,9 @@ def _names_only_the_asked(words: list[str], asked: frozenset[str], where: frozen
 # one, and nothing else but a degree or a linking verb; a bare predicate ("Enlarged.") is enough only where
 # the question names one subject and one predicate ("Is the <subject> <predicate>?"), since "MRI." does not
 # affirm "Is this a T1 weighted MRI?". Left alone: questions where word order carries the meaning ("larger
-# than", "left to right", both sides named), and negated or hedged ones, on either side.
+# than", "left to right", both sides named), and negated or hedged ones, on either side. "Normal" said of
+# the asked subject and nothing else denies an abnormal predicate: "Is the heart enlarged?" "The heart size
+# is normal." / "Normal." (but "The lungs are normal." says nothing about the heart).
 _RESTATEMENT_WORDS = 8
 _ASKING_VERBS = frozenset({"is", "are", "was", "were", "does", "do", "did"})
 _ORDERED = frozenset({"than", "to", "from", "versus", "vs", "compared"})
@@ -960,6 +962,13 @@ _RESTATEMENT_NOISE = _STOP | _FILLERS | _PREPOSITIONS | _ASKING_VERBS | frozense
     {"appears", "appear", "seems", "seem", "looks", "look", "shows", "show", "demonstrates", "they", "mildly",
      "moderately", "severely", "markedly", "slightly", "significantly", "clearly", "very", "taken"})
 _DETERMINERS = frozenset({"the", "this", "these", "those"})
+_ABNORMAL_PREDICATES = frozenset(
+    {"enlarged", "dilated", "distended", "thickened", "widened", "narrowed", "deviated", "displaced", "shifted",
+     "herniated", "collapsed", "obstructed", "swollen", "edematous", "hyperinflated", "elevated", "compressed",
+     "increased", "decreased", "reduced"})
+_NORMAL_WORDS = frozenset({"normal", "unremarkable"})
+_NORMAL_ASPECTS = frozenset({"size", "limits", "within", "appearance", "caliber", "calibre", "position", "width",
+                             "density", "contour", "shape", "sized"})
 
 
 @lru_cache(maxsize=4096)
@@ -983,7 +992,8 @@ def _content_words(words: list[str]) -> set[str]:
 
 
 def _restatement(text: str, words: list[str], question: str) -> set[str]:
-    """{"yes"} when a short reply restates ``question`` as a statement (above), else nothing."""
+    """{"yes"} when a short reply restates ``question`` as a statement, {"no"} when it calls the asked
+    subject normal where the question asks an abnormal predicate (above), else nothing."""
     if not 0 < len(words) <= _RESTATEMENT_WORDS or words[0] in _ASKING_VERBS or text.rstrip().endswith("?"):
         return set()  # an echo of the question asks it again
     if not (_EXIST_NEGATORS.isdisjoint(words) and _EXIST_HEDGES.isdisjoint(words)):
@@ -993,9 +1003,13 @@ def _restatement(text: str, words: list[str], question: str) -> set[str]:
     if not asked or not said:
         return set()
     asked_stems, said_stems = _stems(asked), _stems(said)
+    if _NORMAL_WORDS & said and asked & _ABNORMAL_PREDICATES and not said & _ABNORMAL_PREDICATES:
+        subject = said - _NORMAL_WORDS - _NORMAL_ASPECTS
+        return {"no"} if all(_stems({word}) & asked_stems for word in subject) else set()
     only_asked = all(_stems({word}) & asked_stems for word in said)
-    all_said = all(_stems({word}) & said_stems for word in asked) or _stems({predicate}) & said_stems == said_stems
-    return {"yes"} if only_asked and all_said else set()
+    restates_all = all(_stems({word}) & said_stems for word in asked)
+    bare_predicate = bool(predicate) and said_stems <= _stems({predicate})
+    return {"yes"} if only_asked and (restates_all or bare_predicate) else set()
 
 
 def _stems(words: set[str] | frozenset[str]) -> set[str]:

@@ -357,7 +357,7 @@ FAMILY_CASES = [
     ("short-yn", "There isn't.", "yes", None, "Is there a pneumothorax?", False),
     ("short-yn", "It does not.", "no", None, "Does the image show a fracture?", True),
     ("short-yn", "It is.", "yes", None, "Is the heart enlarged?", True),
-    ("short-yn", "It is normal.", "no", None, "Is the heart enlarged?", False),  # not an echo: says nothing here
+    ("short-yn", "It is normal.", "yes", None, "Is the heart enlarged?", False),  # not the echo "it is"
     ("short-yn", "None.", "no", None, "Is there any fracture?", True),
     ("short-yn", "None seen.", "yes", None, "Is there any fracture?", False),
     ("short-yn", "Nothing is seen.", "no", None, "Is there a mass?", True),
@@ -409,6 +409,14 @@ FAMILY_CASES = [
      "Is the left kidney larger than the right?", False),
     ("restate", "Contrast.", "yes", None, "Was contrast used?", False),
     ("restate", "The heart is enlarged.", "no", None, "Is the heart not enlarged?", False),
+    # "normal" said of the asked subject denies an abnormal predicate
+    ("restate", "The heart size is normal.", "no", None, "Is the heart enlarged?", True),
+    ("restate", "The heart size is normal.", "yes", None, "Is the heart enlarged?", False),
+    ("restate", "Normal.", "no", None, "Are the ventricles dilated?", True),
+    ("restate", "It is normal.", "no", None, "Is the heart enlarged?", True),
+    ("restate", "The lungs are normal.", "no", None, "Is the heart enlarged?", False),  # another subject
+    ("restate", "Normal lungs, enlarged heart.", "no", None, "Is the heart enlarged?", False),
+    ("restate", "The heart is probably normal.", "no", None, "Is the heart enlarged?", False),
     # the old guarantees
     ("guarantee", "The liver appears normal.", "no", None, None, False),
     ("guarantee", "A nodule is seen.", "no", None, None, False),
