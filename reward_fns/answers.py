@@ -369,8 +369,9 @@ _SEEN = (r"(?:seen|present|identified|visuali[sz]ed|evident|noted|observed|detec
          r"visible|found|likely|supported|excluded|ruled out|correct|right|answer)")
 # What states that a finding exists ("a mass is seen", "nothing is noted", "no abnormality detected")
 _EXIST_SEEN = r"(?:seen|present|noted|identified|visible|evident|observed|detected|demonstrated|appreciated|found)"
+# "X not seen", "B not correct"; but "Left, not right" names the right side, and only "is not right" says wrong
 _NEG_AFTER_RE = re.compile(
-    rf"^(?:(?:{_AUX} ){{1,4}}(?:not|never|negative|{_NEG_PREDICATE})|{_NEG_PREDICATE}|not {_SEEN})\b"
+    rf"^(?:(?:{_AUX} ){{1,4}}(?:not|never|negative|{_NEG_PREDICATE})|{_NEG_PREDICATE}|not (?!right\b){_SEEN})\b"
 )
 _LIST_WORDS = frozenset({"or", "vs", "versus", "either"})
 _THAN = frozenset({"than"})

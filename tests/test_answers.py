@@ -148,6 +148,13 @@ def test_yes_no_matching():
     assert match_answer("YES", "Yes")
 
 
+@pytest.mark.parametrize("reference, expected", [("left", (True, True)), ("right", (True, False))])
+def test_a_side_said_against_the_other_is_that_side(reference, expected):
+    question = "Is the lesion on the left or right?"
+    assert judge("Left, not right.", reference, question=question,
+                 choices=question_choices(question, reference)) == expected
+
+
 @pytest.mark.parametrize(
     "prediction, reference, expected",
     [
@@ -417,6 +424,10 @@ FAMILY_CASES = [
     ("restate", "The lungs are normal.", "no", None, "Is the heart enlarged?", False),  # another subject
     ("restate", "Normal lungs, enlarged heart.", "no", None, "Is the heart enlarged?", False),
     ("restate", "The heart is probably normal.", "no", None, "Is the heart enlarged?", False),
+    # "X, not right": the other side rejected, X not called wrong ("X is not right" still is)
+    ("side", "Left, not right.", "left", None, None, True),
+    ("side", "Left, not right.", "A", {"A": "Left", "B": "Right"}, None, True),
+    ("side", "Left is not right.", "A", {"A": "Left", "B": "Right"}, None, False),
     # the old guarantees
     ("guarantee", "The liver appears normal.", "no", None, None, False),
     ("guarantee", "A nodule is seen.", "no", None, None, False),
