@@ -29,8 +29,9 @@ Kinds of question, told apart by the reference (and options / the two alternativ
   and hedging count before ("no X", "rule out X") and after the finding ("X is unlikely", "X
   cannot be excluded"); a list of candidates ("X or Y") or extra listed items is wrong; multi-part
   references match in any order, and so does a report's inverted name ("Kidney, left"); modality
-  spellings (X-ray, Xray, x ray, radiograph) are one word, plurals (Greek ones too: metastases) meet
-  singulars; "unlike X" and "rather than X" reject X;
+  spellings (X-ray, Xray, x ray, radiograph) are one word, British spellings are American ones
+  (haemorrhage, oedema, tumour), radiology's abbreviations are their words (LLL, RUQ, T2WI), plurals
+  (Greek ones too: metastases) meet singulars; "unlike X" and "rather than X" reject X;
   numeric references compare values (decimals, fractions, number words, units, thousands separators).
   ``rules="mmmu"`` scores open questions with MMMU's own number-aware rules instead.
 
@@ -147,8 +148,24 @@ def _ascii_words(lowered: str) -> list[str]:
     return [w for w in words if w not in _ARTICLE_WORDS]
 
 
+# British spellings of medical words, made American (haemorrhage, anaemia, oedema, oesophagus, tumour);
+# each holds "ae", "oe" or "our", which is looked for first
+_BRITISH = {"haem": "hem", "aemi": "emi", "paed": "ped", "gynaec": "gynec", "caec": "cec", "faec": "fec",
+            "aetiol": "etiol", "praevi": "previ", "oedem": "edem", "oesophag": "esophag", "oestr": "estr",
+            "coeliac": "celiac", "rrhoea": "rrhea", "pnoea": "pnea", "foet": "fet", "tumour": "tumor", "colour": "color"}
+_BRITISH_RE = re.compile("|".join(_BRITISH))
+# Radiology's abbreviations of lobes, quadrants and MR weightings
+_ABBREVIATIONS = {
+    "rul": "right upper lobe", "rml": "right middle lobe", "rll": "right lower lobe", "lul": "left upper lobe",
+    "lll": "left lower lobe", "ruq": "right upper quadrant", "rlq": "right lower quadrant", "luq": "left upper quadrant",
+    "llq": "left lower quadrant", "t1w": "t1 weighted", "t1wi": "t1 weighted", "t2w": "t2 weighted", "t2wi": "t2 weighted",
+}
+_ABBREVIATION_RE = re.compile(rf"\b(?:{'|'.join(_ABBREVIATIONS)})\b")
+
 # Spellings of one thing, made one token so "X-ray" = "Xray" = "x ray" and plurals meet singulars.
 _SPELLINGS = (
+    (_BRITISH_RE, lambda m: _BRITISH[m.group(0)]),
+    (_ABBREVIATION_RE, lambda m: _ABBREVIATIONS[m.group(0)]),
     (re.compile(r"\b(?:x ?rays?|radiographs?|radiography|plain films?)\b"), "xray"),
     (re.compile(r"\b(?:computed tomography|ct scans?)\b"), "ct"),
     (re.compile(r"\b(?:magnetic resonance imaging|magnetic resonance|mri scans?|mr)\b"), "mri"),
@@ -174,7 +191,7 @@ def _canon(norm: str) -> str:
 # The words a spelling rule of _CANON starts with: a text whose words include none of them only loses plurals
 _SPELLING_STARTS = frozenset({"x", "xray", "xrays", "radiograph", "radiographs", "radiography", "plain", "computed", "ct",
                               "magnetic", "mri", "mr", "ultrasonography", "sonography", "ultrasound", "axial",
-                              "transverse", "coronal", "sagittal"})
+                              "transverse", "coronal", "sagittal", *_ABBREVIATIONS})
 
 
 def _canon_norm(text: str) -> str:
@@ -183,10 +200,15 @@ def _canon_norm(text: str) -> str:
     when no spelling rule can apply (none of their first words occurs)."""
     if not isinstance(text, str) or not text.isascii() or "'" in text:
         return _canon(normalize(text))
-    words = _ascii_words(text.lower())
-    if not _SPELLING_STARTS.isdisjoint(words):
+    lowered = text.lower()
+    words = _ascii_words(lowered)
+    if not _SPELLING_STARTS.isdisjoint(words) or _may_be_british(lowered):
         return _canon(" ".join(words))
     return " ".join([_singular(w) if w[-1] == "s" else w for w in words])
+
+
+def _may_be_british(lowered: str) -> bool:
+    return ("ae" in lowered or "oe" in lowered or "our" in lowered) and _BRITISH_RE.search(lowered) is not None
 
 
 def _singular(word: str) -> str:
@@ -206,7 +228,8 @@ def _canon_short(norm: str) -> str:
 # Matches wherever any spelling rule could (a superset of their matches: no word boundaries, so the engine
 # can jump between the first letters)
 _CANON_ANY_RE = re.compile(r"x ?ray|radiograph|plain film|computed tomography|ct scan|magnetic resonance|mr|sonograph|"
-                           r"ultrasound scan|axial|transverse|coronal|sagittal")
+                           r"ultrasound scan|axial|transverse|coronal|sagittal|"
+                           + "|".join([*_BRITISH, *_ABBREVIATIONS]))
 
 
 def _canon_text(norm: str) -> str:

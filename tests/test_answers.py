@@ -428,6 +428,17 @@ FAMILY_CASES = [
     ("side", "Left, not right.", "left", None, None, True),
     ("side", "Left, not right.", "A", {"A": "Left", "B": "Right"}, None, True),
     ("side", "Left is not right.", "A", {"A": "Left", "B": "Right"}, None, False),
+    # British spellings and radiology's abbreviations
+    ("spelling", "Haemangioma.", "hemangioma", None, None, True),
+    ("spelling", "Oedema of the oesophagus.", "esophageal edema", None, None, False),  # an adjective is no noun
+    ("spelling", "Oesophageal oedema.", "esophageal edema", None, None, True),
+    ("spelling", "Tumours.", "tumor", None, None, True),
+    ("spelling", "Haematoma.", "hemangioma", None, None, False),
+    ("spelling", "LLL", "left lower lobe", None, None, True),
+    ("spelling", "In the RLL.", "left lower lobe", None, None, False),
+    ("spelling", "RUQ", "right upper quadrant", None, None, True),
+    ("spelling", "T2WI", "t2", None, None, True),
+    ("spelling", "T1WI", "t2", None, None, False),
     # the old guarantees
     ("guarantee", "The liver appears normal.", "no", None, None, False),
     ("guarantee", "A nodule is seen.", "no", None, None, False),

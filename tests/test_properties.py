@@ -75,7 +75,8 @@ ASCII_WORDS = st.lists(st.one_of(st.text(st.characters(max_codepoint=127), max_s
      "sinus", "denies", "A", "The", "\x01", "\x7f", "\x1f", "_", "--", ".", "nodules", "plain films", "xrays",
      "radiography", "computed tomography", "magnetic resonance imaging", "MRI scans", "ultrasound scans", "sonography",
      "ultrasonography", "coronal planes", "sagittal", "transverse plane", "metastases", "masses", "stenosis", "ses",
-     "bases", "abscesses", "uses"])), max_size=12).map(" ".join)
+     "bases", "abscesses", "uses", "Haemorrhages", "oedema", "tumours", "anaemia", "oesophagus", "does", "your",
+     "LLL", "rul", "T2WI", "t1w", "RUQ", "lml"])), max_size=12).map(" ".join)
 
 
 @SETTINGS
