@@ -486,7 +486,8 @@ def _canon_clauses(text: str) -> list[str]:
 # multiple choice
 
 _LABEL_CONTEXT = frozenset({"not", "is", "s", "choose", "chose", "choosing", "select", "selected", "pick", "picked",
-                            "than", "option", "answer", "choice", "and", "or", "nor", "be", "letter", "with", "either"})
+                            "than", "option", "answer", "choice", "and", "or", "nor", "be", "letter", "with", "either",
+                            "likely", "probably"})
 _LABEL_VERBS = frozenset({"is", "was", "would", "seems", "appears", "looks", "fits", "matches", "best"})
 # Patterns 2 and 4 are written charset first (the engine scans for a charset fast, not for a lookbehind or a
 # case-folded alternation): \b(?i:answer|option|choice)... and (?<![\w\-])([A-J])(?![\w\-'\u2019]), the same
@@ -516,7 +517,10 @@ def _is_label(clause: str, start: int, end: int, pattern_index: int) -> bool:
     if previous is None:
         return True
     word = previous.group(1)
-    return word.lower() in _LABEL_CONTEXT or re.fullmatch(r"[A-J]", word) is not None  # "B, C": a list of labels
+    if word.lower() in _LABEL_CONTEXT or re.fullmatch(r"[A-J]", word) is not None:  # "B, C": a list of labels
+        return True
+    # the letter alone after a comma, ending the clause: "Based on the findings, B."
+    return "," in clause[previous.end(1) : start] and not clause[end:].strip(" \t)]!")
 
 
 _LABEL_WORD_RE = re.compile(r"(?i:answer|option|choice)")

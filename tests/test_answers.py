@@ -439,6 +439,13 @@ FAMILY_CASES = [
     ("spelling", "RUQ", "right upper quadrant", None, None, True),
     ("spelling", "T2WI", "t2", None, None, True),
     ("spelling", "T1WI", "t2", None, None, False),
+    # a letter after a hedge, or alone after a comma at the end
+    ("mc-letter", "Probably B.", "B", OPTS, None, True),
+    ("mc-letter", "Most likely C", "B", OPTS, None, False),
+    ("mc-letter", "Based on the findings, B.", "B", OPTS, None, True),
+    ("mc-letter", "Based on the findings, B.", "C", OPTS, None, False),
+    ("mc-letter", "Given hepatitis B, the answer is C.", "B", OPTS, None, False),
+    ("mc-letter", "Given the history, vitamin D", "D", OPTS, None, False),
     # the old guarantees
     ("guarantee", "The liver appears normal.", "no", None, None, False),
     ("guarantee", "A nodule is seen.", "no", None, None, False),
