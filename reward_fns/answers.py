@@ -19,9 +19,10 @@ Kinds of question, told apart by the reference (and options / the two alternativ
   question, "not normal" and "nothing abnormal" answer "Is it normal?" (as "No acute abnormality" does,
   yes); a restatement of the whole question affirms it ("The heart is enlarged.", "Enlarged heart.", and
   the bare "Enlarged." for "Is the heart enlarged?", but not "MRI." for "Is this a T1 weighted MRI?"),
-  as "not enlarged" and "The heart size is normal." deny it; and an existence statement about the asked thing ("There is a mass", "A mass is present", "The
-  image shows a mass", telegraphic "Mass present." for "Is there a mass?") says yes unless hedged
-  ("there may be") or about another thing ("There is a nodule"); "Mass absent." says no.
+  as "not enlarged" and "The heart size is normal." deny it; and an existence statement about the
+  asked thing ("There is a mass", "A mass is present", "The image shows a mass", telegraphic "Mass
+  present." for "Is there a mass?") says yes unless hedged ("there may be") or about another thing
+  ("There is a nodule"); "Mass absent." says no.
 * either-or (``choices``, the two alternatives a closed "A or B" question names, or a Chinese
   "A还是B" one): the reference must be named and the other alternative not.
 * open-ended: SQuAD-style normalisation and exact match, or the reference stated un-negated in a
@@ -150,15 +151,18 @@ def _ascii_words(lowered: str) -> list[str]:
 
 # British spellings of medical words, made American (haemorrhage, anaemia, oedema, oesophagus, tumour);
 # each holds "ae", "oe" or "our", which is looked for first
-_BRITISH = {"haem": "hem", "aemi": "emi", "paed": "ped", "gynaec": "gynec", "caec": "cec", "faec": "fec",
-            "aetiol": "etiol", "praevi": "previ", "oedem": "edem", "oesophag": "esophag", "oestr": "estr",
-            "coeliac": "celiac", "rrhoea": "rrhea", "pnoea": "pnea", "foet": "fet", "tumour": "tumor", "colour": "color"}
+_BRITISH = {
+    "haem": "hem", "aemi": "emi", "paed": "ped", "gynaec": "gynec", "caec": "cec", "faec": "fec", "aetiol": "etiol",
+    "praevi": "previ", "oedem": "edem", "oesophag": "esophag", "oestr": "estr", "coeliac": "celiac", "rrhoea": "rrhea",
+    "pnoea": "pnea", "foet": "fet", "tumour": "tumor", "colour": "color",
+}
 _BRITISH_RE = re.compile("|".join(_BRITISH))
 # Radiology's abbreviations of lobes, quadrants and MR weightings
 _ABBREVIATIONS = {
     "rul": "right upper lobe", "rml": "right middle lobe", "rll": "right lower lobe", "lul": "left upper lobe",
-    "lll": "left lower lobe", "ruq": "right upper quadrant", "rlq": "right lower quadrant", "luq": "left upper quadrant",
-    "llq": "left lower quadrant", "t1w": "t1 weighted", "t1wi": "t1 weighted", "t2w": "t2 weighted", "t2wi": "t2 weighted",
+    "lll": "left lower lobe", "ruq": "right upper quadrant", "rlq": "right lower quadrant",
+    "luq": "left upper quadrant", "llq": "left lower quadrant",
+    "t1w": "t1 weighted", "t1wi": "t1 weighted", "t2w": "t2 weighted", "t2wi": "t2 weighted",
 }
 _ABBREVIATION_RE = re.compile(rf"\b(?:{'|'.join(_ABBREVIATIONS)})\b")
 
@@ -804,7 +808,8 @@ _PREDICATE_NEGATORS = frozenset({"not", "no", "nothing", "none", "never", "witho
 _SHORT_REPLY_WORDS = 6
 _ECHO = r"(?:it|there|they) (?:is|are|was|were|does|do|did|has|have)"
 _SHORT_REPLIES = (
-    ("yes", re.compile(rf"y|(?:i )?(?:think|believe) so|of course|certainly|definitely|absolutely|surely|indeed|{_ECHO}")),
+    ("yes", re.compile(rf"y|(?:i )?(?:think|believe) so|of course|certainly|definitely|absolutely|surely|indeed|"
+                       rf"{_ECHO}")),
     ("no", re.compile(r"n|(?:(?:probably|most likely|likely|definitely|certainly|absolutely|surely|of course) )?"
                       r"not(?: really| at all)?|i do not (?:think|believe) so|"
                       rf"nothing(?: (?:is )?{_EXIST_SEEN})?|"

@@ -14,8 +14,9 @@ CPU time of this thread (``time.thread_time``), so time the machine gives to oth
 on neither side, and the least-disturbed run stands for each (on a shared machine the median of the
 same code moved between 7x and 10x within an hour, as the CPU's speed did); every matcher cache is
 emptied before each run (a new GRPO step brings new answers;
-only the repeats within a step hit them). The scaffold parse alone (``parse``, which the reward runs
-once per response) is printed beside them: the part of the ratio no matcher change can remove.
+only the repeats within a step hit them). Two parts are printed beside them: the scaffold parse alone
+(``parse``, which the reward runs once per response) and ``compute_score`` with every verdict a
+constant (the parse, the format reward and the reward's own calls): what no matcher change can remove.
 """
 
 from __future__ import annotations
@@ -30,7 +31,9 @@ sys.path.insert(0, str(Path(__file__).parent))
 
 from bench_rewards import OPTIONS, response  # noqa: E402
 
-from medsage.reward_fns import answers, compute_score  # noqa: E402
+from unittest import mock  # noqa: E402
+
+from medsage.reward_fns import answers, compute_score, rewards  # noqa: E402
 from medsage.reward_fns.scaffold import parse  # noqa: E402
 
 GOAL_RATIO = 5.0
@@ -53,8 +56,8 @@ def unique_closed(rng: random.Random, i: int) -> tuple[str, str, dict | None]:
     return f"{head}<ANSWER>{answer}</ANSWER>", truth, extra
 
 
-def _ratio(batch: list[tuple[str, str, dict | None]], rounds: int = 9) -> tuple[float, float, float, float]:
-    """(compute_score / floor, floor seconds, compute_score seconds, parse seconds), each the least of ``rounds``."""
+def _ratio(batch: list[tuple[str, str, dict | None]], rounds: int = 9) -> tuple[float, dict[str, float]]:
+    """(compute_score / floor, the least of ``rounds`` seconds of each timed pass)."""
     def floor() -> int:
         return sum(len(STAGE_TAGS.findall(text)) for text, _, _ in batch)
 
@@ -64,15 +67,19 @@ def _ratio(batch: list[tuple[str, str, dict | None]], rounds: int = 9) -> tuple[
     def parsed() -> int:
         return sum(len(parse(text).sections) for text, _, _ in batch)
 
-    times: dict[str, list[float]] = {"floor": [], "score": [], "parse": []}
+    def without_matcher() -> float:
+        with mock.patch.object(rewards, "judge", lambda *args, **kwargs: answers.Verdict(True, True)):
+            return score()
+
+    times: dict[str, list[float]] = {"floor": [], "score": [], "parse": [], "no_matcher": []}
     for _ in range(rounds):
-        for name, run in (("floor", floor), ("score", score), ("parse", parsed)):
+        for name, run in (("floor", floor), ("score", score), ("parse", parsed), ("no_matcher", without_matcher)):
             answers.clear_caches()  # every round pays for its verdicts, clauses and options, as a new GRPO step does
             start = time.thread_time()
             run()
             times[name].append(time.thread_time() - start)
     least = {name: min(values) for name, values in times.items()}
-    return least["score"] / least["floor"], least["floor"], least["score"], least["parse"]
+    return least["score"] / least["floor"], least
 
 
 def main() -> None:
@@ -82,9 +89,11 @@ def main() -> None:
     assert len({text[text.index("<ANSWER>"):] for text, _, _ in closed}) == len(closed)
     compute_score("warmup", *mixed[0])
     for label, batch in (("GRPO batch (mixed)", mixed), ("closed, unique answers", closed)):
-        ratio, floor_s, score_s, parse_s = _ratio(batch)
-        print(f"{label:24s} floor {floor_s * 1e3:6.1f} ms  compute_score {score_s * 1e3:7.1f} ms  "
-              f"ratio {ratio:5.1f}x (goal <= {GOAL_RATIO:.0f}x)  [scaffold parse alone {parse_s / floor_s:4.1f}x]")
+        ratio, least = _ratio(batch)
+        floor_s = least["floor"]
+        print(f"{label:24s} floor {floor_s * 1e3:6.1f} ms  compute_score {least['score'] * 1e3:7.1f} ms  "
+              f"ratio {ratio:5.1f}x (goal <= {GOAL_RATIO:.0f}x)  [scaffold parse alone "
+              f"{least['parse'] / floor_s:4.1f}x, every verdict a constant {least['no_matcher'] / floor_s:4.1f}x]")
 
 
 if __name__ == "__main__":
