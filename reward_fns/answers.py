@@ -981,13 +981,14 @@ def _names_only_the_asked(words: list[str], asked: frozenset[str], where: frozen
 
 
 # A reply restating the question as a statement affirms it: "Is the heart enlarged?" "The heart is
-# enlarged." / "Enlarged heart." / "It is mildly enlarged." Its content words must be the question's, every
-# one, and nothing else but a degree or a linking verb; a bare predicate ("Enlarged.") is enough only where
-# the question names one subject and one predicate ("Is the <subject> <predicate>?"), since "MRI." does not
-# affirm "Is this a T1 weighted MRI?". Left alone: questions where word order carries the meaning ("larger
-# than", "left to right", both sides named), and negated or hedged ones, on either side. "Normal" said of
-# the asked subject and nothing else denies an abnormal predicate: "Is the heart enlarged?" "The heart size
-# is normal." / "Normal." (but "The lungs are normal." says nothing about the heart).
+# enlarged." / "Enlarged heart." / "It is mildly enlarged, consistent with cardiomegaly." The words of its
+# first sentence or phrase, in a reply that negates, hedges and contrasts nothing, must be the question's
+# content words, every one, and nothing else but a degree or a linking verb; a bare predicate ("Enlarged.")
+# is enough only where the question names one subject and one predicate ("Is the <subject> <predicate>?"),
+# since "MRI." does not affirm "Is this a T1 weighted MRI?". Left alone: questions where word order carries
+# the meaning ("larger than", "left to right", both sides named), and negated or hedged ones. "Normal" said
+# of the asked subject and nothing else denies an abnormal predicate: "Is the heart enlarged?" "The heart
+# size is normal." / "Normal." (but "The lungs are normal." says nothing about the heart).
 _RESTATEMENT_WORDS = 8
 _ASKING_VERBS = frozenset({"is", "are", "was", "were", "does", "do", "did"})
 _ORDERED = frozenset({"than", "to", "from", "versus", "vs", "compared"})
@@ -995,6 +996,8 @@ _RESTATEMENT_NOISE = _STOP | _FILLERS | _PREPOSITIONS | _ASKING_VERBS | frozense
     {"appears", "appear", "seems", "seem", "looks", "look", "shows", "show", "demonstrates", "they", "mildly",
      "moderately", "severely", "markedly", "slightly", "significantly", "clearly", "very", "taken"})
 _DETERMINERS = frozenset({"the", "this", "these", "those"})
+_CONTRASTS = frozenset({"but", "however", "although", "though", "whereas", "yet", "actually", "wait", "correction",
+                        "instead", "rather"})  # a contrast or a self-correction
 _ABNORMAL_PREDICATES = frozenset(
     {"enlarged", "dilated", "distended", "thickened", "widened", "narrowed", "deviated", "displaced", "shifted",
      "herniated", "collapsed", "obstructed", "swollen", "edematous", "hyperinflated", "elevated", "compressed",
@@ -1025,14 +1028,19 @@ def _content_words(words: list[str]) -> set[str]:
 
 
 def _restatement(text: str, words: list[str], question: str) -> set[str]:
-    """{"yes"} when a short reply restates ``question`` as a statement, {"no"} when it calls the asked
-    subject normal where the question asks an abnormal predicate (above), else nothing."""
-    if not 0 < len(words) <= _RESTATEMENT_WORDS or words[0] in _ASKING_VERBS or text.rstrip().endswith("?"):
+    """{"yes"} when a reply's first phrase restates ``question`` as a statement, {"no"} when it calls the
+    asked subject normal where the question asks an abnormal predicate (above), else nothing; ``words``
+    are the whole reply's."""
+    if not (_EXIST_NEGATORS.isdisjoint(words) and _EXIST_HEDGES.isdisjoint(words) and _CONTRASTS.isdisjoint(words)):
+        return set()
+    end = _SEGMENT_MARKS_RE.search(text)
+    if end is not None and end.group() in "?\uff1f":
         return set()  # an echo of the question asks it again
-    if not (_EXIST_NEGATORS.isdisjoint(words) and _EXIST_HEDGES.isdisjoint(words)):
+    first = normalize(text if end is None else text[: end.start()]).split()
+    if not 0 < len(first) <= _RESTATEMENT_WORDS or first[0] in _ASKING_VERBS:
         return set()
     asked, predicate = _restatable(question)
-    said = _content_words(words)
+    said = _content_words(first)
     if not asked or not said:
         return set()
     asked_stems, said_stems = _stems(asked), _stems(said)

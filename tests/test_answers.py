@@ -407,7 +407,13 @@ FAMILY_CASES = [
     ("restate", "The heart.", "yes", None, "Is the heart enlarged?", False),  # the subject alone affirms nothing
     ("restate", "The heart is probably enlarged.", "yes", None, "Is the heart enlarged?", False),  # hedged
     ("restate", "The heart is enlarged?", "yes", None, "Is the heart enlarged?", False),  # the question echoed
-    ("restate", "Enlarged, consistent with cardiomegaly.", "yes", None, "Is the heart enlarged?", False),
+    ("restate", "The heart is enlarged, consistent with cardiomegaly.", "yes", None, "Is the heart enlarged?", True),
+    ("restate", "The heart is enlarged. The lungs are clear.", "yes", None, "Is the heart enlarged?", True),
+    ("restate", "The heart is enlarged, but within limits for age.", "yes", None, "Is the heart enlarged?", False),
+    ("restate", "The heart is enlarged, or the pericardium is effused.", "yes", None, "Is the heart enlarged?", False),
+    ("restate", "The heart is enlarged? It is hard to tell.", "yes", None, "Is the heart enlarged?", False),
+    ("restate", "The heart is enlarged. Correction: it is normal.", "yes", None, "Is the heart enlarged?", False),
+    ("restate", "In this image, the heart is enlarged.", "no", None, "Is the heart enlarged?", False),
     ("restate", "MRI.", "yes", None, "Is this a T1 weighted MRI?", False),  # "T1 weighted" is not restated
     ("restate", "It is a T2-weighted MRI.", "yes", None, "Is this a T1 weighted MRI?", False),
     ("restate", "The mass is in the right lobe.", "yes", None, "Is the mass in the left lobe?", False),
