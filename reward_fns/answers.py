@@ -11,7 +11,8 @@ Kinds of question, told apart by the reference (and options / the two alternativ
   rejected option text selects the option that states its absence ("No pneumothorax").
 * yes/no (reference "yes"/"no", or SLAKE's Chinese closed forms 是/是的/不是/否, 有/没有, 包含/不包含,
   可以/不可以, 正常/不正常, ...): whole words only, so "no" never matches "normal", "nodule" or
-  "notable"; a reply that says both ("Yes and no", "No. Actually, yes") is no answer. Without a
+  "notable"; a reply that says both ("Yes and no", "No. Actually, yes") is no answer, and so is a "yes"
+  that denies the asked thing ("Yes, there is no fracture." to "Is there a fracture?"). Without a
   yes/no word, statements decide: "X is not seen / ruled out / unlikely", "negative for X" say no,
   "positive for X" says yes, "X cannot be excluded" is a hedge (no answer); so do short replies
   ("Probably not", "Not at all", "I don't think so", "None", "Nothing is seen", "N" say no; "Of course",
@@ -863,6 +864,8 @@ def yes_no(prediction: object, question: str | None = None) -> str | None:
         if segment and _POLAR_WORD_RE.search(segment.lower()):
             lead |= _segment_lead(segment) if len(segment) <= 256 else _answer_word(normalize(segment).split())
     if lead:
+        if lead == {"yes"} and question and _denies_the_asked(text, question):
+            return None  # "Yes, there is no fracture.": the reply contradicts itself
         return lead.pop() if len(lead) == 1 else None
     words = normalize(text).split()
     short = _short_reply(words)
@@ -963,6 +966,21 @@ def _existence(text: str, question: str) -> set[str]:
                 if asked & _stems(_thing(m.group(1), _ASK_FILLERS)):
                     return {"yes"}
     return set()
+
+
+_DENIAL_RE = re.compile(r"\b(?:no|not|without|absent|none|negative)\b")
+
+
+def _denies_the_asked(text: str, question: str) -> bool:
+    """Whether a reply denies the thing an existence question asks about and never asserts it ("Yes,
+    there is no fracture." to "Is there a fracture?"); a denial word is looked for first."""
+    asked, _ = _asked_thing(question)
+    head = text[:_EXISTENCE_CHARS]
+    if not asked or _DENIAL_RE.search(head.lower()) is None:
+        return False
+    clauses = _canon_clauses(head)
+    said = [_mentions(clauses, word) for word in asked]
+    return any(negated for _, negated, _ in said) and not any(asserted for asserted, _, _ in said)
 
 
 _TELEGRAPHIC_WORDS = 4

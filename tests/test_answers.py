@@ -452,6 +452,14 @@ FAMILY_CASES = [
     ("mc-letter", "Based on the findings, B.", "C", OPTS, None, False),
     ("mc-letter", "Given hepatitis B, the answer is C.", "B", OPTS, None, False),
     ("mc-letter", "Given the history, vitamin D", "D", OPTS, None, False),
+    # a "yes" that denies the asked thing contradicts itself
+    ("contradiction", "Yes, there is no fracture.", "yes", None, "Is there a fracture?", False),
+    ("contradiction", "Yes, there is no fracture.", "no", None, "Is there a fracture?", False),
+    ("contradiction", "Yes. Fracture: absent.", "yes", None, "Is there a fracture?", False),
+    ("contradiction", "Yes, there is no liver mass.", "yes", None, "Is there a mass in the liver?", False),
+    ("contradiction", "Yes, there is a fracture, without displacement.", "yes", None, "Is there a fracture?", True),
+    ("contradiction", "Yes, a rib fracture and no spine fracture.", "yes", None, "Is there a fracture?", True),
+    ("contradiction", "Yes, there is no doubt.", "yes", None, "Is there a fracture?", True),
     # the old guarantees
     ("guarantee", "The liver appears normal.", "no", None, None, False),
     ("guarantee", "A nodule is seen.", "no", None, None, False),
