@@ -968,15 +968,18 @@ def _existence(text: str, question: str) -> set[str]:
     return set()
 
 
-_DENIAL_RE = re.compile(r"\b(?:no|not|without|absent|none|negative)\b")
+# no, not, none, negative, without, absent (and a few non-words); written charset first, which the engine scans for
+_DENIAL_RE = re.compile(r"[nwa](?<=\b[nwa])(?:o|ot|one|egative|ithout|bsent)\b")
 
 
 def _denies_the_asked(text: str, question: str) -> bool:
     """Whether a reply denies the thing an existence question asks about and never asserts it ("Yes,
     there is no fracture." to "Is there a fracture?"); a denial word is looked for first."""
-    asked, _ = _asked_thing(question)
     head = text[:_EXISTENCE_CHARS]
-    if not asked or _DENIAL_RE.search(head.lower()) is None:
+    if _DENIAL_RE.search(head.lower()) is None:
+        return False
+    asked, _ = _asked_thing(question)
+    if not asked:
         return False
     clauses = _canon_clauses(head)
     said = [_mentions(clauses, word) for word in asked]
