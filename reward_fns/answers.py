@@ -1004,12 +1004,12 @@ def _names_only_the_asked(words: list[str], asked: frozenset[str], where: frozen
 # A reply restating the question as a statement affirms it: "Is the heart enlarged?" "The heart is
 # enlarged." / "Enlarged heart." / "It is mildly enlarged, consistent with cardiomegaly." The words of its
 # first sentence or phrase, in a reply that negates, hedges and contrasts nothing, must be the question's
-# content words, every one, and nothing else but a degree or a linking verb; a bare predicate ("Enlarged.")
-# is enough only where the question names one subject and one predicate ("Is the <subject> <predicate>?"),
-# since "MRI." does not affirm "Is this a T1 weighted MRI?". Left alone: questions where word order carries
-# the meaning ("larger than", "left to right", both sides named), and negated or hedged ones. "Normal" said
-# of the asked subject and nothing else denies an abnormal predicate: "Is the heart enlarged?" "The heart
-# size is normal." / "Normal." (but "The lungs are normal." says nothing about the heart).
+# content words, every one, and nothing else but a degree or a linking verb; a bare predicate ("Enlarged.",
+# "On the left.") is enough only where the question names a one-word subject ("Is the heart enlarged?", "Is
+# the mass on the left?"), since "MRI." does not affirm "Is this a T1 weighted MRI?". Left alone: questions
+# where word order carries the meaning ("larger than", "left to right", both sides named), and negated or
+# hedged ones. "Normal" said of the asked subject and nothing else denies an abnormal predicate: "Is the
+# heart enlarged?" "The heart size is normal." / "Normal." (but "The lungs are normal." says nothing).
 _RESTATEMENT_WORDS = 8
 _ASKING_VERBS = frozenset({"is", "are", "was", "were", "does", "do", "did"})
 _ORDERED = frozenset({"than", "to", "from", "versus", "vs", "compared"})
@@ -1029,23 +1029,23 @@ _NORMAL_ASPECTS = frozenset({"size", "limits", "within", "appearance", "caliber"
 
 
 @lru_cache(maxsize=4096)
-def _restatable(question: str) -> tuple[frozenset[str], str]:
-    """The content words a reply must restate to affirm ``question``, and its predicate where it has the
-    "Is the <subject> <predicate>?" shape (else ""); nothing when it cannot be read as above."""
+def _restatable(question: str) -> tuple[frozenset[str], frozenset[str]]:
+    """The content words a reply must restate to affirm ``question``, and those of its predicate where it
+    has the "Is the <subject> <predicate>?" shape with a one-word subject ("Is the heart enlarged?", "Is
+    the mass on the left?"), else none; nothing at all when it cannot be read as above."""
     words = normalize(question).split()
     if not words or words[0] not in _ASKING_VERBS or "left" in words and "right" in words or not (
             _ORDERED.isdisjoint(words) and _EXIST_NEGATORS.isdisjoint(words) and _EXIST_HEDGES.isdisjoint(words)):
-        return frozenset(), ""
-    content = _content_words(words)
+        return frozenset(), frozenset()
+    content = _content_words(question)
     raw = question.lower().split()  # articles kept: "is this a t1 mri" names no subject word, "is the heart" does
-    shaped = len(content) == 2 and len(raw) > 3 and raw[1] in _DETERMINERS and _RESTATEMENT_NOISE.issuperset(
-        normalize(" ".join(raw[4:])).split())  # "Is the heart enlarged (in this image)?"
-    predicate = _canon(normalize(raw[3])) if shaped else ""
-    return frozenset(content), predicate if predicate in content else ""
+    subject = _content_words(raw[2]) if len(raw) > 3 and raw[1] in _DETERMINERS else set()
+    predicate = _content_words(" ".join(raw[3:])) if subject else set()
+    return frozenset(content), frozenset(predicate) if predicate and subject | predicate == content else frozenset()
 
 
-def _content_words(words: list[str]) -> set[str]:
-    return set(_canon(" ".join(words)).split()) - _RESTATEMENT_NOISE
+def _content_words(text: str) -> set[str]:
+    return set(_canon(normalize(text)).split()) - _RESTATEMENT_NOISE
 
 
 def _restatement(text: str, words: list[str], question: str) -> set[str]:
@@ -1057,8 +1057,9 @@ def _restatement(text: str, words: list[str], question: str) -> set[str]:
     end = _SEGMENT_MARKS_RE.search(text)
     if end is not None and end.group() in "?\uff1f":
         return set()  # an echo of the question asks it again
-    first = normalize(text if end is None else text[: end.start()]).split()
-    if not 0 < len(first) <= _RESTATEMENT_WORDS or first[0] in _ASKING_VERBS:
+    first = text if end is None else text[: end.start()]
+    first_words = normalize(first).split()
+    if not 0 < len(first_words) <= _RESTATEMENT_WORDS or first_words[0] in _ASKING_VERBS:
         return set()
     asked, predicate = _restatable(question)
     said = _content_words(first)
@@ -1070,7 +1071,7 @@ def _restatement(text: str, words: list[str], question: str) -> set[str]:
         return {"no"} if all(_stems({word}) & asked_stems for word in subject) else set()
     only_asked = all(_stems({word}) & asked_stems for word in said)
     restates_all = all(_stems({word}) & said_stems for word in asked)
-    bare_predicate = bool(predicate) and said_stems <= _stems({predicate})
+    bare_predicate = bool(predicate) and all(_stems({word}) & said_stems for word in predicate)
     return {"yes"} if only_asked and (restates_all or bare_predicate) else set()
 
 

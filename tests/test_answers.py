@@ -418,6 +418,10 @@ FAMILY_CASES = [
     ("restate", "It is a T2-weighted MRI.", "yes", None, "Is this a T1 weighted MRI?", False),
     ("restate", "The mass is in the right lobe.", "yes", None, "Is the mass in the left lobe?", False),
     ("restate", "Lobe.", "yes", None, "Is the mass in the left lobe?", False),
+    ("restate", "Left lobe.", "yes", None, "Is the mass in the left lobe?", True),
+    ("restate", "On the left.", "yes", None, "Is the mass on the left?", True),
+    ("restate", "Right lobe.", "yes", None, "Is the mass in the left lobe?", False),
+    ("restate", "The mass.", "yes", None, "Is the mass in the left lobe?", False),
     ("restate", "The right kidney is larger than the left.", "yes", None,  # word order carries the meaning
      "Is the left kidney larger than the right?", False),
     ("restate", "Contrast.", "yes", None, "Was contrast used?", False),
