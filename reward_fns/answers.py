@@ -20,10 +20,10 @@ Kinds of question, told apart by the reference (and options / the two alternativ
   question, "not normal" and "nothing abnormal" answer "Is it normal?" (as "No acute abnormality" does,
   yes); a restatement of the whole question affirms it ("The heart is enlarged.", "Enlarged heart.", and
   the bare "Enlarged." for "Is the heart enlarged?", but not "MRI." for "Is this a T1 weighted MRI?"),
-  as "not enlarged" and "The heart size is normal." deny it; and an existence statement about the
-  asked thing ("There is a mass", "A mass is present", "The image shows a mass", telegraphic "Mass
-  present." for "Is there a mass?") says yes unless hedged ("there may be") or about another thing
-  ("There is a nodule"); "Mass absent." says no.
+  as "not enlarged", "The heart size is normal." and an opposite ("Benign." to "Is the lesion
+  malignant?") deny it; and an existence statement about the asked thing ("There is a mass", "A mass
+  is present", "The image shows a mass", telegraphic "Mass present." for "Is there a mass?") says yes
+  unless hedged ("there may be") or about another thing ("There is a nodule"); "Mass absent." says no.
 * either-or (``choices``, the two alternatives a closed "A or B" question names, or a Chinese
   "A还是B" one): the reference must be named and the other alternative not.
 * open-ended: SQuAD-style normalisation and exact match, or the reference stated un-negated in a
@@ -1008,8 +1008,9 @@ def _names_only_the_asked(words: list[str], asked: frozenset[str], where: frozen
 # "On the left.") is enough only where the question names a one-word subject ("Is the heart enlarged?", "Is
 # the mass on the left?"), since "MRI." does not affirm "Is this a T1 weighted MRI?". Left alone: questions
 # where word order carries the meaning ("larger than", "left to right", both sides named), and negated or
-# hedged ones. "Normal" said of the asked subject and nothing else denies an abnormal predicate: "Is the
-# heart enlarged?" "The heart size is normal." / "Normal." (but "The lungs are normal." says nothing).
+# hedged ones. A predicate word's opposite in its place denies it ("Benign." to "Is the lesion malignant?"),
+# and "normal" said of the asked subject and nothing else denies an abnormal predicate: "Is the heart
+# enlarged?" "The heart size is normal." / "Normal." (but "The lungs are normal." says nothing).
 _RESTATEMENT_WORDS = 8
 _ASKING_VERBS = frozenset({"is", "are", "was", "were", "does", "do", "did"})
 _ORDERED = frozenset({"than", "to", "from", "versus", "vs", "compared"})
@@ -1023,6 +1024,13 @@ _ABNORMAL_PREDICATES = frozenset(
     {"enlarged", "dilated", "distended", "thickened", "widened", "narrowed", "deviated", "displaced", "shifted",
      "herniated", "collapsed", "obstructed", "swollen", "edematous", "hyperinflated", "elevated", "compressed",
      "increased", "decreased", "reduced"})
+# The opposite of a predicate word: said in its place, it denies the predicate ("Benign." to "Is the lesion
+# malignant?", "On the right." to "Is the mass on the left?")
+_ANTONYMS = {first: second for pair in (
+    ("left", "right"), ("benign", "malignant"), ("hypodense", "hyperdense"), ("hypoechoic", "hyperechoic"),
+    ("hypointense", "hyperintense"), ("male", "female"), ("anterior", "posterior"), ("superior", "inferior"),
+    ("upper", "lower"), ("medial", "lateral"), ("proximal", "distal"), ("increased", "decreased"),
+    ("solid", "cystic"), ("acute", "chronic")) for first, second in (pair, pair[::-1])}
 _NORMAL_WORDS = frozenset({"normal", "unremarkable"})
 _NORMAL_ASPECTS = frozenset({"size", "limits", "within", "appearance", "caliber", "calibre", "position", "width",
                              "density", "contour", "shape", "sized"})
@@ -1049,9 +1057,9 @@ def _content_words(text: str) -> set[str]:
 
 
 def _restatement(text: str, words: list[str], question: str) -> set[str]:
-    """{"yes"} when a reply's first phrase restates ``question`` as a statement, {"no"} when it calls the
-    asked subject normal where the question asks an abnormal predicate (above), else nothing; ``words``
-    are the whole reply's."""
+    """{"yes"} when a reply's first phrase restates ``question`` as a statement, {"no"} when it restates it
+    with a predicate word's opposite or calls the asked subject normal where the question asks an abnormal
+    predicate (above), else nothing; ``words`` are the whole reply's."""
     if not (_EXIST_NEGATORS.isdisjoint(words) and _EXIST_HEDGES.isdisjoint(words) and _CONTRASTS.isdisjoint(words)):
         return set()
     end = _SEGMENT_MARKS_RE.search(text)
@@ -1063,16 +1071,25 @@ def _restatement(text: str, words: list[str], question: str) -> set[str]:
         return set()
     asked, predicate = _restatable(question)
     said = _content_words(first)
-    if not asked or not said:
-        return set()
-    asked_stems, said_stems = _stems(asked), _stems(said)
+    if not asked or not said or any(_ANTONYMS.get(word) in words for word in predicate if word in words):
+        return set()  # nothing to restate, or a predicate word and its opposite ("Benign, malignant.")
     if _NORMAL_WORDS & said and asked & _ABNORMAL_PREDICATES and not said & _ABNORMAL_PREDICATES:
+        asked_stems = _stems(asked)
         subject = said - _NORMAL_WORDS - _NORMAL_ASPECTS
         return {"no"} if all(_stems({word}) & asked_stems for word in subject) else set()
+    if _restates(said, asked, predicate):
+        return {"yes"}
+    opposite = {_ANTONYMS[word] if _ANTONYMS.get(word) in predicate else word for word in said}
+    swapped_only = opposite != said and len(opposite) == len(said)  # not "Benign, malignant.": both named
+    return {"no"} if swapped_only and _restates(opposite, asked, predicate) else set()
+
+
+def _restates(said: set[str], asked: frozenset[str], predicate: frozenset[str]) -> bool:
+    asked_stems, said_stems = _stems(asked), _stems(said)
     only_asked = all(_stems({word}) & asked_stems for word in said)
     restates_all = all(_stems({word}) & said_stems for word in asked)
     bare_predicate = bool(predicate) and all(_stems({word}) & said_stems for word in predicate)
-    return {"yes"} if only_asked and (restates_all or bare_predicate) else set()
+    return only_asked and (restates_all or bare_predicate)
 
 
 def _stems(words: set[str] | frozenset[str]) -> set[str]:

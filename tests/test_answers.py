@@ -426,6 +426,16 @@ FAMILY_CASES = [
      "Is the left kidney larger than the right?", False),
     ("restate", "Contrast.", "yes", None, "Was contrast used?", False),
     ("restate", "The heart is enlarged.", "no", None, "Is the heart not enlarged?", False),
+    # a predicate word's opposite in its place denies it
+    ("restate", "Benign.", "no", None, "Is the lesion malignant?", True),
+    ("restate", "Benign.", "yes", None, "Is the lesion malignant?", False),
+    ("restate", "It is on the right.", "no", None, "Is the mass on the left?", True),
+    ("restate", "Hyperdense.", "no", None, "Is the lesion hypodense?", True),
+    ("restate", "Benign cyst.", "no", None, "Is the lesion malignant?", False),  # "cyst" is not asked
+    ("restate", "Benign or malignant lesion.", "no", None, "Is the lesion malignant?", False),
+    ("restate", "Benign, malignant.", "no", None, "Is the lesion malignant?", False),
+    ("restate", "Malignant, benign.", "yes", None, "Is the lesion malignant?", False),
+    ("restate", "Right kidney.", "no", None, "Is the left kidney enlarged?", False),  # "left" is no predicate word
     # "normal" said of the asked subject denies an abnormal predicate
     ("restate", "The heart size is normal.", "no", None, "Is the heart enlarged?", True),
     ("restate", "The heart size is normal.", "yes", None, "Is the heart enlarged?", False),
