@@ -143,8 +143,12 @@ def test_easyr1_batch_module_loads_by_file_path():
             "ground_truth": json.dumps({"answer": "B", "options": options}),
         },
     ]
+    restated = build(text={**STAGE_TEXT, "ANSWER": "The heart is enlarged."})
+    inputs += [{"response": restated, "response_length": 20,
+                "ground_truth": json.dumps({"answer": "yes", "question": question})}
+               for question in ("Is the heart enlarged?", None)]  # the question read as verl's extra_info is
     out = module.compute_score(inputs)
-    assert [r["accuracy"] for r in out] == [1.0, 0.0, 1.0]
-    assert [r["format"] for r in out] == [1.0, 0.0, 1.0]
+    assert [r["accuracy"] for r in out] == [1.0, 0.0, 1.0, 1.0, 0.0]
+    assert [r["format"] for r in out] == [1.0, 0.0, 1.0, 1.0, 1.0]
     assert out[0]["overall"] == pytest.approx(1.0) and out[1]["overall"] == 0.0
     assert module.compute_score(inputs[:1], accuracy_weight=0.5, format_weight=0.5)[0]["overall"] == 1.0
