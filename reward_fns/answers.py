@@ -803,14 +803,14 @@ def _question_predicates(tokens: list[str], question: str) -> set[str]:
 
 
 _PREDICATE_NEGATORS = frozenset({"not", "no", "nothing", "none", "never", "without"})
-# Whole short replies that say yes or no without a yes/no word: "Y" or "N", an affirmation, a bare "not"
-# after a hedge ("probably not", "not at all"), "I (don't) think so", "nothing (is) seen", an elliptical
-# echo of the question ("it is", "there isn't", "it does not").
+# Whole short replies that say yes or no without a yes/no word: "Y" or "N", an affirmation, a bare "seen"
+# ("Seen.", "Clearly visible."), a bare "not" after a hedge ("probably not", "not at all"), "I (don't) think
+# so", "nothing (is) seen", an elliptical echo of the question ("it is", "there isn't", "it does not").
 _SHORT_REPLY_WORDS = 6
 _ECHO = r"(?:it|there|they) (?:is|are|was|were|does|do|did|has|have)"
 _SHORT_REPLIES = (
     ("yes", re.compile(rf"y|(?:i )?(?:think|believe) so|of course|certainly|definitely|absolutely|surely|indeed|"
-                       rf"{_ECHO}")),
+                       rf"{_ECHO}|(?:clearly )?{_EXIST_SEEN}")),
     ("no", re.compile(r"n|(?:(?:probably|most likely|likely|definitely|certainly|absolutely|surely|of course) )?"
                       r"not(?: really| at all)?|i do not (?:think|believe) so|"
                       rf"nothing(?: (?:is )?{_EXIST_SEEN})?|"

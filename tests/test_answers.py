@@ -393,6 +393,9 @@ FAMILY_CASES = [
     ("short-yn", "n.", "no", None, "Is there a pneumothorax?", True),
     ("short-yn", "N", "yes", None, "Is there a pneumothorax?", False),
     ("short-yn", "N-acetylcysteine.", "no", None, "Is there a pneumothorax?", False),
+    ("short-yn", "Seen.", "yes", None, "Is there a pneumothorax?", True),
+    ("short-yn", "Clearly visible.", "no", None, "Is the fracture line visible?", False),
+    ("short-yn", "Not seen.", "yes", None, "Is there a pneumothorax?", False),
     # a restatement of the whole question affirms it, as "not <predicate>" denies it
     ("restate", "The heart is enlarged.", "yes", None, "Is the heart enlarged?", True),
     ("restate", "The heart is enlarged.", "no", None, "Is the heart enlarged?", False),
