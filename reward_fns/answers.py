@@ -1080,8 +1080,7 @@ def _restatement(text: str, words: list[str], question: str) -> set[str]:
     if _restates(said, asked, predicate):
         return {"yes"}
     opposite = {_ANTONYMS[word] if _ANTONYMS.get(word) in predicate else word for word in said}
-    swapped_only = opposite != said and len(opposite) == len(said)  # not "Benign, malignant.": both named
-    return {"no"} if swapped_only and _restates(opposite, asked, predicate) else set()
+    return {"no"} if opposite != said and _restates(opposite, asked, predicate) else set()
 
 
 def _restates(said: set[str], asked: frozenset[str], predicate: frozenset[str]) -> bool:
