@@ -5,9 +5,10 @@ Kinds of question, told apart by the reference (and options / the two alternativ
 "A or B" question):
 
 * multiple choice (``options`` given): the letter in any form models write ("C", "c", "(C)",
-  "C.", "**C**", ``\\boxed{C}``, "The answer is C", "I choose C", "C is correct") or the option's
-  text inside a sentence. A mention that is negated or rejected ("not B", "rather than B", "B is
-  incorrect") does not name its option, so "C, not B" is C; two options named is wrong; a
+  "C.", "**C**", ``\\boxed{C}``, "The answer is C", "I choose C", "C is correct", "Probably C",
+  "Based on the findings, C.") or the option's text inside a sentence. A mention that is negated or
+  rejected ("not B", "rather than B", "B is incorrect") does not name its option, so "C, not B" is C
+  (and "Left, not right" is left: only "is not right" says wrong); two options named is wrong; a
   rejected option text selects the option that states its absence ("No pneumothorax").
 * yes/no (reference "yes"/"no", or SLAKE's Chinese closed forms 是/是的/不是/否, 有/没有, 包含/不包含,
   可以/不可以, 正常/不正常, ...): whole words only, so "no" never matches "normal", "nodule" or
@@ -16,7 +17,7 @@ Kinds of question, told apart by the reference (and options / the two alternativ
   yes/no word, statements decide: "X is not seen / ruled out / unlikely", "negative for X" say no,
   "positive for X" says yes, "X cannot be excluded" is a hedge (no answer); so do short replies
   ("Probably not", "Not at all", "I don't think so", "None", "Nothing is seen", "N" say no; "Of course",
-  "Certainly", "I think so", "Y" say yes; "There is" / "It does not" echo the question). With the
+  "Certainly", "I think so", "Seen.", "Y" say yes; "There is" / "It does not" echo the question). With the
   question, "not normal" and "nothing abnormal" answer "Is it normal?" (as "No acute abnormality" does,
   yes); a restatement of the whole question affirms it ("The heart is enlarged.", "Enlarged heart.", and
   the bare "Enlarged." for "Is the heart enlarged?", but not "MRI." for "Is this a T1 weighted MRI?"),
