@@ -59,12 +59,17 @@ def test_console_script_help_runs_outside_the_repo(script, tmp_path):
 @pytest.mark.timeout(1800)  # pip fetches every wheel of the vLLM stack to read its metadata
 def test_rl_environment_resolves_with_verl_vllm(tmp_path):
     """setup.py must leave room for the transformers 5.9 that verl[vllm] pins (LLaMA-Factory's 5.5.x pin
-    belongs to the sft extra only); a dry run resolves without installing anything."""
+    belongs to the sft extra only), within constraints-rl.txt, the RL environment's lock; a dry run
+    resolves without installing anything, and every package it would install is locked."""
     report = tmp_path / "report.json"
     command = [sys.executable, "-m", "pip", "install", "--dry-run", "--ignore-installed", "--quiet",
-               "--report", str(report), "-e", f"{REPO}[rl]", "verl[vllm]==0.9.1"]
+               "--report", str(report), "-c", str(REPO / "constraints-rl.txt"), "-e", f"{REPO}[rl,data]",
+               "verl[vllm]==0.9.1"]
     result = subprocess.run(command, cwd=tmp_path, capture_output=True, text=True)
     assert result.returncode == 0, result.stderr[-4000:]
     installs = json.loads(report.read_text())["install"]
     versions = {item["metadata"]["name"].lower(): item["metadata"]["version"] for item in installs}
     assert versions["transformers"].startswith("5.9."), versions["transformers"]
+    locked = {line.split("==")[0] for line in (REPO / "constraints-rl.txt").read_text().splitlines() if "==" in line}
+    unlocked = sorted(f"{name}=={version}" for name, version in versions.items() if name not in locked | {"medsage"})
+    assert not unlocked, "add to constraints-rl.txt:\n" + "\n".join(unlocked)

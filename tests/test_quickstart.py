@@ -16,6 +16,9 @@ REPO = Path(__file__).resolve().parents[1]
 SCRIPT = REPO / "recipes" / "quickstart" / "quickstart.py"
 RECIPE = REPO / "recipes" / "quickstart" / "quickstart.yaml"
 STAGES = ("model", "data", "benchmark", "align", "sft", "rl", "eval_base", "eval_sft", "eval_rl", "report")
+sys.path.insert(0, str(SCRIPT.parent))
+import ablation  # noqa: E402  (recipes/quickstart)
+
 CI_SIZE = {
     "model.text_hidden": 64, "model.text_layers": 2, "model.text_heads": 2, "model.text_kv_heads": 1,
     "model.text_intermediate": 128, "benchmark.items": 6, "align.max_steps": 2, "align.logging_steps": 1, "sft.max_steps": 3, "sft.logging_steps": 1,
@@ -54,7 +57,7 @@ def test_every_stage_runs_and_reports_progress(finished_run):
 
 def _changed(after: Path, before: Path) -> list[str]:
     a, b = (AutoModelForImageTextToText.from_pretrained(p) for p in (after, before))
-    return [n for (n, x), (_, y) in zip(a.named_parameters(), b.named_parameters()) if not x.equal(y)]
+    return [n for (n, x), (_, y) in zip(a.named_parameters(), b.named_parameters(), strict=True) if not x.equal(y)]
 
 
 def test_align_trains_the_vision_tower_and_sft_freezes_it_as_the_paper_does(finished_run):
@@ -132,26 +135,50 @@ def test_unknown_setting_is_rejected_up_front(tmp_path):
     assert not (tmp_path / "stages").exists()
 
 
-def test_the_ablation_command_prints_the_papers_tables(finished_run):
-    """CI-sized: the Table 5 pair and two alphas, 2 steps each, from the finished quickstart's SFT model."""
+def test_the_ablation_command_trains_an_arm_and_resumes(finished_run):
+    """CI-sized: one real arm (plain GRPO, 2 steps) from the finished quickstart's SFT model; the alpha
+    arms run the same stage with another override (tests/verl/test_entry_point.py), their rows below."""
     run, _ = finished_run
     recipe = run / "ablation_ci.yaml"
     recipe.write_text(yaml.safe_dump({
         "quickstart": str(RECIPE),
         "quickstart_overrides": [f"{k}={v}" for k, v in {**CI_SIZE, "run_dir": run}.items()],
         "steps": 2,
-        "arms": {"grpo": ["medsage.self_check=false"], "alpha_0": ["medsage.alpha=0"], "alpha_0.2": ["medsage.alpha=0.2"]},
+        "arms": {"grpo": ["medsage.self_check=false"]},
     }))
     command = [sys.executable, str(REPO / "recipes" / "quickstart" / "ablation.py"), str(recipe)]
     done = subprocess.run(command, capture_output=True, text=True, cwd=REPO)
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
     table = (run / "ablation" / "README.md").read_text()
-    for row in ("| SFT |", "| SFT + RL |", "| SFT + RL + Self |", "| Base only (alpha = 0) |", "| Base + SC (alpha = 0.2) |"):
-        assert row in table
-    assert "published RAD" in table and "| 67.3 | 77.4 | 64.7 | 69.8 |" in table  # the paper's SFT row, labelled
+    assert "| SFT |" in table and "| SFT + RL |" in table and "| SFT + RL + Self |" not in table
     assert (run / "ablation" / "figure5.png").stat().st_size > 0
     grpo = json.loads((run / "ablation" / "grpo" / "arm.json").read_text())
     assert grpo["self_check_rate"] == 0.0 and grpo["steps"] == 2  # plain GRPO never self-checks
+    again = subprocess.run(command, capture_output=True, text=True, cwd=REPO)
+    assert again.returncode == 0 and "ablation:grpo] done earlier, skipped" in again.stdout, again.stdout[-3000:]
+    assert json.loads((run / "ablation" / "grpo" / "arm.json").read_text()) == grpo
+
+
+def test_the_ablation_tables_and_figure_hold_every_arm(tmp_path):
+    """Tables 5 and 4 in the paper's layout from arm results (the shape run_arm returns), published beside ours."""
+    items = [f"q{k}" for k in range(10)]
+    def row(right: int, alpha=None, rate=0.0) -> dict:
+        return {"correct": {q: k < right for k, q in enumerate(items)}, "n": len(items), "steps": 2,
+                "accuracy": {"value": right / 10, "low": 0.0, "high": 1.0}, "alpha": alpha, "self_check_rate": rate}
+    sft = row(6)
+    arms = {"grpo": row(7), "alpha_0": row(6, alpha=0.0), "alpha_0.2": row(8, alpha=0.2, rate=0.25), "alpha_0.3": row(5, alpha=0.3)}
+    table = ablation.tables(sft, arms, resamples=50)
+    lines = {line.split(" | ")[0]: line for line in table.splitlines() if line.startswith("| ")}
+    assert lines["| SFT"].startswith("| SFT | 60.0% [0.0, 100.0] | —") and "| 67.3 | 77.4 | 64.7 | 69.8 |" in lines["| SFT"]
+    assert "70.0% [0.0, 100.0] | +10.0 [" in lines["| SFT + RL"]
+    assert "80.0% [0.0, 100.0] | +20.0 [" in lines["| SFT + RL + Self"] and "| 70.4 | 79.8 | 66.7 | 72.3 |" in lines["| SFT + RL + Self"]
+    assert lines["| Base only (alpha = 0)"].startswith("| Base only (alpha = 0) | 0.0% | 60.0% [0.0, 100.0] | +0.0 [")
+    assert lines["| Base + SC (alpha = 0.2)"].startswith("| Base + SC (alpha = 0.2) | 25.0% |")
+    assert lines["| Base + SC (alpha = 0.3)"].endswith("| — | — | — | — |")  # not in the paper: nothing published
+    order = [k for k in lines if k.startswith("| Base")]
+    assert order == ["| Base only (alpha = 0)", "| Base + SC (alpha = 0.2)", "| Base + SC (alpha = 0.3)"]
+    ablation.figure5(arms, tmp_path / "figure5.png")
+    assert (tmp_path / "figure5.png").read_bytes()[:4] == b"\x89PNG"
 
 
 def test_progress_prints_every_step_even_when_several_finish_between_two_polls(tmp_path, capsys):
