@@ -26,7 +26,9 @@ Kinds of question, told apart by the reference (and options / the two alternativ
   is present", "The image shows a mass", telegraphic "Mass present." for "Is there a mass?") says yes
   unless hedged ("there may be") or about another thing ("There is a nodule"); "Mass absent." says no.
 * either-or (``choices``, the two alternatives a closed "A or B" question names, or a Chinese
-  "A还是B" one): the reference must be named and the other alternative not.
+  "A还是B" one): the reference must be named and the other alternative not. A reference "Both"
+  ("Which lung is abnormal, left or right?") is right when both are named ("Left and right.") or
+  "both" is said ("Bilateral." too, of left and right); one alone or "Neither." is wrong.
 * open-ended: SQuAD-style normalisation and exact match, or the reference stated un-negated in a
   short answer sentence (the paper's answers read "Findings are most consistent with X"). Negation
   and hedging count before ("no X", "rule out X") and after the finding ("X is unlikely", "X
@@ -1295,7 +1297,10 @@ def _cjk_match(prediction: str, reference: str) -> bool:
 
 def question_choices(question: object, reference: object) -> tuple[str, ...]:
     """The two alternatives of a closed "A or B" question whose reference is one of them (SLAKE:
-    "Is this a CT or MRI?" -> ("mri", "ct")), reference first; () when the question is not one."""
+    "Is this a CT or MRI?" -> ("mri", "ct")), reference first; () when the question is not one.
+    A reference "Both" gives ("both", A, B) where each alternative is one word and B ends the
+    question ("Which lung is abnormal, left or right?"), so that a word beside "or" is the whole
+    alternative ("left lobe or right lobe" has no such reading and stays an open question)."""
     if not isinstance(question, str) or not isinstance(reference, str):
         return ()
     return _question_choices(question, reference)
@@ -1310,6 +1315,8 @@ def _question_choices(question: str, reference: str) -> tuple[str, ...]:
         return ()
     left, right = (side.split() for side in f" {q} ".split(" or ", 1))
     words = ref.split()
+    if words[0] == "both" and len(words) <= 2:
+        return ("both", left[-1], right[0]) if left and len(right) == 1 and left[-1] != right[0] else ()
     k = len(words)
     if left[-k:] == words and len(right) >= k:
         return ref, " ".join(right[:k])
@@ -1370,6 +1377,8 @@ def _zh_named(text: str, choice: str) -> bool:
 
 def _either_or(prediction: str, choices: tuple[str, ...]) -> Verdict:
     """An "A or B" question: the reference (``choices[0]``) named un-negated, the other not."""
+    if choices[0] == "both":
+        return _both(prediction, choices[1:])
     if any(_has_cjk(c) for c in choices) or _has_cjk(prediction):
         named = [_zh_named(prediction[:_CJK_CHOICE_CHARS], c) for c in choices[:2]]
     else:
@@ -1379,6 +1388,18 @@ def _either_or(prediction: str, choices: tuple[str, ...]) -> Verdict:
     if len(choices) < 2 or named[0] == named[1]:
         return Verdict(False, False)
     return Verdict(True, named[0])
+
+
+def _both(prediction: str, sides: tuple[str, ...]) -> Verdict:
+    """An "A or B" question answered "Both": both alternatives named un-negated ("Liver and kidney."),
+    or "both" said ("Bilateral." too, of left or right); one alone, or "neither", is a wrong answer."""
+    clauses = _canon_clauses(prediction)
+    said = lambda word: _mentions(clauses, word)[:2] == (True, False)  # noqa: E731  asserted, not negated
+    if said("neither") or said("none"):
+        return Verdict(True, False)
+    named = [said(side) for side in sides]
+    both = said("both") or (set(sides) == {"left", "right"} and (said("bilateral") or said("bilaterally")))
+    return Verdict(both or any(named), both or all(named))
 
 
 def mmmu_open_match(prediction: object, reference: object) -> bool:

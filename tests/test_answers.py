@@ -547,6 +547,10 @@ def test_chinese_open_answers(prediction, reference, expected):
         ("这是什么器官?", "肝脏", ()),
         ("这是CT还是MRI?", "是", ()),  # a yes/no reference is not a choice
         ("这是CT还是MRI?", "超声", ()),  # the reference is neither alternative
+        ("Which lung is abnormal, left or right?", "Both", ("both", "left", "right")),
+        ("Does the picture contain liver or kidney?", "both", ("both", "liver", "kidney")),
+        ("Is the lesion in the left lobe or right lobe?", "Both", ()),  # "lobe" is no alternative: open
+        ("Is it left or left?", "Both", ()),
     ],
 )
 def test_either_or_questions_name_their_two_alternatives(question, reference, choices):
@@ -563,6 +567,32 @@ def test_either_or_is_scored_as_a_choice(prediction, expected):
     choices = question_choices("Which is bigger in this image, kidney or liver?", "Liver")
     assert answer_type("Liver", None, choices) is AnswerType.EITHER_OR
     assert judge(prediction, "Liver", choices=choices) == expected
+
+
+@pytest.mark.parametrize(
+    "question, prediction, expected",
+    [
+        ("Which lung is abnormal, left or right?", "Both.", (True, True)),
+        ("Which lung is abnormal, left or right?", "Both lungs are abnormal.", (True, True)),
+        ("Which lung is abnormal, left or right?", "Left and right.", (True, True)),
+        ("Which lung is abnormal, left or right?", "Bilateral.", (True, True)),
+        ("Which lung is abnormal, left or right?", "Left.", (True, False)),
+        ("Which lung is abnormal, left or right?", "The left lung, not the right.", (True, False)),
+        ("Which lung is abnormal, left or right?", "Neither.", (True, False)),
+        ("Which lung is abnormal, left or right?", "Left or right.", (False, False)),  # a hedge
+        ("Which lung is abnormal, left or right?", "Not both.", (False, False)),
+        ("Does the picture contain liver or kidney?", "Liver and kidney.", (True, True)),
+        ("Does the picture contain liver or kidney?", "Both the liver and the kidney.", (True, True)),
+        ("Does the picture contain liver or kidney?", "Liver.", (True, False)),
+        ("Does the picture contain liver or kidney?", "Bilateral.", (False, False)),  # says nothing of organs
+        ("Does the picture contain liver or kidney?", "The liver, no kidney.", (True, False)),
+    ],
+)
+def test_either_or_answered_both(question, prediction, expected):
+    """A "Both" reference: both alternatives named, or "both" said, is right; one alone is wrong."""
+    choices = question_choices(question, "Both")
+    assert answer_type("Both", None, choices) is AnswerType.EITHER_OR
+    assert judge(prediction, "Both", choices=choices) == expected
 
 
 @pytest.mark.parametrize(
