@@ -6,8 +6,9 @@ Kinds of question, told apart by the reference (and options / the two alternativ
 
 * multiple choice (``options`` given): the letter in any form models write ("C", "c", "(C)",
   "C.", "**C**", ``\\boxed{C}``, "The answer is C", "I choose C", "C is correct", "Probably C",
-  "Based on the findings, C.") or the option's text inside a sentence. A mention that is negated or
-  rejected ("not B", "rather than B", "B is incorrect") does not name its option, so "C, not B" is C
+  "Based on the findings, C.", in Chinese text "答案是C", "选C", "C选项") or the option's text inside
+  a sentence. A mention that is negated or rejected ("not B", "rather than B", "B is incorrect",
+  "不是B") does not name its option, so "C, not B" is C
   (and "Left, not right" is left: only "is not right" says wrong); two options named is wrong; a
   rejected option text selects the option that states its absence ("No pneumothorax").
 * yes/no (reference "yes"/"no", or SLAKE's Chinese closed forms 是/是的/不是/否, 有/没有, 包含/不包含,
@@ -506,7 +507,9 @@ _LETTER_PATTERNS = (
     re.compile(r"[aAoOcC](?<=\b[aAoOcC])(?i:(?<=[aA])nswer|(?<=[oO])ption|(?<=[cC])hoice)"  # "answer is c"
                r"(?:\s+is)?\s*[:\-]?\s*[\(\[]?([A-Ja-j])(?![\w\-])"),
     re.compile(r"[\(\[]([A-J])[\)\]]"),  # "(C)" anywhere
-    re.compile(r"([A-J])(?<![\w\-].)(?![\w\-'\u2019])"),  # "I choose B", "B is correct", "C, not B"
+    # "I choose B", "B is correct", "C, not B"; a Chinese character before it is no word ("答案是B"), after
+    # it only 选项 ("B选项"; "B超" is B-mode ultrasound)
+    re.compile(r"([A-J])(?<!(?:[^\W\u4e00-\u9fff]|-).)(?!(?!选项)[\w\-'\u2019])"),
 )
 _WORD_BEFORE_RE = re.compile(r"(\w+)\W*$")
 _WORD_AFTER_RE = re.compile(r"[\)\]]?\s*([A-Za-z]+)")  # used with match(): anchored at its pos
@@ -527,8 +530,20 @@ def _is_label(clause: str, start: int, end: int, pattern_index: int) -> bool:
     word = previous.group(1)
     if word.lower() in _LABEL_CONTEXT or re.fullmatch(r"[A-J]", word) is not None:  # "B, C": a list of labels
         return True
+    if _zh_tail(word).endswith(_ZH_LABEL_CONTEXT) or clause.startswith("选项", end):  # "答案是B", "选B", "B选项"
+        return True
     # the letter alone after a comma, ending the clause: "Based on the findings, B."
     return "," in clause[previous.end(1) : start] and not clause[end:].strip(" \t)]!")
+
+
+# Chinese words before an option label: 答案是/答案为/答案：B, 选B, 选择B, 选项B, 是B, 不是C
+_ZH_LABEL_CONTEXT = ("答案", "是", "为", "选", "选择", "选项")
+_ZH_TAIL_RE = re.compile("[\u4e00-\u9fff]*$")
+
+
+def _zh_tail(word: str) -> str:
+    """The Chinese characters that end ``word`` ("答案是B不是" -> "不是"): its last Chinese word."""
+    return _ZH_TAIL_RE.search(word).group(0)
 
 
 _LABEL_WORD_RE = re.compile(r"(?i:answer|option|choice)")
@@ -585,8 +600,15 @@ def _letter_mentions(clause: str, letters: frozenset[str]) -> list[tuple[str, bo
             seen.add(window)
             if _is_label(clause, start, end, index):
                 before, after = _context(clause, start, end)
-                found.add((letter, _negated(normalize(" ".join(before)).split(), normalize(" ".join(after)).split())))
+                negated = _negated(normalize(" ".join(before)).split(), normalize(" ".join(after)).split())
+                found.add((letter, negated or _zh_negated_label(clause, start)))
     return list(found)
+
+
+def _zh_negated_label(clause: str, start: int) -> bool:
+    """A label right after a Chinese negation ("不是C", "非C", "排除C")."""
+    tail = _zh_tail(clause[max(0, start - 4) : start].rstrip())
+    return bool(tail) and (tail.startswith(_CJK_NEGATORS) or "排除" in tail)
 
 
 def _text_mentions(clause: str, options: _OptionSet) -> list[tuple[str, bool]]:

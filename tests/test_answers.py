@@ -274,6 +274,20 @@ FAMILY_CASES = [
     ("numbers", "None.", "2", None, None, False),
     # multiple-choice letters in every form
     ("letters", "c", "C", OPTS, None, True),
+    # a label in Chinese text: a Chinese character beside the letter is no word of it
+    ("zh_letters", "答案是C", "C", OPTS, None, True),
+    ("zh_letters", "答案：C。", "C", OPTS, None, True),
+    ("zh_letters", "我选择C，因为屈肌病变。", "C", OPTS, None, True),
+    ("zh_letters", "C选项", "C", OPTS, None, True),
+    ("zh_letters", "选项C", "C", OPTS, None, True),
+    ("zh_letters", "答案是C，不是B。", "C", OPTS, None, True),
+    ("zh_letters", "排除B，答案是C", "C", OPTS, None, True),
+    ("zh_letters", "答案是B", "C", OPTS, None, False),
+    ("zh_letters", "不是C", "C", OPTS, None, False),  # rejected, nothing chosen
+    ("zh_letters", "答案是B，不是C。", "C", OPTS, None, False),
+    ("zh_letters", "答案是C或B", "C", OPTS, None, False),
+    ("zh_letters", "C超显示肌腱增厚", "C", OPTS, None, False),  # a word with a letter, not a label
+    ("zh_letters", "维生素C缺乏", "C", OPTS, None, False),
     ("letters", "(c)", "C", OPTS, None, True),
     ("letters", "\\boxed{C}", "C", OPTS, None, True),
     ("letters", "$\\boxed{\\text{C}}$", "C", OPTS, None, True),
