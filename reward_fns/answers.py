@@ -21,7 +21,8 @@ Kinds of question, told apart by the reference (and options / the two alternativ
   "Certainly", "I think so", "Seen.", "Y" say yes; "There is" / "It does not" echo the question). With the
   question, "not normal" and "nothing abnormal" answer "Is it normal?" (as "No acute abnormality" does,
   yes); a restatement of the whole question affirms it ("The heart is enlarged.", "Enlarged heart.", and
-  the bare "Enlarged." for "Is the heart enlarged?", but not "MRI." for "Is this a T1 weighted MRI?"),
+  the bare "Enlarged." for "Is the heart enlarged?" and "Is the left kidney enlarged?", but not "MRI."
+  for "Is this a T1 weighted MRI?"),
   as "not enlarged", "The heart size is normal." and an opposite ("Benign." to "Is the lesion
   malignant?") deny it; and an existence statement about the asked thing ("There is a mass", "A mass
   is present", "The image shows a mass", telegraphic "Mass present." for "Is there a mass?") says yes
@@ -1031,7 +1032,8 @@ def _names_only_the_asked(words: list[str], asked: frozenset[str], where: frozen
 # first sentence or phrase, in a reply that negates, hedges and contrasts nothing, must be the question's
 # content words, every one, and nothing else but a degree or a linking verb; a bare predicate ("Enlarged.",
 # "On the left.") is enough only where the question names a one-word subject ("Is the heart enlarged?", "Is
-# the mass on the left?"), since "MRI." does not affirm "Is this a T1 weighted MRI?". Left alone: questions
+# the mass on the left?") or a noun after a side or position word ("Is the left kidney enlarged?"), since
+# "MRI." does not affirm "Is this a T1 weighted MRI?". Left alone: questions
 # where word order carries the meaning ("larger than", "left to right", both sides named), and negated or
 # hedged ones. A predicate word's opposite in its place denies it ("Benign." to "Is the lesion malignant?"),
 # and "normal" said of the asked subject and nothing else denies an abnormal predicate: "Is the heart
@@ -1065,15 +1067,17 @@ _NORMAL_ASPECTS = frozenset({"size", "limits", "within", "appearance", "caliber"
 def _restatable(question: str) -> tuple[frozenset[str], frozenset[str]]:
     """The content words a reply must restate to affirm ``question``, and those of its predicate where it
     has the "Is the <subject> <predicate>?" shape with a one-word subject ("Is the heart enlarged?", "Is
-    the mass on the left?"), else none; nothing at all when it cannot be read as above."""
+    the mass on the left?") or a noun after a side or position word ("Is the left kidney enlarged?"),
+    else none; nothing at all when it cannot be read as above."""
     words = normalize(question).split()
     if not words or words[0] not in _ASKING_VERBS or "left" in words and "right" in words or not (
             _ORDERED.isdisjoint(words) and _EXIST_NEGATORS.isdisjoint(words) and _EXIST_HEDGES.isdisjoint(words)):
         return frozenset(), frozenset()
     content = _content_words(question)
     raw = question.lower().split()  # articles kept: "is this a t1 mri" names no subject word, "is the heart" does
-    subject = _content_words(raw[2]) if len(raw) > 3 and raw[1] in _DETERMINERS else set()
-    predicate = _content_words(" ".join(raw[3:])) if subject else set()
+    size = 2 if len(raw) > 2 and raw[2] in _ANTONYMS else 1  # "the left kidney", "the upper lobe"
+    subject = _content_words(" ".join(raw[2 : 2 + size])) if len(raw) > 2 + size and raw[1] in _DETERMINERS else set()
+    predicate = _content_words(" ".join(raw[2 + size :])) if subject else set()
     return frozenset(content), frozenset(predicate) if predicate and subject | predicate == content else frozenset()
 
 

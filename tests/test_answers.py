@@ -436,6 +436,17 @@ FAMILY_CASES = [
     ("restate", "The mass is in the right lobe.", "yes", None, "Is the mass in the left lobe?", False),
     ("restate", "Lobe.", "yes", None, "Is the mass in the left lobe?", False),
     ("restate", "Left lobe.", "yes", None, "Is the mass in the left lobe?", True),
+    # a subject with a side or position word before its noun: the rest is the predicate
+    ("restate", "Enlarged.", "yes", None, "Is the left kidney enlarged?", True),
+    ("restate", "Collapsed.", "yes", None, "Is the right lung collapsed?", True),
+    ("restate", "Consolidated.", "yes", None, "Is the upper lobe consolidated?", True),
+    ("restate", "Enlarged.", "no", None, "Is the left kidney enlarged?", False),
+    ("restate", "Not enlarged.", "yes", None, "Is the left kidney enlarged?", False),
+    ("restate", "The right kidney is enlarged.", "yes", None, "Is the left kidney enlarged?", False),
+    ("restate", "Enlarged right kidney.", "yes", None, "Is the left kidney enlarged?", False),
+    ("restate", "Left kidney.", "yes", None, "Is the left kidney enlarged?", False),  # the subject alone
+    ("restate", "The lower lobe is consolidated.", "yes", None, "Is the upper lobe consolidated?", False),
+    ("restate", "Enlarged.", "yes", None, "Is the lung mass enlarged?", False),  # "lung" is no side word
     ("restate", "On the left.", "yes", None, "Is the mass on the left?", True),
     ("restate", "Right lobe.", "yes", None, "Is the mass in the left lobe?", False),
     ("restate", "The mass.", "yes", None, "Is the mass in the left lobe?", False),
