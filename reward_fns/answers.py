@@ -346,6 +346,7 @@ ANSWER_SOURCES = ("answer_tag", "whole", "boxed", "answer_is", "final_line")
 _BOXED_RE = re.compile(r"\\boxed\{((?:[^{}]|\{[^{}]*\}){0,500})\}")
 _LATEX_TEXT_RE = re.compile(r"\\(?:text|textbf|mathrm)\{([^{}]{0,500})\}")
 _ANSWER_IS_RE = re.compile(r"(?i)\b(?:final answer|correct answer|the answer|answer)\s*(?:is|:)\s*([^\n]{1,500})")
+_ZH_ANSWER_IS_RE = re.compile(r"答案\s*(?:是|为|:|：)[\s:：]*([^\n\u3002]{1,500})")  # 答案是/答案为/答案：, to 。
 _TAG_RE = re.compile(r"</?[A-Z]{2,12}>")
 _FALLBACK_LINE_CHARS = 300  # a plain answer is a word, a phrase or a sentence or two
 
@@ -364,7 +365,8 @@ def extract_answer(response: object, require_tag: bool = False) -> tuple[str | N
     not a cue to look elsewhere). ``require_tag=True`` stops there: the RL reward pays only for an
     answer given in the scaffold (format matters to the policy, appendix A.4). Otherwise the
     fallbacks of the strongest suites (VLMEvalKit, lmms-eval, MedEvalKit) apply in order: the last
-    ``\\boxed{}``, the last "the answer is ...", the final line ("whole" when there is one line).
+    ``\\boxed{}``, the last "the answer is ..." (or "答案是 ...", to its 。), the final line ("whole" when
+    there is one line).
     """
     if not isinstance(response, str):
         return None, ""
@@ -376,9 +378,11 @@ def extract_answer(response: object, require_tag: bool = False) -> tuple[str | N
     boxed = _BOXED_RE.findall(response[-20000:])
     if boxed and boxed[-1].strip():
         return _unwrap_latex(boxed[-1]).strip(), "boxed"
-    stated = _ANSWER_IS_RE.findall(response[-20000:])
-    if stated and normalize(stated[-1]):
-        return stated[-1].strip(), "answer_is"
+    tail = response[-20000:]
+    stated = max((m for pattern in (_ANSWER_IS_RE, _ZH_ANSWER_IS_RE) for m in pattern.finditer(tail)),
+                 key=lambda m: m.start(), default=None)
+    if stated and normalize(stated.group(1)):
+        return stated.group(1).strip(), "answer_is"
     lines = [line.strip() for line in _TAG_RE.sub("\n", response).splitlines() if line.strip()]
     if not lines or len(lines[-1]) > _FALLBACK_LINE_CHARS:
         return None, ""  # a final line this long is prose (or a degenerate loop), not an answer

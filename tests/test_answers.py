@@ -647,6 +647,11 @@ def test_mmmu_open_rules_are_number_aware(prediction, reference, expected):
         ("<CON>so</CON><ANSWER></ANSWER>", False, (None, "answer_tag")),
         ("Reasoning...\n\\boxed{B}", False, ("B", "boxed")),
         ("Let me think.\nThe answer is C because ...", False, ("C because ...", "answer_is")),
+        ("根据图像分析，答案是：是的。肝脏未见异常。", False, ("是的", "answer_is")),
+        ("最终答案：不是", False, ("不是", "answer_is")),
+        ("答案是肝脏。\nThe answer is kidney.", False, ("kidney.", "answer_is")),  # the last one stated
+        ("The answer is kidney. 答案为肝脏", False, ("肝脏", "answer_is")),
+        ("答案是。", False, ("答案是。", "whole")),  # nothing stated: the line itself
         ("Findings are subtle.\nPneumonia", False, ("Pneumonia", "final_line")),
         ("Yes.", False, ("Yes.", "whole")),
         ("<CON>The lung is clear</CON>\nNo", False, ("No", "final_line")),
