@@ -39,7 +39,9 @@ Kinds of question, told apart by the reference (and options / the two alternativ
   spellings (X-ray, Xray, x ray, radiograph) are one word, British spellings are American ones
   (haemorrhage, oedema, tumour), radiology's abbreviations are their words (LLL, RUQ, T2WI), plurals
   (Greek ones too: metastases) meet singulars; "unlike X" and "rather than X" reject X;
-  numeric references compare values (decimals, fractions, number words, units, thousands separators).
+  numeric references compare values (decimals, fractions, number words, units, thousands separators),
+  and a number denied, bounded or hedged is not stated ("Not 2.", "More than 2.", "2 cannot be
+  excluded"; "Not 3, but 2." states 2).
   ``rules="mmmu"`` scores open questions with MMMU's own number-aware rules instead.
 
 :func:`extract_answer` finds the answer in a response: the ``<ANSWER>`` stage, or (unless the
@@ -1195,16 +1197,29 @@ class Quantity(NamedTuple):
         return math.isclose(self.value, other.value, rel_tol=1e-9, abs_tol=1e-12)
 
 
-def _numbers(text: str) -> Iterator[Quantity]:
-    """Each number in a text: "1,000", "3.5cm", "5 mm", ".5", "two", "twenty-five"."""
+def _numbers(text: str) -> Iterator[tuple[Quantity, int, int]]:
+    """Each number in a text, with where it is written: "1,000", "3.5cm", "5 mm", ".5", "two", "twenty-five"."""
     for m in _NUMBER_RE.finditer(text):
         written = m.group(1).replace(",", "")
         numerator, _, denominator = written.partition("/")
         value = float(numerator) / float(denominator) if denominator else float(written)
         unit = _UNITS.get((m.group(2) or "").lower())
-        yield Quantity(value, *unit) if unit else Quantity(value)
+        yield (Quantity(value, *unit) if unit else Quantity(value)), m.start(), m.end()
     for m in _NUMBER_WORD_RE.finditer(text.lower()):
-        yield Quantity(float(_NUMBER_WORDS[m.group(1)] + (_NUMBER_WORDS[m.group(2)] if m.group(2) else 0)))
+        value = float(_NUMBER_WORDS[m.group(1)] + (_NUMBER_WORDS[m.group(2)] if m.group(2) else 0))
+        yield Quantity(value), m.start(), m.end()
+
+
+def _number_negated(text: str, start: int, end: int) -> bool:
+    """Whether the number at ``text[start:end]`` is denied, bounded or hedged within its phrase: "not 2",
+    "3, not 2", "more than 2", "2 is unlikely", "2 cannot be excluded" (but "Not 3, but 2" states 2, and
+    so does "Without contrast, 2 lesions": a number's scope ends at a comma or colon too)."""
+    before = _NUMBER_SCOPE_RE.split(text[max(0, start - _CONTEXT_CHARS) : start])[-1]
+    after = _NUMBER_SCOPE_RE.split(text[end : end + _CONTEXT_CHARS], maxsplit=1)[0]
+    return _negated(normalize(before).split(), normalize(after).split())
+
+
+_NUMBER_SCOPE_RE = re.compile(f"{_CLAUSE_RE.pattern}|[,:]", re.IGNORECASE)
 
 
 def _numeric_reference(reference: str) -> Quantity | None:
@@ -1213,7 +1228,7 @@ def _numeric_reference(reference: str) -> Quantity | None:
     if len(found) != 1:
         return None
     rest = _NUMBER_WORD_RE.sub(" ", _NUMBER_RE.sub(" ", reference.lower()))
-    return found[0] if not normalize(rest) else None
+    return found[0][0] if not normalize(rest) else None
 
 
 _MAX_NUMBERS = 32
@@ -1223,11 +1238,13 @@ def _numeric_match(prediction: str, reference: Quantity) -> bool:
     """Right when the prediction states the reference value and no other value of its kind: a count
     ("2") is compared with the numbers stated without a unit ("2 lesions, 1 cm each"), a measurement
     with those in its dimension, each falling back to bare numbers (or any) when there are none; a count
-    of zero may be said in words ("None", "No lesions")."""
-    stated = list(islice(_numbers(prediction), _MAX_NUMBERS + 1))
-    if len(stated) > _MAX_NUMBERS:
+    of zero may be said in words ("None", "No lesions"). A number denied or hedged is not stated ("Not 3,
+    but 2" states 2; "Not 2." and "2 cannot be excluded" state nothing)."""
+    found = list(islice(_numbers(prediction), _MAX_NUMBERS + 1))
+    if len(found) > _MAX_NUMBERS:
         return False  # a list of numbers is not one value
-    if not stated and reference.value == 0 and not reference.dimension:
+    stated = [q for q, start, end in found if not _number_negated(prediction, start, end)]
+    if not found and reference.value == 0 and not reference.dimension:
         return _NONE_RE.match(normalize(prediction)) is not None  # "How many?" "None." / "No lesions are seen."
     bare = [q for q in stated if q.dimension is None]
     if reference.dimension:
