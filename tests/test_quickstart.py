@@ -1,6 +1,5 @@
 """The quickstart end to end in a CI-sized configuration: every stage runs, resumes, and reports."""
 
-import importlib.util
 import json
 import subprocess
 import sys
@@ -18,6 +17,7 @@ RECIPE = REPO / "recipes" / "quickstart" / "quickstart.yaml"
 STAGES = ("model", "data", "benchmark", "align", "sft", "rl", "eval_base", "eval_sft", "eval_rl", "report")
 sys.path.insert(0, str(SCRIPT.parent))
 import ablation  # noqa: E402  (recipes/quickstart)
+import quickstart as script  # noqa: E402
 
 CI_SIZE = {
     "model.text_hidden": 64, "model.text_layers": 2, "model.text_heads": 2, "model.text_kv_heads": 1,
@@ -183,9 +183,6 @@ def test_the_ablation_tables_and_figure_hold_every_arm(tmp_path):
 
 def test_progress_prints_every_step_even_when_several_finish_between_two_polls(tmp_path, capsys):
     """A fast machine finishes several steps inside one 5 s poll; each step's line must still appear once."""
-    spec = importlib.util.spec_from_file_location("quickstart", SCRIPT)
-    script = sys.modules.setdefault("quickstart", importlib.util.module_from_spec(spec))
-    spec.loader.exec_module(script)
     log = tmp_path / "trainer_log.jsonl"
     writer = "import json,sys; open(sys.argv[1],'w').write(''.join(json.dumps({'current_steps':k,'loss':1/k})+'\\n' for k in (1,2,3)))"
     script._call([sys.executable, "-c", writer, str(log)], tmp_path / "run.log",
