@@ -37,8 +37,11 @@ Kinds of question, told apart by the reference (and options / the two alternativ
   cannot be excluded"); a list of candidates ("X or Y") or extra listed items is wrong; multi-part
   references match in any order, and so does a report's inverted name ("Kidney, left"); modality
   spellings (X-ray, Xray, x ray, radiograph) are one word, British spellings are American ones
-  (haemorrhage, oedema, tumour), radiology's abbreviations are their words (LLL, RUQ, T2WI), plurals
-  (Greek ones too: metastases) meet singulars; "unlike X" and "rather than X" reject X;
+  (haemorrhage, oedema, tumour), radiology's abbreviations are their words (LLL, RUQ, T2WI, GI), plurals
+  (Greek ones too: metastases) meet singulars, words that name one thing are one word (an organ's
+  adjective is the organ: "Renal." for "Kidney"; "Thorax" is the chest, "Cardiomegaly" an enlarged heart,
+  "Posteroanterior" PA, "Woman" female, "Hypo-dense" hypodense, "Lower left lobe" the left lower lobe),
+  in options and yes/no questions too; "unlike X" and "rather than X" reject X;
   numeric references compare values (decimals, fractions, number words, units, thousands separators),
   and a number denied, bounded or hedged is not stated ("Not 2.", "More than 2.", "2 cannot be
   excluded"; "Not 3, but 2." states 2).
@@ -173,11 +176,34 @@ _ABBREVIATIONS = {
     "t1w": "t1 weighted", "t1wi": "t1 weighted", "t2w": "t2 weighted", "t2wi": "t2 weighted",
 }
 _ABBREVIATION_RE = re.compile(rf"\b(?:{'|'.join(_ABBREVIATIONS)})\b")
+# Words that name one thing: an organ's adjective is the organ ("Renal." answers "Which organ?" with "Kidney"),
+# an enlarged organ's one-word name is its two words, radiograph views and sexes have one name each
+_SAME_THING = {
+    "renal": "kidney", "hepatic": "liver", "pulmonary": "lung", "cardiac": "heart", "cerebral": "brain",
+    "cerebellar": "cerebellum", "gastric": "stomach", "splenic": "spleen", "pancreatic": "pancreas",
+    "esophageal": "esophagus", "duodenal": "duodenum", "colonic": "colon", "rectal": "rectum", "uterine": "uterus",
+    "ovarian": "ovary", "prostatic": "prostate", "testicular": "testis", "tracheal": "trachea", "aortic": "aorta",
+    "osseous": "bone", "bony": "bone", "thorax": "chest", "thoracic": "chest", "abdominal": "abdomen",
+    "pelvic": "pelvis", "cardiomegaly": "enlarged heart", "hepatomegaly": "enlarged liver",
+    "splenomegaly": "enlarged spleen", "gi": "gastrointestinal", "cns": "central nervous system", "cxr": "chest xray",
+    "posteroanterior": "pa", "postero anterior": "pa", "anteroposterior": "ap", "antero posterior": "ap",
+    "man": "male", "men": "male", "woman": "female", "women": "female",
+}
+_SAME_THING_RE = re.compile(rf"\b(?:{'|'.join(_SAME_THING)})\b")
+# A density or signal prefix written apart ("hypo-dense", "non-contrast") is one word with its stem
+_PREFIXES, _PREFIXED = ("hypo", "hyper", "iso", "non"), (
+    "dense", "density", "intense", "intensity", "echoic", "echogenic", "attenuating", "attenuation", "enhancing",
+    "enhanced", "contrast")
+# A side comes before a level: "lower left lobe" is the left lower lobe, "upper right quadrant" the RUQ
+_LEVELS, _SIDES = ("upper", "middle", "lower"), ("left", "right")
 
 # Spellings of one thing, made one token so "X-ray" = "Xray" = "x ray" and plurals meet singulars.
 _SPELLINGS = (
     (_BRITISH_RE, lambda m: _BRITISH[m.group(0)]),
     (_ABBREVIATION_RE, lambda m: _ABBREVIATIONS[m.group(0)]),
+    (_SAME_THING_RE, lambda m: _SAME_THING[m.group(0)]),
+    (re.compile(rf"\b({'|'.join(_PREFIXES)}) ({'|'.join(_PREFIXED)})\b"), r"\1\2"),
+    (re.compile(rf"\b({'|'.join(_LEVELS)}) ({'|'.join(_SIDES)})\b"), r"\2 \1"),
     (re.compile(r"\b(?:x ?rays?|radiographs?|radiography|plain films?)\b"), "xray"),
     (re.compile(r"\b(?:computed tomography|ct scans?)\b"), "ct"),
     (re.compile(r"\b(?:magnetic resonance imaging|magnetic resonance|mri scans?|mr)\b"), "mri"),
@@ -203,7 +229,8 @@ def _canon(norm: str) -> str:
 # The words a spelling rule of _CANON starts with: a text whose words include none of them only loses plurals
 _SPELLING_STARTS = frozenset({"x", "xray", "xrays", "radiograph", "radiographs", "radiography", "plain", "computed", "ct",
                               "magnetic", "mri", "mr", "ultrasonography", "sonography", "ultrasound", "axial",
-                              "transverse", "coronal", "sagittal", *_ABBREVIATIONS})
+                              "transverse", "coronal", "sagittal", *_ABBREVIATIONS,
+                              *(words.split()[0] for words in _SAME_THING), *_PREFIXES, *_LEVELS})
 
 
 def _canon_norm(text: str) -> str:
@@ -241,7 +268,7 @@ def _canon_short(norm: str) -> str:
 # can jump between the first letters)
 _CANON_ANY_RE = re.compile(r"x ?ray|radiograph|plain film|computed tomography|ct scan|magnetic resonance|mr|sonograph|"
                            r"ultrasound scan|axial|transverse|coronal|sagittal|"
-                           + "|".join([*_BRITISH, *_ABBREVIATIONS]))
+                           + "|".join([*_BRITISH, *_ABBREVIATIONS, *_SAME_THING, *_PREFIXES, *_LEVELS]))
 
 
 def _canon_text(norm: str) -> str:
