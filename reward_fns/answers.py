@@ -40,8 +40,11 @@ Kinds of question, told apart by the reference (and options / the two alternativ
   (haemorrhage, oedema, tumour), radiology's abbreviations are their words (LLL, RUQ, T2WI, GI), plurals
   (Greek ones too: metastases) meet singulars, words that name one thing are one word (an organ's
   adjective is the organ: "Renal." for "Kidney"; "Thorax" is the chest, "Cardiomegaly" an enlarged heart,
-  "Posteroanterior" PA, "Woman" female, "Hypo-dense" hypodense, "Lower left lobe" the left lower lobe),
-  in options and yes/no questions too; "unlike X" and "rather than X" reject X;
+  "Posteroanterior" PA, "Woman" female, "Hypo-dense" hypodense, "Lower left lobe" the left lower lobe; a
+  finding's other forms are the finding: "Calcified", "Bleeding", "Dilation", "Infarction"), in options
+  and yes/no questions too; "non" joins its word ("Non-calcified nodule" states no calcification,
+  "Non-small cell lung cancer" no small cell lung cancer); "unlike X", "rather than X", "free of X" and
+  "X-free" reject X, but "free air" and "free fluid" are findings;
   numeric references compare values (decimals, fractions, number words, units, thousands separators),
   and a number denied, bounded or hedged is not stated ("Not 2.", "More than 2.", "2 cannot be
   excluded"; "Not 3, but 2." states 2).
@@ -187,11 +190,25 @@ _SAME_THING = {
     "pelvic": "pelvis", "cardiomegaly": "enlarged heart", "hepatomegaly": "enlarged liver",
     "splenomegaly": "enlarged spleen", "gi": "gastrointestinal", "cns": "central nervous system", "cxr": "chest xray",
     "posteroanterior": "pa", "postero anterior": "pa", "anteroposterior": "ap", "antero posterior": "ap",
-    "man": "male", "men": "male", "woman": "female", "women": "female",
+    "man": "male", "men": "male", "woman": "female", "women": "female", "both sides": "bilateral",
+    # a finding's adjective or other noun is the finding ("Calcified granuloma" states calcification); the abnormal
+    # predicates keep their participle, which the yes/no restatement rules read ("Dilation." is "dilated")
+    "calcified": "calcification", "calcific": "calcification", "fractured": "fracture", "hemorrhagic": "hemorrhage",
+    "bleeding": "hemorrhage", "bleed": "hemorrhage", "infarction": "infarct", "infarcted": "infarct",
+    "necrotic": "necrosis", "fibrotic": "fibrosis", "sclerotic": "sclerosis", "cirrhotic": "cirrhosis",
+    "stenotic": "stenosis", "nodular": "nodule", "atrophic": "atrophy", "ischemic": "ischemia",
+    "inflamed": "inflammation", "inflammatory": "inflammation", "consolidated": "consolidation",
+    "metastatic": "metastasis", "malignancy": "malignant", "hypertrophic": "hypertrophy", "hyperplastic": "hyperplasia",
+    "neoplastic": "neoplasm", "perforated": "perforation", "emphysematous": "emphysema", "aneurysmal": "aneurysm",
+    "granulomatous": "granuloma", "cancerous": "cancer", "enlargement": "enlarged", "dilation": "dilated",
+    "dilatation": "dilated", "distension": "distended", "distention": "distended", "thickening": "thickened",
+    "herniation": "herniated", "obstruction": "obstructed", "swelling": "swollen", "edema": "edematous",
+    "narrowing": "narrowed", "widening": "widened", "displacement": "displaced", "deviation": "deviated",
 }
 _SAME_THING_RE = re.compile(rf"\b(?:{'|'.join(_SAME_THING)})\b")
-# A density or signal prefix written apart ("hypo-dense", "non-contrast") is one word with its stem
-_PREFIXES, _PREFIXED = ("hypo", "hyper", "iso", "non"), (
+# A density or signal prefix written apart ("hypo-dense") is one word with its stem, and so is "non" with any word
+# ("non-calcified" states no calcification; non-small cell lung cancer is no small cell lung cancer)
+_PREFIXES, _PREFIXED = ("hypo", "hyper", "iso"), (
     "dense", "density", "intense", "intensity", "echoic", "echogenic", "attenuating", "attenuation", "enhancing",
     "enhanced", "contrast")
 # A side comes before a level: "lower left lobe" is the left lower lobe, "upper right quadrant" the RUQ
@@ -201,8 +218,9 @@ _LEVELS, _SIDES = ("upper", "middle", "lower"), ("left", "right")
 _SPELLINGS = (
     (_BRITISH_RE, lambda m: _BRITISH[m.group(0)]),
     (_ABBREVIATION_RE, lambda m: _ABBREVIATIONS[m.group(0)]),
-    (_SAME_THING_RE, lambda m: _SAME_THING[m.group(0)]),
     (re.compile(rf"\b({'|'.join(_PREFIXES)}) ({'|'.join(_PREFIXED)})\b"), r"\1\2"),
+    (re.compile(r"\bnon (?=\w)"), "non"),
+    (_SAME_THING_RE, lambda m: _SAME_THING[m.group(0)]),
     (re.compile(rf"\b({'|'.join(_LEVELS)}) ({'|'.join(_SIDES)})\b"), r"\2 \1"),
     (re.compile(r"\b(?:x ?rays?|radiographs?|radiography|plain films?)\b"), "xray"),
     (re.compile(r"\b(?:computed tomography|ct scans?)\b"), "ct"),
@@ -230,7 +248,7 @@ def _canon(norm: str) -> str:
 _SPELLING_STARTS = frozenset({"x", "xray", "xrays", "radiograph", "radiographs", "radiography", "plain", "computed", "ct",
                               "magnetic", "mri", "mr", "ultrasonography", "sonography", "ultrasound", "axial",
                               "transverse", "coronal", "sagittal", *_ABBREVIATIONS,
-                              *(words.split()[0] for words in _SAME_THING), *_PREFIXES, *_LEVELS})
+                              *(words.split()[0] for words in _SAME_THING), *_PREFIXES, "non", *_LEVELS})
 
 
 def _canon_norm(text: str) -> str:
@@ -268,7 +286,7 @@ def _canon_short(norm: str) -> str:
 # can jump between the first letters)
 _CANON_ANY_RE = re.compile(r"x ?ray|radiograph|plain film|computed tomography|ct scan|magnetic resonance|mr|sonograph|"
                            r"ultrasound scan|axial|transverse|coronal|sagittal|"
-                           + "|".join([*_BRITISH, *_ABBREVIATIONS, *_SAME_THING, *_PREFIXES, *_LEVELS]))
+                           + "|".join([*_BRITISH, *_ABBREVIATIONS, *_SAME_THING, *_PREFIXES, "non", *_LEVELS]))
 
 
 def _canon_text(norm: str) -> str:
@@ -425,8 +443,9 @@ _CLAUSE_RE = re.compile(
     r"\.(?!\d)|[;!?\n\u3002\uff1b\uff01\uff1f]|\b(?:but|however|whereas|although|though)\b", re.IGNORECASE
 )
 _NEG_BEFORE = frozenset({"not", "no", "never", "without", "absent", "absence", "neither", "nor", "negative", "denies",
-                         "free", "cannot", "unlikely", "exclude", "excluded", "excluding", "except", "than", "unlike"})
-_NEG_BEFORE_PAIRS = frozenset({("rule", "out"), ("ruled", "out"), ("rules", "out"), ("instead", "of")})
+                         "cannot", "unlikely", "exclude", "excluded", "excluding", "except", "than", "unlike"})
+# "free" denies as "free of X" and "X-free", never before its finding ("free air", "free fluid")
+_NEG_BEFORE_PAIRS = frozenset({("rule", "out"), ("ruled", "out"), ("rules", "out"), ("instead", "of"), ("free", "of")})
 _NEGATION_WINDOW = 3
 _AUX = (r"(?:is|are|was|were|be|been|being|appears?|seems?|looks?|has|have|had|can|could|may|might|would|should|"
         r"will|also|very|highly|considered|thought|felt|deemed|to|likely|most|much)")
@@ -435,15 +454,16 @@ _SEEN = (r"(?:seen|present|identified|visuali[sz]ed|evident|noted|observed|detec
          r"visible|found|likely|supported|excluded|ruled out|correct|right|answer)")
 # What states that a finding exists ("a mass is seen", "nothing is noted", "no abnormality detected")
 _EXIST_SEEN = r"(?:seen|present|noted|identified|visible|evident|observed|detected|demonstrated|appreciated|found)"
-# "X not seen", "B not correct"; but "Left, not right" names the right side, and only "is not right" says wrong
+# "X not seen", "B not correct", "tumor-free"; but "Left, not right" names the right side, and only "is not right"
+# says wrong
 _NEG_AFTER_RE = re.compile(
-    rf"^(?:(?:{_AUX} ){{1,4}}(?:not|never|negative|{_NEG_PREDICATE})|{_NEG_PREDICATE}|not (?!right\b){_SEEN})\b"
+    rf"^(?:(?:{_AUX} ){{1,4}}(?:not|never|negative|{_NEG_PREDICATE})|{_NEG_PREDICATE}|free|not (?!right\b){_SEEN})\b"
 )
 _LIST_WORDS = frozenset({"or", "vs", "versus", "either"})
 _THAN = frozenset({"than"})
 _PAIR_FIRSTS = frozenset(first for first, _ in _NEG_BEFORE_PAIRS)
-# What _NEG_AFTER_RE can start with: an auxiliary or "not" as a whole word, or a negative predicate's first word
-_AFTER_FIRST_WORDS = frozenset({"not"} | {form for word in _AUX[3:-1].split("|")
+# What _NEG_AFTER_RE can start with: an auxiliary, "not" or "free" as a whole word, or a negative predicate's first word
+_AFTER_FIRST_WORDS = frozenset({"not", "free"} | {form for word in _AUX[3:-1].split("|")
                                          for form in ((word[:-2], word[:-1]) if word.endswith("s?") else (word,))})
 _NEG_PREDICATE_WORDS = tuple(alt.split()[0].removesuffix("\\b") for alt in _NEG_PREDICATE[3:-1].split("|"))
 
@@ -945,6 +965,7 @@ _PREPOSITIONS = frozenset({"in", "on", "at", "of", "within", "inside", "near", "
 _ASK_FILLERS = frozenset({"any", "some", "evidence", "sign", "signs", "of", "there", "image", "picture", "scan",
                           "this", "abnormal", "visible", "obvious"})
 _EXIST_NEGATORS = frozenset({"no", "not", "none", "nothing", "neither", "nor", "never", "without", "absent", "free"})
+_FREE_FINDINGS = frozenset({"air", "fluid", "gas"})  # "free air" is a finding; "free of X", "X-free" deny X
 _EXIST_HEDGES = frozenset({"may", "might", "could", "possibly", "possible", "probably", "probable", "perhaps", "likely",
                            "unlikely", "questionable", "suspicious", "suspected", "equivocal", "cannot", "uncertain",
                            "if", "whether", "either", "or", "versus", "vs"})
@@ -996,13 +1017,22 @@ def _asked_thing(question: str) -> tuple[frozenset[str], frozenset[str]]:
     ({"mass"}, {"left", "lung"})); the thing is empty when the question is not one."""
     q = normalize(question)
     words = q.split()
-    if _EXIST_NEGATORS.intersection(words) or _EXIST_HEDGES.intersection(words):
+    if _denies_existence(words) or _EXIST_HEDGES.intersection(words):
         return frozenset(), frozenset()  # "Is there no mass?": "There is a mass" answers no; left alone
     for pattern in _ASKED_THING_RES:
         m = pattern.search(q)
         if m:
             return frozenset(_stems(_thing(m.group(1), _ASK_FILLERS))), _place(words)
     return frozenset(), frozenset()
+
+
+def _denies_existence(words: list[str]) -> bool:
+    """Whether normalised words hold an existence negator ("no", "without", "free of", "tumor-free", ...)."""
+    found = _EXIST_NEGATORS.intersection(words)
+    if found != {"free"}:
+        return bool(found)
+    return any(word == "free" and (words[i + 1] if i + 1 < len(words) else "") not in _FREE_FINDINGS
+               for i, word in enumerate(words))
 
 
 def _existence(text: str, question: str) -> set[str]:
@@ -1015,7 +1045,7 @@ def _existence(text: str, question: str) -> set[str]:
     for clause in _clauses(text[:_EXISTENCE_CHARS]):
         norm = normalize(clause)
         words = norm.split()
-        if _EXIST_HEDGES.intersection(words) or _EXIST_NEGATORS.intersection(words):
+        if _EXIST_HEDGES.intersection(words) or _denies_existence(words):
             continue  # "there may be a mass", "no mass is seen", "there is a mass? not sure": not a plain yes
         stated_place = _stems(_place(words))
         if where and stated_place and not all(_stems({w}) & stated_place for w in where):
@@ -1052,7 +1082,7 @@ def _names_only_the_asked(words: list[str], asked: frozenset[str], where: frozen
     """A telegraphic reply of a few words naming the asked thing, perhaps where and that it is seen, and
     nothing else ("Cardiomegaly.", "Mass present.", "Liver mass." for "Is there a mass in the liver?");
     "Heart normal." names more than the asked "enlarged heart", and says nothing here."""
-    if len(words) > _TELEGRAPHIC_WORDS or _EXIST_HEDGES.intersection(words) or _EXIST_NEGATORS.intersection(words):
+    if len(words) > _TELEGRAPHIC_WORDS or _EXIST_HEDGES.intersection(words) or _denies_existence(words):
         return False
     content = set(_canon(" ".join(words)).split()) - _STOP - _FILLERS - _PREPOSITIONS - _ASK_FILLERS
     named = [_stems({word}) for word in content]
@@ -1104,7 +1134,7 @@ def _restatable(question: str) -> tuple[frozenset[str], frozenset[str]]:
     else none; nothing at all when it cannot be read as above."""
     words = normalize(question).split()
     if not words or words[0] not in _ASKING_VERBS or "left" in words and "right" in words or not (
-            _ORDERED.isdisjoint(words) and _EXIST_NEGATORS.isdisjoint(words) and _EXIST_HEDGES.isdisjoint(words)):
+            _ORDERED.isdisjoint(words) and not _denies_existence(words) and _EXIST_HEDGES.isdisjoint(words)):
         return frozenset(), frozenset()
     content = _content_words(question)
     raw = question.lower().split()  # articles kept: "is this a t1 mri" names no subject word, "is the heart" does
@@ -1122,7 +1152,7 @@ def _restatement(text: str, words: list[str], question: str) -> set[str]:
     """{"yes"} when a reply's first phrase restates ``question`` as a statement, {"no"} when it restates it
     with a predicate word's opposite or calls the asked subject normal where the question asks an abnormal
     predicate (above), else nothing; ``words`` are the whole reply's."""
-    if not (_EXIST_NEGATORS.isdisjoint(words) and _EXIST_HEDGES.isdisjoint(words) and _CONTRASTS.isdisjoint(words)):
+    if _denies_existence(words) or not (_EXIST_HEDGES.isdisjoint(words) and _CONTRASTS.isdisjoint(words)):
         return set()
     end = _SEGMENT_MARKS_RE.search(text)
     if end is not None and end.group() in "?\uff1f":
