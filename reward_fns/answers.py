@@ -24,9 +24,13 @@ Kinds of question, told apart by the reference (and options / the two alternativ
   the bare "Enlarged." for "Is the heart enlarged?" and "Is the left kidney enlarged?", but not "MRI."
   for "Is this a T1 weighted MRI?"),
   as "not enlarged", "The heart size is normal." and an opposite ("Benign." to "Is the lesion
-  malignant?") deny it; and an existence statement about the asked thing ("There is a mass", "A mass
-  is present", "The image shows a mass", telegraphic "Mass present." for "Is there a mass?") says yes
-  unless hedged ("there may be") or about another thing ("There is a nodule"); "Mass absent." says no.
+  malignant?") deny it, as "within normal limits" does; an existence statement about the asked thing
+  ("There is a mass", "There appears to be a mass", "A mass is present", "The image shows a mass", "Findings
+  are consistent with / suggestive of a mass", telegraphic "Mass present." or "Small mass." for "Is there a
+  mass?") says yes unless hedged ("there may be") or about another thing ("There is a nodule", "There is
+  pleural thickening" for a pleural effusion, "a cyst rather than a mass"); "Mass absent." says no; and
+  another kind of image or patient than the asked one says no ("This is a CT scan." to "Is this an MRI?",
+  "Coronal." to "Is this an axial image?", "Female." to "Is this a male?").
 * either-or (``choices``, the two alternatives a closed "A or B" question names, or a Chinese
   "A还是B" one): the reference must be named and the other alternative not. A reference "Both"
   ("Which lung is abnormal, left or right?") is right when both are named ("Left and right.") or
@@ -952,7 +956,7 @@ def yes_no(prediction: object, question: str | None = None) -> str | None:
         return short
     said = _statements(words, question)
     if question:
-        said |= _existence(text, question) | _restatement(text, words, question)
+        said |= _existence(text, question) | _restatement(text, words, question) | _another_kind(text, question)
     return said.pop() if len(said) == 1 else None
 
 
@@ -971,28 +975,30 @@ _EXIST_HEDGES = frozenset({"may", "might", "could", "possibly", "possible", "pro
                            "if", "whether", "either", "or", "versus", "vs"})
 _ASKED_THING_RES = (
     re.compile(r"^(?:is|are|was|were) there (\w+(?: \w+){0,7})"),
+    re.compile(rf"^can ((?:\w+ ){{1,4}}?)be {_EXIST_SEEN}\b"),
     re.compile(r"\b(?:does|do|did) (?:\w+ ){1,4}?(?:show|contain|have|demonstrate|reveal|include) (\w+(?: \w+){0,7})"),
     re.compile(rf"^(?:is|are) ((?:\w+ ){{1,4}}?)(?:{_EXIST_SEEN})\b"),
 )
 _STATED_THING_RES = (
-    re.compile(r"\bthere (?:is|are|was|were)(?: also)? (\w+(?: \w+){0,7})"),
-    re.compile(r"\b(?:shows?|showing|demonstrates?|demonstrating|reveals?|revealing|contains?|containing|has|have) "
-               r"(\w+(?: \w+){0,7})"),
-    re.compile(rf"((?:\w+ ){{1,4}}?)(?:is|are)(?: also| clearly)? {_EXIST_SEEN}\b"),
+    re.compile(r"\bthere (?:is|are|was|were|appears? to be|seems? to be)(?: also)? (\w+(?: \w+){0,7})"),
+    re.compile(r"\b(?:shows?|showing|demonstrates?|demonstrating|reveals?|revealing|contains?|containing|has|have|"
+               r"(?:consistent|compatible) with|in keeping with|suggestive of|indicative of|suggests?|suggesting|"
+               r"indicates?|indicating) (\w+(?: \w+){0,7})"),
+    re.compile(rf"((?:\w+ ){{1,4}}?)(?:is|are|can be)(?: also| clearly)? {_EXIST_SEEN}\b"),
 )
 
 
-def _thing(words: str, leading_fillers: frozenset[str] = frozenset()) -> set[str]:
-    """The canonical content words of a noun phrase, up to its first preposition or predicate."""
+def _thing(words: str, leading_fillers: frozenset[str] = frozenset()) -> list[str]:
+    """The canonical content words of a noun phrase in order, up to its first preposition or predicate."""
     tokens = _canon(words).split()
     while tokens and tokens[0] in leading_fillers:
         tokens.pop(0)
     out = []
     for tok in tokens:
-        if tok in _PREPOSITIONS:
+        if tok in _PREPOSITIONS or tok in _THING_ENDS:
             break
         out.append(tok)
-    return set(out) - _STOP - _FILLERS
+    return [tok for tok in out if tok not in _STOP and tok not in _FILLERS]
 
 
 _LOCATIVE = frozenset({"in", "within", "at", "on", "inside", "along", "near", "around", "involving", "over", "under",
@@ -1022,7 +1028,7 @@ def _asked_thing(question: str) -> tuple[frozenset[str], frozenset[str]]:
     for pattern in _ASKED_THING_RES:
         m = pattern.search(q)
         if m:
-            return frozenset(_stems(_thing(m.group(1), _ASK_FILLERS))), _place(words)
+            return frozenset(_thing(m.group(1), _ASK_FILLERS)), _place(words)
     return frozenset(), frozenset()
 
 
@@ -1037,9 +1043,10 @@ def _denies_existence(words: list[str]) -> bool:
 
 def _existence(text: str, question: str) -> set[str]:
     """{"yes"} when the prediction states, un-negated and unhedged, that the asked thing exists."""
-    asked, where = _asked_thing(question) if isinstance(question, str) else (frozenset(), frozenset())
-    if not asked:
+    thing, where = _asked_thing(question) if isinstance(question, str) else (frozenset(), frozenset())
+    if not thing:
         return set()
+    asked = _stems(thing)
     if _names_only_the_asked(normalize(text[:_EXISTENCE_CHARS]).split(), asked, where):
         return {"yes"}
     for clause in _clauses(text[:_EXISTENCE_CHARS]):
@@ -1052,9 +1059,19 @@ def _existence(text: str, question: str) -> set[str]:
             continue  # "There is a mass in the kidney" does not answer "Is there a mass in the liver?"
         for pattern in _STATED_THING_RES:
             for m in pattern.finditer(norm):
-                if asked & _stems(_thing(m.group(1), _ASK_FILLERS)):
+                if _states_the_asked(_thing(m.group(1), _ASK_FILLERS), thing, asked):
                     return {"yes"}
     return set()
+
+
+def _states_the_asked(stated: list[str], thing: frozenset[str], asked: set[str]) -> bool:
+    """Whether a stated noun phrase is the asked ``thing`` (``asked``: its words and their stems): its head, the
+    last word, is asked ("a calcified mass" for a mass, "an effusion" for a pleural effusion), or it holds the
+    whole thing ("a fractured rib" for a fracture); "pleural thickening" is no pleural effusion."""
+    if not stated:
+        return False
+    said = _stems(set(stated))
+    return bool(_stems({stated[-1]}) & asked) or all(_stems({word}) & said for word in thing)
 
 
 # no, not, none, negative, without, absent (and a few non-words); written charset first, which the engine scans for
@@ -1067,24 +1084,29 @@ def _denies_the_asked(text: str, question: str) -> bool:
     head = text[:_EXISTENCE_CHARS]
     if _DENIAL_RE.search(head.lower()) is None:
         return False
-    asked, _ = _asked_thing(question)
-    if not asked:
+    thing, _ = _asked_thing(question)
+    if not thing:
         return False
     clauses = _canon_clauses(head)
-    said = [_mentions(clauses, word) for word in asked]
+    said = [_mentions(clauses, word) for word in _stems(thing)]
     return any(negated for _, negated, _ in said) and not any(asserted for asserted, _, _ in said)
 
 
 _TELEGRAPHIC_WORDS = 4
+_DEGREES = frozenset({"small", "large", "tiny", "big", "huge", "massive", "mild", "mildly", "moderate", "moderately",
+                      "severe", "severely", "minimal", "trace", "subtle", "multiple", "several", "few", "single"})
+_SIDES = frozenset({"left", "right", "bilateral"})
 
 
-def _names_only_the_asked(words: list[str], asked: frozenset[str], where: frozenset[str]) -> bool:
+def _names_only_the_asked(words: list[str], asked: set[str], where: frozenset[str]) -> bool:
     """A telegraphic reply of a few words naming the asked thing, perhaps where and that it is seen, and
     nothing else ("Cardiomegaly.", "Mass present.", "Liver mass." for "Is there a mass in the liver?");
     "Heart normal." names more than the asked "enlarged heart", and says nothing here."""
     if len(words) > _TELEGRAPHIC_WORDS or _EXIST_HEDGES.intersection(words) or _denies_existence(words):
         return False
-    content = set(_canon(" ".join(words)).split()) - _STOP - _FILLERS - _PREPOSITIONS - _ASK_FILLERS
+    content = set(_canon(" ".join(words)).split()) - _STOP - _FILLERS - _PREPOSITIONS - _ASK_FILLERS - _DEGREES
+    if _SIDES.isdisjoint(asked | where):
+        content -= _SIDES  # "Small left pleural effusion." for "Is there a pleural effusion?"
     named = [_stems({word}) for word in content]
     known = asked | _stems(where)
     return any(stems & asked for stems in named) and all(stems & known for stems in named)
@@ -1110,6 +1132,7 @@ _RESTATEMENT_NOISE = _STOP | _FILLERS | _PREPOSITIONS | _ASKING_VERBS | frozense
 _DETERMINERS = frozenset({"the", "this", "these", "those"})
 _CONTRASTS = frozenset({"but", "however", "although", "though", "whereas", "yet", "actually", "wait", "correction",
                         "instead", "rather"})  # a contrast or a self-correction
+_THING_ENDS = _CONTRASTS | {"than", "unlike", "except", "not"}  # "a cyst rather than a mass" states a cyst
 _ABNORMAL_PREDICATES = frozenset(
     {"enlarged", "dilated", "distended", "thickened", "widened", "narrowed", "deviated", "displaced", "shifted",
      "herniated", "collapsed", "obstructed", "swollen", "edematous", "hyperinflated", "elevated", "compressed",
@@ -1122,7 +1145,7 @@ _ANTONYMS = {first: second for pair in (
     ("upper", "lower"), ("medial", "lateral"), ("proximal", "distal"), ("increased", "decreased"),
     ("solid", "cystic"), ("acute", "chronic")) for first, second in (pair, pair[::-1])}
 _NORMAL_WORDS = frozenset({"normal", "unremarkable"})
-_NORMAL_ASPECTS = frozenset({"size", "limits", "within", "appearance", "caliber", "calibre", "position", "width",
+_NORMAL_ASPECTS = frozenset({"size", "limit", "within", "appearance", "caliber", "calibre", "position", "width",
                              "density", "contour", "shape", "sized"})
 
 
@@ -1146,6 +1169,37 @@ def _restatable(question: str) -> tuple[frozenset[str], frozenset[str]]:
 
 def _content_words(text: str) -> set[str]:
     return set(_canon(normalize(text)).split()) - _RESTATEMENT_NOISE
+
+
+# Kinds of which an image or patient is exactly one: a question about one alone ("Is this an MRI?", "Is this a
+# sagittal image?", "Is the patient male?") is answered no by a reply whose first phrase names another of its
+# kinds and not the asked one ("This is a CT scan.", "Coronal.", "Female."), negating and hedging nothing.
+_ONE_OF = (frozenset({"xray", "ct", "mri", "ultrasound", "pet", "mammography"}), frozenset({"t1", "t2", "flair"}),
+           frozenset({"transverse", "coronal", "sagittal"}), frozenset({"male", "female"}))
+_ALL_KINDS = frozenset().union(*_ONE_OF)
+_KIND_NOUNS = frozenset({"weighted", "plane", "view", "taken", "modality", "patient", "gender", "sex", "sequence"})
+
+
+@lru_cache(maxsize=4096)
+def _asked_kinds(question: str) -> tuple[tuple[frozenset[str], frozenset[str]], ...]:
+    """(a class, the one kind of it asked) for each class of :data:`_ONE_OF` that ``question`` asks about,
+    when it asks about nothing else; else ()."""
+    content = _content_words(question) - _KIND_NOUNS
+    if not content <= _ALL_KINDS:
+        return ()
+    return tuple((kinds, kinds & content) for kinds in _ONE_OF if len(kinds & content) == 1)
+
+
+def _another_kind(text: str, question: str) -> set[str]:
+    asked = _asked_kinds(question)
+    if not asked:
+        return set()
+    end = _SEGMENT_MARKS_RE.search(text)
+    words = normalize(text if end is None else text[: end.start()]).split()
+    if _denies_existence(words) or not _EXIST_HEDGES.isdisjoint(words):
+        return set()
+    said = set(_canon(" ".join(words)).split())
+    return {"no"} if any(kinds & said and not kind & said for kinds, kind in asked) else set()
 
 
 def _restatement(text: str, words: list[str], question: str) -> set[str]:
