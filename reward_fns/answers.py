@@ -9,8 +9,10 @@ Kinds of question, told apart by the reference (and options / the two alternativ
   "Based on the findings, C.", in Chinese text "答案是C", "选C", "C选项") or the option's text inside
   a sentence. A mention that is negated or rejected ("not B", "rather than B", "B is incorrect",
   "不是B") does not name its option, so "C, not B" is C
-  (and "Left, not right" is left: only "is not right" says wrong); two options named is wrong; a
-  rejected option text selects the option that states its absence ("No pneumothorax").
+  (and "Left, not right" is left: only "is not right" says wrong), and a list of labels is rejected
+  together ("Options A, C and D are incorrect"); two options named is wrong ("A or B"); a rejected
+  option text selects the option that states its absence ("No pneumothorax"), and of two options
+  the other one ("Not benign."); a numeric option is named by its number word too ("Three.").
 * yes/no (reference "yes"/"no", or SLAKE's Chinese closed forms 是/是的/不是/否, 有/没有, 包含/不包含,
   可以/不可以, 正常/不正常, ...): whole words only, so "no" never matches "normal", "nodule" or
   "notable"; a reply that says both ("Yes and no", "No. Actually, yes") is no answer, and so is a "yes"
@@ -194,7 +196,7 @@ _SAME_THING = {
     "pelvic": "pelvis", "cardiomegaly": "enlarged heart", "hepatomegaly": "enlarged liver",
     "splenomegaly": "enlarged spleen", "gi": "gastrointestinal", "cns": "central nervous system", "cxr": "chest xray",
     "posteroanterior": "pa", "postero anterior": "pa", "anteroposterior": "ap", "antero posterior": "ap",
-    "man": "male", "men": "male", "woman": "female", "women": "female", "both sides": "bilateral",
+    "man": "male", "men": "male", "woman": "female", "women": "female",
     # a finding's adjective or other noun is the finding ("Calcified granuloma" states calcification); the abnormal
     # predicates keep their participle, which the yes/no restatement rules read ("Dilation." is "dilated")
     "calcified": "calcification", "calcific": "calcification", "fractured": "fracture", "hemorrhagic": "hemorrhage",
@@ -229,7 +231,7 @@ _SPELLINGS = (
     (re.compile(r"\b(?:x ?rays?|radiographs?|radiography|plain films?)\b"), "xray"),
     (re.compile(r"\b(?:computed tomography|ct scans?)\b"), "ct"),
     (re.compile(r"\b(?:magnetic resonance imaging|magnetic resonance|mri scans?|mr)\b"), "mri"),
-    (re.compile(r"\b(?:ultrasonography|sonography|ultrasound scans?)\b"), "ultrasound"),
+    (re.compile(r"\b(?:ultrasonography|sonography|sonograms?|sonographic|ultrasound scans?)\b"), "ultrasound"),
     (re.compile(r"\baxial\b"), "transverse"),  # SLAKE's planes: "Transverse Plane" is the axial one
     (re.compile(r"\b(transverse|coronal|sagittal)(?: planes?)?\b"), r"\1 plane"),
 )
@@ -250,7 +252,8 @@ def _canon(norm: str) -> str:
 
 # The words a spelling rule of _CANON starts with: a text whose words include none of them only loses plurals
 _SPELLING_STARTS = frozenset({"x", "xray", "xrays", "radiograph", "radiographs", "radiography", "plain", "computed", "ct",
-                              "magnetic", "mri", "mr", "ultrasonography", "sonography", "ultrasound", "axial",
+                              "magnetic", "mri", "mr", "ultrasonography", "sonography", "sonogram", "sonograms",
+                              "sonographic", "ultrasound", "axial",
                               "transverse", "coronal", "sagittal", *_ABBREVIATIONS,
                               *(words.split()[0] for words in _SAME_THING), *_PREFIXES, "non", *_LEVELS})
 
@@ -288,7 +291,7 @@ def _canon_short(norm: str) -> str:
 
 # Matches wherever any spelling rule could (a superset of their matches: no word boundaries, so the engine
 # can jump between the first letters)
-_CANON_ANY_RE = re.compile(r"x ?ray|radiograph|plain film|computed tomography|ct scan|magnetic resonance|mr|sonograph|"
+_CANON_ANY_RE = re.compile(r"x ?ray|radiograph|plain film|computed tomography|ct scan|magnetic resonance|mr|sonogra|"
                            r"ultrasound scan|axial|transverse|coronal|sagittal|"
                            + "|".join([*_BRITISH, *_ABBREVIATIONS, *_SAME_THING, *_PREFIXES, "non", *_LEVELS]))
 
@@ -556,6 +559,7 @@ _LABEL_CONTEXT = frozenset({"not", "is", "s", "choose", "chose", "choosing", "se
                             "than", "option", "answer", "choice", "and", "or", "nor", "be", "letter", "with", "either",
                             "likely", "probably"})
 _LABEL_VERBS = frozenset({"is", "was", "would", "seems", "appears", "looks", "fits", "matches", "best"})
+_CONJUNCTIONS = frozenset({"and", "nor", "&"})
 # Patterns 2 and 4 are written charset first (the engine scans for a charset fast, not for a lookbehind or a
 # case-folded alternation): \b(?i:answer|option|choice)... and (?<![\w\-])([A-J])(?![\w\-'\u2019]), the same
 # matches (no character but a/o/c in either case folds onto the words' first letters).
@@ -578,7 +582,8 @@ def _is_label(clause: str, start: int, end: int, pattern_index: int) -> bool:
     "hepatitis B", "vitamin D")."""
     letter = clause[start:end]
     following = _WORD_AFTER_RE.match(clause, end, end + _CONTEXT_CHARS)
-    if letter in "AIai" and following and following.group(1).islower() and following.group(1) not in _LABEL_VERBS:
+    if letter in "AIai" and following and following.group(1).islower() and following.group(1) not in _LABEL_VERBS \
+            and following.group(1) not in _LIST_WORDS | _CONJUNCTIONS:
         return pattern_index == 0
     if pattern_index < 4:
         return True
@@ -658,7 +663,11 @@ def _letter_mentions(clause: str, letters: frozenset[str]) -> list[tuple[str, bo
             seen.add(window)
             if _is_label(clause, start, end, index):
                 before, after = _context(clause, start, end)
-                negated = _negated(normalize(" ".join(before)).split(), normalize(" ".join(after)).split())
+                after = normalize(" ".join(after)).split()
+                while after and (after[0].upper() in letters or after[1:2] and after[1].upper() in letters and (
+                        after[0] in _LIST_WORDS or after[0] in _CONJUNCTIONS)):
+                    after.pop(0)  # the rest of a list of labels: "A, C and D are incorrect"
+                negated = _negated(normalize(" ".join(before)).split(), after)
                 found.add((letter, negated or _zh_negated_label(clause, start)))
     return list(found)
 
@@ -706,7 +715,8 @@ class _OptionSet:
                                                   if other != letter and len(text) > len(needle)
                                                   for off in _offsets(f" {text} ", f" {needle} ")))
             for letter, needle in needles.items() if needle
-        )
+        ) + tuple((letter, _ONES[int(needle)], f" {_ONES[int(needle)]} ", ()) for letter, needle in needles.items()
+                  if needle.isdigit() and int(needle) < len(_ONES))  # "Three." names the option "3"
 
 
 @lru_cache(maxsize=4096)
@@ -769,7 +779,12 @@ def _choice(prediction: object, options: _OptionSet) -> str | None:
             (rejected if negated else named).add(letter)
     if len(named) == 1 and not named & rejected:
         return named.pop()
-    return _absence_option(rejected, options) if not named else None
+    if named:
+        return None
+    absence = _absence_option(rejected, options)
+    if absence is None and len(rejected) == 1 and len(options.letters) == 2:
+        return next(iter(options.letters - rejected))  # "Not benign." of benign and malignant
+    return absence
 
 
 # ---------------------------------------------------------------------------------------------

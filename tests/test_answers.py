@@ -22,6 +22,7 @@ from medsage.reward_fns.answers import (
 )
 
 OPTS = {"A": "Tendonitis", "B": "Muscle strain", "C": "Flexor pathology", "D": "Nerve compression"}
+CHEST_OPTS = {"A": "Pleural effusion", "B": "Pneumothorax", "C": "Consolidation", "D": "Normal chest"}
 
 
 @pytest.mark.parametrize(
@@ -418,6 +419,19 @@ FAMILY_CASES = [
     ("yn_statements", "Female.", "no", None, "Is this a male?", True),
     ("yn_statements", "T2 weighted.", "no", None, "Is this a T1 weighted image?", True),
     ("yn_statements", "This MRI shows a mass.", "no", None, "Is the CT showing a mass?", False),
+    # multiple choice: a list of labels rejected together, "A or B", another modality spelling, a number word for a
+    # numeric option, the other of two options chosen by rejecting one
+    ("mc_more", "Option B is correct. Options A, C and D are incorrect.", "B", CHEST_OPTS, None, True),
+    ("mc_more", "B and C are incorrect; A is correct.", "A", CHEST_OPTS, None, True),
+    ("mc_more", "C and not B.", "C", CHEST_OPTS, None, True),
+    ("mc_more", "A or B", "B", CHEST_OPTS, None, False),
+    ("mc_more", "A or B", "A", CHEST_OPTS, None, False),
+    ("mc_more", "Sonogram.", "D", {"A": "CT", "B": "MRI", "C": "X-ray", "D": "Ultrasound"}, None, True),
+    ("mc_more", "Three.", "C", {"A": "1", "B": "2", "C": "3", "D": "4"}, None, True),
+    ("mc_more", "There are three lesions.", "D", {"A": "1", "B": "2", "C": "3", "D": "4"}, None, False),
+    ("mc_more", "Not benign.", "B", {"A": "Benign", "B": "Malignant"}, None, True),
+    ("mc_more", "It is not malignant.", "A", {"A": "Benign", "B": "Malignant"}, None, True),
+    ("mc_more", "Not benign.", "B", {"A": "Benign", "B": "Malignant", "C": "Indeterminate"}, None, False),
     # very short references
     ("short", "A", "A", None, None, True),
     ("short", "The answer is A.", "A", None, None, True),
