@@ -43,7 +43,9 @@ Kinds of question, told apart by the reference (and options / the two alternativ
   cannot be excluded"); a list of candidates ("X or Y") or extra listed items is wrong; multi-part
   references match in any order, and so does a report's inverted name ("Kidney, left"); modality
   spellings (X-ray, Xray, x ray, radiograph) are one word, British spellings are American ones
-  (haemorrhage, oedema, tumour), radiology's abbreviations are their words (LLL, RUQ, T2WI, GI), plurals
+  (haemorrhage, oedema, tumour), radiology's abbreviations are their words (LLL, RUQ, T2WI, GI, HCC, ACL,
+  DWI), "nothing found" in its usual forms is one answer ("None" = "Normal" = "No abnormality seen" =
+  "Unremarkable"), plurals
   (Greek ones too: metastases) meet singulars, words that name one thing are one word (an organ's
   adjective is the organ: "Renal." for "Kidney"; "Thorax" is the chest, "Cardiomegaly" an enlarged heart,
   "Posteroanterior" PA, "Woman" female, "Hypo-dense" hypodense, "Lower left lobe" the left lower lobe; a
@@ -177,12 +179,20 @@ _BRITISH = {
     "pnoea": "pnea", "foet": "fet", "tumour": "tumor", "colour": "color",
 }
 _BRITISH_RE = re.compile("|".join(_BRITISH))
-# Radiology's abbreviations of lobes, quadrants and MR weightings
+# Radiology's abbreviations of lobes, quadrants, MR sequences, structures and diagnoses
 _ABBREVIATIONS = {
     "rul": "right upper lobe", "rml": "right middle lobe", "rll": "right lower lobe", "lul": "left upper lobe",
     "lll": "left lower lobe", "ruq": "right upper quadrant", "rlq": "right lower quadrant",
     "luq": "left upper quadrant", "llq": "left lower quadrant",
     "t1w": "t1 weighted", "t1wi": "t1 weighted", "t2w": "t2 weighted", "t2wi": "t2 weighted",
+    "dwi": "diffusion weighted", "adc": "apparent diffusion coefficient", "acl": "anterior cruciate ligament",
+    "pcl": "posterior cruciate ligament", "mcl": "medial collateral ligament", "ivc": "inferior vena cava",
+    "svc": "superior vena cava", "hcc": "hepatocellular carcinoma", "rcc": "renal cell carcinoma",
+    "nsclc": "non small cell lung cancer", "sclc": "small cell lung cancer", "gbm": "glioblastoma",
+    "copd": "chronic obstructive pulmonary disease", "ards": "acute respiratory distress syndrome",
+    "chf": "congestive heart failure", "sah": "subarachnoid hemorrhage", "sdh": "subdural hematoma",
+    "edh": "epidural hematoma", "ich": "intracerebral hemorrhage", "avm": "arteriovenous malformation",
+    "dvt": "deep vein thrombosis", "aaa": "abdominal aortic aneurysm", "tb": "tuberculosis",
 }
 _ABBREVIATION_RE = re.compile(rf"\b(?:{'|'.join(_ABBREVIATIONS)})\b")
 # Words that name one thing: an organ's adjective is the organ ("Renal." answers "Which organ?" with "Kidney"),
@@ -196,7 +206,7 @@ _SAME_THING = {
     "pelvic": "pelvis", "cardiomegaly": "enlarged heart", "hepatomegaly": "enlarged liver",
     "splenomegaly": "enlarged spleen", "gi": "gastrointestinal", "cns": "central nervous system", "cxr": "chest xray",
     "posteroanterior": "pa", "postero anterior": "pa", "anteroposterior": "ap", "antero posterior": "ap",
-    "man": "male", "men": "male", "woman": "female", "women": "female",
+    "man": "male", "men": "male", "woman": "female", "women": "female", "grey": "gray",
     # a finding's adjective or other noun is the finding ("Calcified granuloma" states calcification); the abnormal
     # predicates keep their participle, which the yes/no restatement rules read ("Dilation." is "dilated")
     "calcified": "calcification", "calcific": "calcification", "fractured": "fracture", "hemorrhagic": "hemorrhage",
@@ -1388,6 +1398,7 @@ _NONE_RE = re.compile(r"(?:there (?:is|are) )?(?:none|nothing|no \w+)\b")
 # open-ended, either-or, MMMU open
 
 _OPEN_EXTRA_TOKENS = 12  # an open answer may wrap the reference in this many extra words, no more
+_NOTHING_FOUND_CHARS = 200  # a "nothing found" answer is a phrase: longer predictions are not cached or matched whole
 _PARTS_RE = re.compile(r"\s*(?:,|;|\band\b|&|\+)\s*", re.IGNORECASE)
 _SHORT_PART = 3  # a list item of at most this many words is an extra candidate answer
 _CJK_NEGATORS = ("不", "没", "无", "非", "否")
@@ -1397,7 +1408,24 @@ def _parts(text: str) -> list[str]:
     return [p for p in (_canon_norm(part) for part in _PARTS_RE.split(text)) if p]
 
 
+# An answer that nothing abnormal is found, in its usual forms (normalised: articles and punctuation gone): "None",
+# "Normal", "Unremarkable", "No abnormality (seen)", "There are no abnormalities", "Within normal limits"
+_NOTHING_FOUND_RE = re.compile(
+    r"(?:there (?:is|are) )?(?:none|nothing(?: abnormal)?|normal|unremarkable|negative|within normal limits|"
+    r"no (?:(?:acute|significant|obvious|definite|other|evident|apparent|visible|major) ){0,2}"
+    r"(?:abnormality|abnormalities|abnormal findings?|findings?|pathology|lesions?|disease)|"
+    rf"normal (?:study|image|scan|exam|examination|findings?))(?: (?:is |are |was |were )?{_EXIST_SEEN})?"
+)
+
+
+@lru_cache(maxsize=4096)
+def _says_nothing_found(text: str) -> bool:
+    return _NOTHING_FOUND_RE.fullmatch(normalize(text)) is not None
+
+
 def _open_match(prediction: str, reference: str) -> bool:
+    if _says_nothing_found(reference) and len(prediction) <= _NOTHING_FOUND_CHARS and _says_nothing_found(prediction):
+        return True  # "No abnormality" is "None" is "Normal"
     if _has_cjk(reference):
         return _cjk_match(prediction, reference)
     quantity = _numeric_reference(reference)
