@@ -53,9 +53,11 @@ Kinds of question, told apart by the reference (and options / the two alternativ
   and yes/no questions too; "non" joins its word ("Non-calcified nodule" states no calcification,
   "Non-small cell lung cancer" no small cell lung cancer); "unlike X", "rather than X", "free of X" and
   "X-free" reject X, but "free air" and "free fluid" are findings;
-  numeric references compare values (decimals, fractions, number words, units, thousands separators),
-  and a number denied, bounded or hedged is not stated ("Not 2.", "More than 2.", "2 cannot be
-  excluded"; "Not 3, but 2." states 2).
+  Chinese answers match inside a reply, 脏/部 and 侧 optional (肝 is 肝脏, 左侧肺 左肺), modality names
+  one (磁共振 is MRI, X线 X光), a list of items (和/、) in any order but not more items than the reference;
+  numeric references compare values (decimals, fractions, number words, Chinese numerals, units,
+  thousands separators), and a number denied, bounded or hedged is not stated ("Not 2.", "More than
+  2.", "2 cannot be excluded", "没有两个"; "Not 3, but 2." states 2).
   ``rules="mmmu"`` scores open questions with MMMU's own number-aware rules instead.
 
 :func:`extract_answer` finds the answer in a response: the ``<ANSWER>`` stage, or (unless the
@@ -1314,6 +1316,9 @@ _ONES = ("zero one two three four five six seven eight nine ten eleven twelve th
          "seventeen eighteen nineteen twenty").split()
 _TENS = ("thirty", "forty", "fifty", "sixty", "seventy", "eighty", "ninety")
 _NUMBER_WORDS = {w: i for i, w in enumerate(_ONES)} | {w: 10 * i for i, w in enumerate(_TENS, 3)}
+_ZH_DIGITS = "零一二三四五六七八九十"
+# A Chinese numeral counting something (两个, 三处) or ending the reply (二); 一 in 一张/一侧 is an article
+_ZH_NUMBER_RE = re.compile("([零一二两三四五六七八九十])(?=[个处块枚只条例]|[\\s\u3002.]*$)")
 _NUMBER_WORD_RE = re.compile(rf"\b({'|'.join(_NUMBER_WORDS)})(?:[\s-]({'|'.join(_ONES[1:10])}))?\b")
 
 
@@ -1344,6 +1349,9 @@ def _numbers(text: str) -> Iterator[tuple[Quantity, int, int]]:
     for m in _NUMBER_WORD_RE.finditer(text.lower()):
         value = float(_NUMBER_WORDS[m.group(1)] + (_NUMBER_WORDS[m.group(2)] if m.group(2) else 0))
         yield Quantity(value), m.start(), m.end()
+    if _has_cjk(text):
+        for m in _ZH_NUMBER_RE.finditer(text):
+            yield Quantity(float(_ZH_DIGITS.index(m.group(1)) if m.group(1) != "两" else 2)), m.start(), m.end()
 
 
 def _number_negated(text: str, start: int, end: int) -> bool:
@@ -1352,7 +1360,7 @@ def _number_negated(text: str, start: int, end: int) -> bool:
     so does "Without contrast, 2 lesions": a number's scope ends at a comma or colon too)."""
     before = _NUMBER_SCOPE_RE.split(text[max(0, start - _CONTEXT_CHARS) : start])[-1]
     after = _NUMBER_SCOPE_RE.split(text[end : end + _CONTEXT_CHARS], maxsplit=1)[0]
-    return _negated(normalize(before).split(), normalize(after).split())
+    return _negated(normalize(before).split(), normalize(after).split()) or before[-2:].startswith(_CJK_NEGATORS)
 
 
 _NUMBER_SCOPE_RE = re.compile(f"{_CLAUSE_RE.pattern}|[,:]", re.IGNORECASE)
@@ -1428,6 +1436,8 @@ def _open_match(prediction: str, reference: str) -> bool:
         return True  # "No abnormality" is "None" is "Normal"
     if _has_cjk(reference):
         return _cjk_match(prediction, reference)
+    if _has_cjk(prediction) and _cjk_match(prediction, reference):
+        return True  # "磁共振" and "这是一张MRI图像" answer "MRI"
     quantity = _numeric_reference(reference)
     if quantity is not None:
         return _numeric_match(prediction, quantity)
@@ -1485,14 +1495,39 @@ def _has_cjk(text: str) -> bool:
     return _CJK_RE.search(text) is not None
 
 
+# Chinese spellings of one thing: modality names (磁共振 is MRI, X线 X光), a side with or without 侧 (左侧肺 is 左肺),
+# an organ with or without 脏/部 (肝 is 肝脏, 肺部 肺; 部位 and 部分 keep theirs)
+_ZH_SPELLINGS = (
+    (re.compile(r"(?:核)?磁共振(?:成像|扫描)?|mri|mr(?![a-z])", re.IGNORECASE), "MRI"),
+    (re.compile(r"x(?:光|线|射线)(?:片|摄影)?", re.IGNORECASE), "X光"),
+    (re.compile(r"计算机断层(?:扫描|成像)?|ct(?:扫描)?", re.IGNORECASE), "CT"),
+    (re.compile(r"(?:超声|B超|彩超)(?:检查)?", re.IGNORECASE), "超声"),
+    (re.compile(r"([左右双])侧"), r"\1"),
+    (re.compile(r"(?<=[\u4e00-\u9fff])(?:脏|部(?![位分]))"), ""),
+)
+_ZH_LIST_RE = re.compile("和|、|及|与|以及")  # the enumeration marks and words of a list of answers
+
+
+def _zh_canon(text: str) -> str:
+    text = text.strip(_ZH_STRIP)
+    for pattern, repl in _ZH_SPELLINGS:
+        text = pattern.sub(repl, text)
+    return text
+
+
 def _cjk_match(prediction: str, reference: str) -> bool:
     """Chinese open answers have no word boundaries: the reference inside a short reply, not
-    negated right before it, and no alternatives (或/还是)."""
-    ref = reference.strip(_ZH_STRIP)
-    pred = prediction.strip(_ZH_STRIP)
+    negated right before it, with no alternatives (或/还是) nor more listed items (和/、) than it has."""
+    ref = _zh_canon(reference)
+    pred = _zh_canon(prediction)
+    parts = _ZH_LIST_RE.split(ref)
+    if len(parts) > 1:  # 肝脏和脾脏: the same items, in any order
+        return sorted(p.strip(_ZH_STRIP) for p in _ZH_LIST_RE.split(pred)) == sorted(p.strip(_ZH_STRIP) for p in parts)
     at = pred.find(ref)
     if not ref or at == -1 or len(pred) > len(ref) + 4 * _OPEN_EXTRA_TOKENS or "或" in pred or "还是" in pred:
         return False
+    if _ZH_LIST_RE.search(pred):
+        return False  # 肝脏和脾脏 lists more than the one reference
     return not pred[max(0, at - 2) : at].endswith(_CJK_NEGATORS) and not pred[max(0, at - 2) : at].startswith(_CJK_NEGATORS)
 
 
