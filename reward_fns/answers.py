@@ -39,8 +39,8 @@ Kinds of question, told apart by the reference (and options / the two alternativ
   "both" is said ("Bilateral." too, of left and right); one alone or "Neither." is wrong.
 * open-ended: SQuAD-style normalisation and exact match, or the reference stated un-negated in a
   short answer sentence (the paper's answers read "Findings are most consistent with X"). Negation
-  and hedging count before ("no X", "rule out X") and after the finding ("X is unlikely", "X
-  cannot be excluded"); a list of candidates ("X or Y") or extra listed items is wrong; multi-part
+  and hedging count before ("no X", "rule out X", "no definite evidence of X", "argue against X")
+  and after the finding ("X is unlikely", "X cannot be excluded", "X - no"); a list of candidates ("X or Y") or extra listed items is wrong; multi-part
   references match in any order, and so does a report's inverted name ("Kidney, left"); modality
   spellings (X-ray, Xray, x ray, radiograph) are one word, British spellings are American ones
   (haemorrhage, oedema, tumour), radiology's abbreviations are their words (LLL, RUQ, T2WI, GI, HCC, ACL,
@@ -462,10 +462,17 @@ _CLAUSE_RE = re.compile(
     r"\.(?!\d)|[;!?\n\u3002\uff1b\uff01\uff1f]|\b(?:but|however|whereas|although|though)\b", re.IGNORECASE
 )
 _NEG_BEFORE = frozenset({"not", "no", "never", "without", "absent", "absence", "neither", "nor", "negative", "denies",
-                         "cannot", "unlikely", "exclude", "excluded", "excluding", "except", "than", "unlike"})
+                         "cannot", "against", "unlikely", "exclude", "excluded", "excluding", "except", "than", "unlike"})
 # "free" denies as "free of X" and "X-free", never before its finding ("free air", "free fluid")
 _NEG_BEFORE_PAIRS = frozenset({("rule", "out"), ("ruled", "out"), ("rules", "out"), ("instead", "of"), ("free", "of")})
 _NEGATION_WINDOW = 3
+# Words a negation reaches through to a finding further back than the window: "no definite (radiographic) evidence
+# of X", "without any signs of X"
+_NEGATION_THROUGH = frozenset({
+    "any", "definite", "definitive", "convincing", "significant", "obvious", "acute", "radiographic", "radiologic",
+    "radiological", "imaging", "clear", "clearly", "evidence", "sign", "signs", "of", "for", "finding", "findings",
+    "feature", "features", "focal", "discrete", "new", "residual", "appreciable", "visible", "frank", "overt", "gross",
+    "other", "further", "additional", "suspicious", "suggestive", "to", "suggest", "definitely"})
 _AUX = (r"(?:is|are|was|were|be|been|being|appears?|seems?|looks?|has|have|had|can|could|may|might|would|should|"
         r"will|also|very|highly|considered|thought|felt|deemed|to|likely|most|much)")
 _NEG_PREDICATE = r"(?:unlikely|absent|excluded|ruled out|doubtful|improbable|less likely|incorrect|wrong|cannot\b)"
@@ -516,6 +523,12 @@ def _negated(before: list[str], after: list[str]) -> bool:
             return True  # but "X is less likely than Y": Y is the favoured one
     if not _PAIR_FIRSTS.isdisjoint(window) and any(pair in _NEG_BEFORE_PAIRS for pair in pairwise(window)):
         return True
+    if len(before) > _NEGATION_WINDOW and window[0] in _NEGATION_THROUGH:
+        for word in reversed(before):
+            if word not in _NEGATION_THROUGH:
+                return word in _NEG_BEFORE
+    if after == ["no"] or after == ["none"]:
+        return True  # "Pneumothorax - no", "Pneumothorax: none"
     if not after or (after[0] not in _AFTER_FIRST_WORDS and not after[0].startswith(_NEG_PREDICATE_WORDS)):
         return False  # no way for _NEG_AFTER_RE to match (it needs one of these words first)
     return _NEG_AFTER_RE.match(" ".join(after[:6])) is not None

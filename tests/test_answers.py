@@ -464,6 +464,17 @@ FAMILY_CASES = [
     ("zh_open", "两个", "2", None, None, True),
     ("zh_open", "三个", "2", None, None, False),
     ("zh_open", "没有两个", "2", None, None, False),
+    # a negation reaches through "definite (radiographic) evidence of", "any signs of"; "argue against X"; "X - no"
+    ("neg_reach", "No definite evidence of pneumothorax.", "Pneumothorax", None, None, False),
+    ("neg_reach", "No convincing radiographic evidence of pneumothorax.", "Pneumothorax", None, None, False),
+    ("neg_reach", "Without any signs of pneumothorax.", "Pneumothorax", None, None, False),
+    ("neg_reach", "No effusion; definite evidence of pneumothorax.", "Pneumothorax", None, None, True),
+    ("neg_reach", "No effusion, with a large pneumothorax.", "Pneumothorax", None, None, True),
+    ("neg_reach", "Findings argue against pneumothorax.", "Pneumothorax", None, None, False),
+    ("neg_reach", "Pneumothorax - no", "Pneumothorax", None, None, False),
+    ("neg_reach", "Pneumothorax: none", "Pneumothorax", None, None, False),
+    ("neg_reach", "Pneumothorax - large", "Pneumothorax", None, None, True),
+    ("neg_reach", "Pleural effusion - no. Pneumothorax - yes.", "B", CHEST_OPTS, None, True),
     # very short references
     ("short", "A", "A", None, None, True),
     ("short", "The answer is A.", "A", None, None, True),
