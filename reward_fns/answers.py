@@ -1610,7 +1610,7 @@ def _zh_question_choices(question: str, reference: str) -> tuple[str, ...]:
 def _zh_named(text: str, choice: str) -> bool:
     """Whether a reply names ``choice`` un-negated ("是MRI", "MRI"; not "不是MRI", "比肾脏大"'s 肾脏, nor
     the "CT" inside "CTA")."""
-    hay, needle = text.lower(), choice.lower()
+    hay, needle = _zh_canon(text).lower(), _zh_canon(choice).lower()  # 磁共振 names MRI, 肝 names 肝脏
     latin = needle[:1].isascii()
     at = hay.find(needle)
     while at != -1:

@@ -464,6 +464,10 @@ FAMILY_CASES = [
     ("zh_open", "两个", "2", None, None, True),
     ("zh_open", "三个", "2", None, None, False),
     ("zh_open", "没有两个", "2", None, None, False),
+    ("zh_open", "磁共振", "MRI", None, "Is this a CT or MRI?", True),
+    ("zh_open", "磁共振", "CT", None, "Is this a CT or MRI?", False),
+    ("zh_open", "肝", "肝脏", None, "肝脏还是脾脏?", True),
+    ("zh_open", "左侧肺", "左肺", None, "病灶在左肺还是右肺?", True),
     # a negation reaches through "definite (radiographic) evidence of", "any signs of"; "argue against X"; "X - no"
     ("neg_reach", "No definite evidence of pneumothorax.", "Pneumothorax", None, None, False),
     ("neg_reach", "No convincing radiographic evidence of pneumothorax.", "Pneumothorax", None, None, False),
@@ -655,7 +659,9 @@ FAMILY_CASES = [
 @pytest.mark.parametrize("family, prediction, reference, options, question, expected", FAMILY_CASES,
                          ids=[f"{c[0]}-{i}" for i, c in enumerate(FAMILY_CASES)])
 def test_known_answer_families(family, prediction, reference, options, question, expected):
-    assert match_answer(prediction, reference, options, question=question) is expected
+    """Scored as evaluation and the reward score it: an "A or B" question as a choice between the two."""
+    choices = question_choices(question, reference) if question else ()
+    assert match_answer(prediction, reference, options, question=question, choices=choices) is expected
 
 
 @pytest.mark.parametrize(
