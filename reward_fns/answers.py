@@ -14,7 +14,8 @@ Kinds of question, told apart by the reference (and options / the two alternativ
   option text selects the option that states its absence ("No pneumothorax"), and of two options
   the other one ("Not benign."); a numeric option is named by its number word too ("Three.").
 * yes/no (reference "yes"/"no", or SLAKE's Chinese closed forms 是/是的/不是/否, 有/没有, 包含/不包含,
-  可以/不可以, 正常/不正常, ...): whole words only, so "no" never matches "normal", "nodule" or
+  可以/不可以, 正常/不正常, ...; a Chinese reply also by statement: 未见/没有发现 X says no, 可见/存在 X
+  yes, 可能/疑似 nothing, 没有异常 "normal" against the question, 这是CT图像 no to 这是MRI吗): whole words only, so "no" never matches "normal", "nodule" or
   "notable"; a reply that says both ("Yes and no", "No. Actually, yes") is no answer, and so is a "yes"
   that denies the asked thing ("Yes, there is no fracture." to "Is there a fracture?"). Without a
   yes/no word, statements decide: "X is not seen / ruled out / unlikely", "negative for X" say no,
@@ -854,6 +855,74 @@ def _zh_polarity(text: str) -> str | None:
     return "yes" if text.startswith(_ZH_YES_WORDS) else None
 
 
+# A Chinese reply's first clause: a denial (未见/没有发现/不存在 X) says no, a finding stated (可见/显示/存在/包含 X)
+# says yes, a hedge (可能/疑似/不能排除) nothing; normality is read against the question (没有异常 says an image is
+# normal: yes to 正常吗, no to 有异常吗); a modality or plane other than the asked one says no (这是CT图像 to 这是MRI吗).
+_ZH_CLAUSE_RE = re.compile("[\u3002\uff0c\uff1b,;.!?\uff01\uff1f\n]")
+_ZH_HEDGES = ("可能", "也许", "或许", "疑似", "不确定", "不能排除", "无法确定", "难以确定", "不排除")
+_ZH_DENIALS = ("未见", "未发现", "未显示", "未观察到", "没有", "没见", "看不到", "看不见", "不存在", "无明显", "不包含",
+               "不含", "并无")
+_ZH_STATEMENTS = ("可见", "见到", "看到", "显示", "存在", "发现", "观察到", "包含", "含有", "有")
+_ZH_NEGATION_CHARS = 4  # 未见明显异常: a negator reaches 异常 across 见明显
+_ZH_KINDS = (("MRI", "CT", "X光", "超声"), ("横断面", "冠状面", "矢状面"))
+_ZH_ANSWER_WORDS = ("是的", "否", "对", "错", "不是", "不对")  # an explicit answer, read before what follows it
+
+
+def _zh_yes_no(text: str, question: str) -> str | None:
+    head = _ZH_CLAUSE_RE.split(text[:_CJK_CHOICE_CHARS].strip(_ZH_STRIP), 1)[0]
+    if any(hedge in head.replace("不可能", "") for hedge in _ZH_HEDGES):
+        return None
+    if head.startswith(_ZH_ANSWER_WORDS):
+        return "no" if head.startswith(("否", "错", "不是", "不对")) else "yes"
+    normal = _zh_normality(head)
+    if normal is not None and ("正常" in question or "异常" in question):
+        return "yes" if normal == ("异常" not in question) else "no"
+    polarity = _zh_polarity(head)
+    if polarity or not _has_cjk(head):
+        return polarity
+    kind = _zh_kind(head, question)
+    if kind:
+        return kind
+    asked = _zh_asked_thing(question)
+    if asked and asked not in _zh_canon(head) and _ZH_VERB_OR_FILLER_RE.sub("", head):
+        return None  # "图中肝脏有囊肿" says nothing of 肿块; a verb alone ("未发现", "存在的") is about it
+    if any(denial in head for denial in _ZH_DENIALS):
+        return "no"
+    return "yes" if any(word in head for word in _ZH_STATEMENTS) else None
+
+
+_ZH_VERB_OR_FILLER_RE = re.compile("|".join((*_ZH_DENIALS, *_ZH_STATEMENTS, "图像中", "图片中", "图中", "明显", "的", "了")))
+_ZH_ASKED_THING_RE = re.compile("(?:有没有|是否有|是否存在|有|包含|含有|存在|显示|可见|发现|看到)([^吗呢？?。，,]{1,12})")
+
+
+@lru_cache(maxsize=4096)
+def _zh_asked_thing(question: str) -> str:
+    """What a Chinese existence question asks about ("图中有肿块吗?" -> 肿块), spelled as :func:`_zh_canon` does."""
+    m = _ZH_ASKED_THING_RE.search(question)
+    return _zh_canon(m.group(1)) if m else ""
+
+
+def _zh_normality(head: str) -> bool | None:
+    """True when a clause says normal (正常, 没有异常), False when abnormal (异常, 不正常), None when neither."""
+    for word, said in (("异常", False), ("正常", True)):
+        at = head.find(word)
+        if at != -1:  # negated within a few characters: 没有异常, 未见明显异常, 不正常, 没有正常, 不太正常
+            return said != any(neg in head[max(0, at - _ZH_NEGATION_CHARS) : at] for neg in (*_CJK_NEGATORS, "未"))
+    return None
+
+
+def _zh_kind(head: str, question: str) -> str | None:
+    said, asked_text = _zh_canon(head), _zh_canon(question)
+    if any(neg in said for neg in _CJK_NEGATORS):
+        return None
+    for kinds in _ZH_KINDS:
+        asked = [kind for kind in kinds if kind in asked_text]
+        named = {kind for kind in kinds if kind in said}
+        if len(asked) == 1 and named:
+            return "yes" if named == {asked[0]} else "no"
+    return None
+
+
 def _answer_word(tokens: list[str]) -> set[str]:
     """Polarities a segment opens with ("Yes, ...", "Probably no", "the answer is no"); a segment
     made of yes/no words only ("yes and no") gives every polarity it names."""
@@ -976,10 +1045,11 @@ def yes_no(prediction: object, question: str | None = None) -> str | None:
     if not isinstance(prediction, str):
         return None
     text = _strip_markup(_unwrap_latex(prediction))
-    zh = _zh_polarity(text)
-    if zh:
-        return zh
     question = question if isinstance(question, str) else None
+    if _has_cjk(text):
+        zh = _zh_yes_no(text, question or "")
+        if zh:
+            return zh
     if question and _asks_normal_only(question) and _NO_ABNORMALITY_RE.fullmatch(text.lower()):
         return "yes"
     lead: set[str] = set()
