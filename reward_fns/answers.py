@@ -15,8 +15,8 @@ Kinds of question, told apart by the reference (and options / the two alternativ
   the other one ("Not benign."); a numeric option is named by its number word too ("Three.").
 * yes/no (reference "yes"/"no", or SLAKE's Chinese closed forms 是/是的/不是/否, 有/没有, 包含/不包含,
   可以/不可以, 正常/不正常, ...; a Chinese reply also by statement: 未见/没有发现 X says no, 可见/存在 X
-  yes, 可能/疑似 nothing, 没有异常 "normal" against the question, 这是CT图像 no to 这是MRI吗): whole words only, so "no" never matches "normal", "nodule" or
-  "notable"; a reply that says both ("Yes and no", "No. Actually, yes") is no answer, and so is a "yes"
+  yes, 可能/疑似 nothing, 没有异常 "normal" against the question, 这是CT图像 no to 这是MRI吗): whole
+  words only, so "no" never matches "normal", "nodule" or "notable"; a reply that says both ("Yes and no", "No. Actually, yes") is no answer, and so is a "yes"
   that denies the asked thing ("Yes, there is no fracture." to "Is there a fracture?"). Without a
   yes/no word, statements decide: "X is not seen / ruled out / unlikely", "negative for X" say no,
   "positive for X" says yes, "X cannot be excluded" is a hedge (no answer); so do short replies
@@ -41,13 +41,13 @@ Kinds of question, told apart by the reference (and options / the two alternativ
 * open-ended: SQuAD-style normalisation and exact match, or the reference stated un-negated in a
   short answer sentence (the paper's answers read "Findings are most consistent with X"). Negation
   and hedging count before ("no X", "rule out X", "no definite evidence of X", "argue against X")
-  and after the finding ("X is unlikely", "X cannot be excluded", "X - no"); a list of candidates ("X or Y") or extra listed items is wrong; multi-part
-  references match in any order, and so does a report's inverted name ("Kidney, left"); modality
-  spellings (X-ray, Xray, x ray, radiograph) are one word, British spellings are American ones
-  (haemorrhage, oedema, tumour), radiology's abbreviations are their words (LLL, RUQ, T2WI, GI, HCC, ACL,
-  DWI), "nothing found" in its usual forms is one answer ("None" = "Normal" = "No abnormality seen" =
-  "Unremarkable"), plurals
-  (Greek ones too: metastases) meet singulars, words that name one thing are one word (an organ's
+  and after the finding ("X is unlikely", "X cannot be excluded", "X - no"); a list of candidates
+  ("X or Y") or extra listed items is wrong; multi-part references match in any order, and so does a
+  report's inverted name ("Kidney, left"); modality spellings (X-ray, Xray, x ray, radiograph) are one
+  word, British spellings are American ones (haemorrhage, oedema, tumour), radiology's abbreviations
+  are their words (LLL, RUQ, T2WI, GI, HCC, ACL, DWI), "nothing found" in its usual forms is one
+  answer ("None" = "Normal" = "No abnormality seen" = "Unremarkable"), plurals (Greek ones too:
+  metastases) meet singulars, words that name one thing are one word (an organ's
   adjective is the organ: "Renal." for "Kidney"; "Thorax" is the chest, "Cardiomegaly" an enlarged heart,
   "Posteroanterior" PA, "Woman" female, "Hypo-dense" hypodense, "Lower left lobe" the left lower lobe; a
   finding's other forms are the finding: "Calcified", "Bleeding", "Dilation", "Infarction"), in options
@@ -1205,7 +1205,7 @@ def _denies_the_asked(text: str, question: str) -> bool:
 _TELEGRAPHIC_WORDS = 4
 _DEGREES = frozenset({"small", "large", "tiny", "big", "huge", "massive", "mild", "mildly", "moderate", "moderately",
                       "severe", "severely", "minimal", "trace", "subtle", "multiple", "several", "few", "single"})
-_SIDES = frozenset({"left", "right", "bilateral"})
+_SIDE_WORDS = frozenset({"left", "right", "bilateral"})
 
 
 def _names_only_the_asked(words: list[str], asked: set[str], where: frozenset[str]) -> bool:
@@ -1215,8 +1215,8 @@ def _names_only_the_asked(words: list[str], asked: set[str], where: frozenset[st
     if len(words) > _TELEGRAPHIC_WORDS or _EXIST_HEDGES.intersection(words) or _denies_existence(words):
         return False
     content = set(_canon(" ".join(words)).split()) - _STOP - _FILLERS - _PREPOSITIONS - _ASK_FILLERS - _DEGREES
-    if _SIDES.isdisjoint(asked | where):
-        content -= _SIDES  # "Small left pleural effusion." for "Is there a pleural effusion?"
+    if _SIDE_WORDS.isdisjoint(asked | where):
+        content -= _SIDE_WORDS  # "Small left pleural effusion." for "Is there a pleural effusion?"
     named = [_stems({word}) for word in content]
     known = asked | _stems(where)
     return any(stems & asked for stems in named) and all(stems & known for stems in named)
