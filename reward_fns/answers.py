@@ -50,7 +50,9 @@ Kinds of question, told apart by the reference (and options / the two alternativ
   metastases) meet singulars, words that name one thing are one word (an organ's
   adjective is the organ: "Renal." for "Kidney"; "Thorax" is the chest, "Cardiomegaly" an enlarged heart,
   "Posteroanterior" PA, "Woman" female, "Hypo-dense" hypodense, "Lower left lobe" the left lower lobe; a
-  finding's other forms are the finding: "Calcified", "Bleeding", "Dilation", "Infarction"), in options
+  finding's other forms are the finding: "Calcified", "Bleeding", "Dilation", "Infarction"; a plain
+  name is the medical one: "Free air under the diaphragm" pneumoperitoneum, "Gallstones"
+  cholelithiasis, "Hepatic steatosis" fatty liver), in options
   and yes/no questions too; "non" joins its word ("Non-calcified nodule" states no calcification,
   "Non-small cell lung cancer" no small cell lung cancer); "unlike X", "rather than X", "free of X" and
   "X-free" reject X, but "free air" and "free fluid" are findings;
@@ -232,6 +234,15 @@ _PREFIXES, _PREFIXED = ("hypo", "hyper", "iso"), (
     "enhanced", "contrast")
 # A side comes before a level: "lower left lobe" is the left lower lobe, "upper right quadrant" the RUQ
 _LEVELS, _SIDES = ("upper", "middle", "lower"), ("left", "right")
+# A finding's plain name is its medical one (after the words above: "renal calculi" reads "kidney calculi" here)
+_PLAIN_NAMES = (
+    (r"free (?:intraperitoneal |abdominal )?air(?: under diaphragm)?", "pneumoperitoneum"),
+    (r"kidney (?:stones?|calculi|calculus)", "nephrolithiasis"),
+    (r"gall ?stones?|gallbladder (?:stones?|calculi)", "cholelithiasis"),
+    (r"heart attack|mi", "myocardial infarction"),
+    (r"blood clots?", "thrombus"),
+    (r"liver steatosis|steatosis of liver|fatty infiltration of liver", "fatty liver"),
+)
 
 # Spellings of one thing, made one token so "X-ray" = "Xray" = "x ray" and plurals meet singulars.
 _SPELLINGS = (
@@ -241,6 +252,7 @@ _SPELLINGS = (
     (re.compile(r"\bnon (?=\w)"), "non"),
     (_SAME_THING_RE, lambda m: _SAME_THING[m.group(0)]),
     (re.compile(rf"\b({'|'.join(_LEVELS)}) ({'|'.join(_SIDES)})\b"), r"\2 \1"),
+    *((re.compile(rf"\b(?:{pattern})\b"), name) for pattern, name in _PLAIN_NAMES),
     (re.compile(r"\b(?:x ?rays?|radiographs?|radiography|plain films?)\b"), "xray"),
     (re.compile(r"\b(?:computed tomography|ct scans?)\b"), "ct"),
     (re.compile(r"\b(?:magnetic resonance imaging|magnetic resonance|mri scans?|mr)\b"), "mri"),
@@ -268,7 +280,9 @@ _SPELLING_STARTS = frozenset({"x", "xray", "xrays", "radiograph", "radiographs",
                               "magnetic", "mri", "mr", "ultrasonography", "sonography", "sonogram", "sonograms",
                               "sonographic", "ultrasound", "axial",
                               "transverse", "coronal", "sagittal", *_ABBREVIATIONS,
-                              *(words.split()[0] for words in _SAME_THING), *_PREFIXES, "non", *_LEVELS})
+                              *(words.split()[0] for words in _SAME_THING), *_PREFIXES, "non", *_LEVELS,
+                              "free", "kidney", "gall", "gallstone", "gallstones", "gallbladder", "heart", "mi", "blood",
+                              "liver", "steatosis", "fatty"})
 
 
 def _canon_norm(text: str) -> str:
@@ -306,7 +320,8 @@ def _canon_short(norm: str) -> str:
 # can jump between the first letters)
 _CANON_ANY_RE = re.compile(r"x ?ray|radiograph|plain film|computed tomography|ct scan|magnetic resonance|mr|sonogra|"
                            r"ultrasound scan|axial|transverse|coronal|sagittal|"
-                           + "|".join([*_BRITISH, *_ABBREVIATIONS, *_SAME_THING, *_PREFIXES, "non", *_LEVELS]))
+                           + "|".join([*_BRITISH, *_ABBREVIATIONS, *_SAME_THING, *_PREFIXES, "non", *_LEVELS,
+                                     *(pattern for pattern, _ in _PLAIN_NAMES)]))
 
 
 def _canon_text(norm: str) -> str:

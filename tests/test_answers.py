@@ -374,6 +374,13 @@ FAMILY_CASES = [
     ("same_thing", "Lower left lobe", "Left lower lobe", None, None, True),
     ("same_thing", "Upper right quadrant", "RUQ", None, None, True),
     ("same_thing", "Upper left lobe", "Left lower lobe", None, None, False),
+    ("same_thing", "Free air under the diaphragm.", "Pneumoperitoneum", None, None, True),
+    ("same_thing", "No free air.", "Pneumoperitoneum", None, None, False),
+    ("same_thing", "Pneumoperitoneum is present.", "yes", None, "Is there free air?", True),
+    ("same_thing", "Renal calculi", "Kidney stones", None, None, True),
+    ("same_thing", "Gallstones", "Cholelithiasis", None, None, True),
+    ("same_thing", "Gallstones", "Nephrolithiasis", None, None, False),
+    ("same_thing", "Hepatic steatosis", "Fatty liver", None, None, True),
     # a finding's other word forms are the finding; "non" makes one word; "free" denies only as "free of X" / "X-free"
     ("word_forms", "Calcified granuloma.", "Calcification", None, None, True),
     ("word_forms", "Non-calcified nodule.", "Calcification", None, None, False),
