@@ -1298,7 +1298,9 @@ def _content_words(text: str) -> set[str]:
 
 # Kinds of which an image or patient is exactly one: a question about one alone ("Is this an MRI?", "Is this a
 # sagittal image?", "Is the patient male?") is answered no by a reply whose first phrase names another of its
-# kinds and not the asked one ("This is a CT scan.", "Coronal.", "Female."), negating and hedging nothing.
+# kinds and not the asked one ("This is a CT scan.", "Coronal.", "Female."), and yes by one naming the asked kind
+# of every class asked ("This is a chest radiograph." to "Is this an X-ray?"; "MRI." says nothing of "Is this a
+# T1 weighted MRI?"), negating and hedging nothing.
 _ONE_OF = (frozenset({"xray", "ct", "mri", "ultrasound", "pet", "mammography"}), frozenset({"t1", "t2", "flair"}),
            frozenset({"transverse", "coronal", "sagittal"}), frozenset({"male", "female"}))
 _ALL_KINDS = frozenset().union(*_ONE_OF)
@@ -1324,7 +1326,9 @@ def _another_kind(text: str, question: str) -> set[str]:
     if _denies_existence(words) or not _EXIST_HEDGES.isdisjoint(words):
         return set()
     said = set(_canon(" ".join(words)).split())
-    return {"no"} if any(kinds & said and not kind & said for kinds, kind in asked) else set()
+    if any(kinds & said and not kind & said for kinds, kind in asked):
+        return {"no"}
+    return {"yes"} if all(kinds & said == kind for kinds, kind in asked) else set()
 
 
 def _restatement(text: str, words: list[str], question: str) -> set[str]:

@@ -426,6 +426,9 @@ FAMILY_CASES = [
     ("yn_statements", "Female.", "no", None, "Is this a male?", True),
     ("yn_statements", "T2 weighted.", "no", None, "Is this a T1 weighted image?", True),
     ("yn_statements", "This MRI shows a mass.", "no", None, "Is the CT showing a mass?", False),
+    ("yn_statements", "This is a chest radiograph.", "yes", None, "Is this an X-ray?", True),
+    ("yn_statements", "This is an MRI of the brain.", "yes", None, "Is this an MRI?", True),
+    ("yn_statements", "MRI.", "yes", None, "Is this a T1 weighted MRI?", False),
     # multiple choice: a list of labels rejected together, "A or B", another modality spelling, a number word for a
     # numeric option, the other of two options chosen by rejecting one
     ("mc_more", "Option B is correct. Options A, C and D are incorrect.", "B", CHEST_OPTS, None, True),
