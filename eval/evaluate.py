@@ -114,8 +114,8 @@ def evaluate_benchmark(config: EvalConfig, items: list[Item], backend: Backend, 
 
 def run_evaluation(config: EvalConfig, backend: Backend | None = None) -> EvalResult:
     """The whole run of a recipe; ``backend`` replaces the recipe's engine (tests, notebooks). An
-    engine built here is closed here; one passed in stays open for its owner."""
-    config.output_dir.mkdir(parents=True, exist_ok=True)
+    engine built here is closed here; one passed in stays open for its owner. Nothing is written before the
+    benchmarks and the model are found: a recipe error leaves no output folder behind."""
     for b in config.benchmarks:
         if int(b.options.get("samples", 1)) > 1 and not config.temperature:
             raise ValueError(f"benchmark {b.name}: options.samples > 1 needs sampled decoding (temperature > 0)")
@@ -123,6 +123,7 @@ def run_evaluation(config: EvalConfig, backend: Backend | None = None) -> EvalRe
     missing = missing_model("model.path", config.model.path) if backend is None and config.model.backend != "openai" else []
     if missing:
         raise ConfigError(missing[0])
+    config.output_dir.mkdir(parents=True, exist_ok=True)
     setup = predict_setup(config)
     owned = backend is None
     backend = backend or build_backend(config.model)

@@ -93,6 +93,16 @@ def test_a_user_mistake_is_one_line_and_exit_code_2(command, args, message, caps
     assert len(err.strip().splitlines()) == 1
 
 
+def test_an_evaluation_recipe_error_leaves_no_output_folder(tmp_path, capsys, monkeypatch):
+    monkeypatch.chdir(REPO)
+    from medsage.eval.cli import main
+
+    out = tmp_path / "eval"
+    assert main(["recipes/eval/table1.yaml", f"output_dir={out}", "benchmarks.1.path=/nowhere/slake"]) == 2
+    assert "/nowhere/slake does not exist" in capsys.readouterr().err
+    assert not out.exists()
+
+
 def test_the_quickstart_checks_the_data_recipe_it_names_before_any_stage(tmp_path, capsys, monkeypatch):
     monkeypatch.chdir(REPO)
     monkeypatch.syspath_prepend(str(RECIPES / "quickstart"))
