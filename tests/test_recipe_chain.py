@@ -139,6 +139,7 @@ def test_launch_scripts_hand_each_stage_the_previous_ones_output(stubs, tmp_path
     assert _value(rl, "actor_rollout_ref.model.path") == _value(sft, "output_dir")
     assert _value(rl, "data.train_files") == f"{rl_data}/rl/train.parquet" and rl.endswith("medsage.alpha=0")
     checkpoints = _value(rl, "trainer.default_local_dir")
+    assert _value(rl, "hydra.run.dir").startswith(str(out))  # verl's hydra log too, not ./outputs/<date>/<time>
     assert f"--local_dir {checkpoints}/global_step_2/actor" in merge
     assert _value(evaluation, "model.path") == merge.split("--target_dir ")[1].split()[0]
     assert _value(evaluation, "output_dir").startswith(str(out))

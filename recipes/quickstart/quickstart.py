@@ -221,6 +221,7 @@ def train_rl(cfg: QuickstartConfig, run: Path, out: Path, model_out: Path, arm: 
         f"data.train_files={run / 'data' / 'rl' / 'train.parquet'}",
         f"data.val_files={run / 'data' / 'rl' / 'val.parquet'}",
         f"trainer.default_local_dir={out / 'checkpoints'}",
+        f"hydra.run.dir={out / 'hydra'}",  # verl's hydra log beside the run, not in ./outputs/<date>/<time>
         f"trainer.total_training_steps={cfg.rl.steps}",
         f"trainer.save_freq={cfg.rl.steps}",
         "trainer.logger=[console,file]",

@@ -18,7 +18,7 @@ medsage-rgrpo --config-path="$PWD/recipes/rl" --config-name="$CONFIG" \
     trainer.n_gpus_per_node=1 data.train_batch_size=4 actor_rollout_ref.actor.ppo_mini_batch_size=4 \
     actor_rollout_ref.rollout.gpu_memory_utilization=0.4 \
     trainer.total_training_steps=2 trainer.save_freq=1 trainer.test_freq=-1 trainer.val_before_train=false \
-    trainer.default_local_dir="$OUT/checkpoints" "$@" 2>&1 | tee "$OUT/train.log"
+    trainer.default_local_dir="$OUT/checkpoints" hydra.run.dir="$OUT/hydra" "$@" 2>&1 | tee "$OUT/train.log"
 grep -q "\[medsage\] vision tower frozen" "$OUT/train.log" \
     || { echo "[medsage] FAIL: no 'vision tower frozen' line in $OUT/train.log" >&2; exit 1; }
 for step in 1 2; do

@@ -18,6 +18,7 @@ medsage-rgrpo --config-path="$PWD/recipes/rl" --config-name=rgrpo_qwen2_5_vl_7b 
     actor_rollout_ref.model.path="$SFT_MODEL" \
     data.train_files="$RL_DATA/rl/train.parquet" data.val_files="$RL_DATA/rl/val.parquet" \
     trainer.default_local_dir="$RL_RUN/checkpoints" medsage.sessions_dir="$RL_RUN/sessions" \
+    hydra.run.dir="$RL_RUN/hydra" \
     "$@"
 STEP="$(cat "$RL_RUN/checkpoints/latest_checkpointed_iteration.txt")"
 python -m verl.model_merger merge --backend fsdp \
