@@ -33,7 +33,9 @@ Kinds of question, told apart by the reference (and options / the two alternativ
   mass?") says yes unless hedged ("there may be") or about another thing ("There is a nodule", "There is
   pleural thickening" for a pleural effusion, "a cyst rather than a mass"); "Mass absent." says no; and
   another kind of image or patient than the asked one says no ("This is a CT scan." to "Is this an MRI?",
-  "Coronal." to "Is this an axial image?", "Female." to "Is this a male?").
+  "Coronal." to "Is this an axial image?", "Female." to "Is this a male?"); a finding stated answers a
+  question about the whole image ("There is a large mass in the liver." says yes to "Is there any
+  abnormality?" and no to "Is this image normal?").
 * either-or (``choices``, the two alternatives a closed "A or B" question names, or a Chinese
   "A还是B" one): the reference must be named and the other alternative not. A reference "Both"
   ("Which lung is abnormal, left or right?") is right when both are named ("Left and right.") or
@@ -1081,7 +1083,8 @@ def yes_no(prediction: object, question: str | None = None) -> str | None:
         return short
     said = _statements(words, question)
     if question:
-        said |= _existence(text, question) | _restatement(text, words, question) | _another_kind(text, question)
+        said |= (_existence(text, question) | _restatement(text, words, question) | _another_kind(text, question)
+                 | _finding_stated(text, question))
     return said.pop() if len(said) == 1 else None
 
 
@@ -1294,6 +1297,46 @@ def _restatable(question: str) -> tuple[frozenset[str], frozenset[str]]:
 
 def _content_words(text: str) -> set[str]:
     return set(_canon(normalize(text)).split()) - _RESTATEMENT_NOISE
+
+
+# A question about the whole image's normality ("Is this image normal?", "Is there any abnormality?", "Does the
+# picture contain abnormality?") is answered by a finding stated un-negated and unhedged in the reply's first two
+# clauses ("There is a large mass in the liver." says abnormal); a question naming an organ is not one of them.
+_FINDINGS = frozenset({
+    "mass", "lesion", "nodule", "tumor", "cancer", "carcinoma", "metastasis", "cyst", "abscess", "fracture", "effusion",
+    "pneumothorax", "pneumoperitoneum", "consolidation", "opacity", "infiltrate", "atelectasis", "hemorrhage",
+    "hematoma", "edematous", "infarct", "calcification", "enlarged", "dilated", "obstructed", "thickened", "herniated",
+    "collapsed", "stenosis", "aneurysm", "thrombus", "embolism", "pneumonia", "emphysema", "fibrosis", "necrosis",
+    "inflammation", "ulcer", "polyp", "nephrolithiasis", "cholelithiasis", "malignant", "neoplasm", "granuloma"})
+_FINDING_RE = re.compile(rf"\b(?:{'|'.join(sorted(_FINDINGS))})\b")
+_ABNORMALITY_WORDS = frozenset({"abnormal", "abnormality", "abnormalities"})
+_WHOLE_IMAGE_WORDS = _ABNORMALITY_WORDS | {"normal", "healthy", "finding", "contain", "picture", "photo", "study"}
+
+
+@lru_cache(maxsize=4096)
+def _asks_whole_image(question: str) -> str | None:
+    """"abnormal" when ``question`` asks whether the image holds an abnormality, "normal" whether it is normal,
+    None when it asks about something named (an organ, a finding) or is no such question."""
+    content = _content_words(question)
+    if not content <= _WHOLE_IMAGE_WORDS:
+        return None
+    if content & _ABNORMALITY_WORDS:
+        return "abnormal"
+    return "normal" if content & {"normal", "healthy"} else None
+
+
+def _finding_stated(text: str, question: str) -> set[str]:
+    asks = _asks_whole_image(question)
+    if asks is None:
+        return set()
+    for clause in _canon_clauses(text[:_EXISTENCE_CHARS])[:2]:
+        if not _EXIST_HEDGES.isdisjoint(clause.split()):
+            continue
+        for m in _FINDING_RE.finditer(clause):
+            before, after = _context(clause, m.start(), m.end())
+            if not _negated(before, after) and not _listed(before, after):
+                return {"yes"} if asks == "abnormal" else {"no"}
+    return set()
 
 
 # Kinds of which an image or patient is exactly one: a question about one alone ("Is this an MRI?", "Is this a

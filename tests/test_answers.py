@@ -429,6 +429,12 @@ FAMILY_CASES = [
     ("yn_statements", "This is a chest radiograph.", "yes", None, "Is this an X-ray?", True),
     ("yn_statements", "This is an MRI of the brain.", "yes", None, "Is this an MRI?", True),
     ("yn_statements", "MRI.", "yes", None, "Is this a T1 weighted MRI?", False),
+    ("yn_statements", "There is a large mass in the liver.", "yes", None, "Is there any abnormality?", True),
+    ("yn_statements", "There is a large mass in the liver.", "no", None, "Is this image normal?", True),
+    ("yn_statements", "Right pleural effusion.", "yes", None, "Are there any abnormalities?", True),
+    ("yn_statements", "A nodule is seen in the right lung.", "yes", None, "Does the picture contain abnormality?", True),
+    ("yn_statements", "Possibly a small nodule.", "yes", None, "Is there any abnormality?", False),
+    ("yn_statements", "There is a mass in the kidney.", "no", None, "Is the liver normal?", False),
     # multiple choice: a list of labels rejected together, "A or B", another modality spelling, a number word for a
     # numeric option, the other of two options chosen by rejecting one
     ("mc_more", "Option B is correct. Options A, C and D are incorrect.", "B", CHEST_OPTS, None, True),
