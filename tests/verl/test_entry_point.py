@@ -129,10 +129,10 @@ def test_bad_override_fails_with_a_clear_message(override, error, message):
         prepare(_recipe(override))
 
 
-def test_command_line_reports_a_bad_override():
+def test_command_line_reports_a_bad_override(tmp_path):
     cmd = [sys.executable, "-m", "medsage.plugins.verl.main", f"--config-path={RECIPES}", f"--config-name={RECIPE}",
            "medsage.alpha=-1"]
-    result = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, timeout=300)
+    result = subprocess.run(cmd, cwd=tmp_path, capture_output=True, text=True, timeout=300)  # hydra's log dir lands here
     assert result.returncode == 2 and "Traceback" not in result.stderr
     assert result.stderr.strip() == "medsage-rgrpo: the verl config: medsage.alpha: expected >= 0, got -1.0 (float)"
 
