@@ -1637,7 +1637,7 @@ _CJK_RE = re.compile("[\u4e00-\u9fff]")
 
 
 def _has_cjk(text: str) -> bool:
-    return _CJK_RE.search(text) is not None
+    return not text.isascii() and _CJK_RE.search(text) is not None  # isascii: a flag CPython keeps, no scan
 
 
 # Chinese spellings of one thing: modality names (磁共振 is MRI, X线 X光), a side with or without 侧 (左侧肺 is 左肺),
