@@ -213,7 +213,8 @@ _SAME_THING = {
     "pelvic": "pelvis", "cardiomegaly": "enlarged heart", "hepatomegaly": "enlarged liver",
     "splenomegaly": "enlarged spleen", "gi": "gastrointestinal", "cns": "central nervous system", "cxr": "chest xray",
     "posteroanterior": "pa", "postero anterior": "pa", "anteroposterior": "ap", "antero posterior": "ap",
-    "man": "male", "men": "male", "woman": "female", "women": "female", "grey": "gray",
+    "man": "male", "men": "male", "woman": "female", "women": "female", "grey": "gray", "covid 19": "covid",
+    "covid19": "covid",
     # a finding's adjective or other noun is the finding ("Calcified granuloma" states calcification); the abnormal
     # predicates keep their participle, which the yes/no restatement rules read ("Dilation." is "dilated")
     "calcified": "calcification", "calcific": "calcification", "fractured": "fracture", "hemorrhagic": "hemorrhage",

@@ -381,6 +381,8 @@ FAMILY_CASES = [
     ("same_thing", "Gallstones", "Cholelithiasis", None, None, True),
     ("same_thing", "Gallstones", "Nephrolithiasis", None, None, False),
     ("same_thing", "Hepatic steatosis", "Fatty liver", None, None, True),
+    ("same_thing", "Covid", "B", {"A": "Pneumonia", "B": "COVID-19", "C": "Normal"}, None, True),
+    ("same_thing", "COVID19 infection", "COVID-19", None, None, True),
     # a finding's other word forms are the finding; "non" makes one word; "free" denies only as "free of X" / "X-free"
     ("word_forms", "Calcified granuloma.", "Calcification", None, None, True),
     ("word_forms", "Non-calcified nodule.", "Calcification", None, None, False),
