@@ -882,7 +882,6 @@ _ZH_DENIALS = ("未见", "未发现", "未显示", "未观察到", "没有", "�
                "不含", "并无")
 _ZH_STATEMENTS = ("可见", "见到", "看到", "显示", "存在", "发现", "观察到", "包含", "含有", "有")
 _ZH_NEGATION_CHARS = 4  # 未见明显异常: a negator reaches 异常 across 见明显
-_ZH_KINDS = (("MRI", "CT", "X光", "超声"), ("横断面", "冠状面", "矢状面"))
 _ZH_ANSWER_WORDS = ("是的", "否", "对", "错", "不是", "不对")  # an explicit answer, read before what follows it
 
 
@@ -930,15 +929,22 @@ def _zh_normality(head: str) -> bool | None:
 
 
 def _zh_kind(head: str, question: str) -> str | None:
-    said, asked_text = _zh_canon(head), _zh_canon(question)
-    if any(neg in said for neg in _CJK_NEGATORS):
+    """:func:`_kind_answer` of a Chinese reply's first clause (这是CT图像 to 这是MRI吗 is "no")."""
+    if any(neg in head for neg in _CJK_NEGATORS):
         return None
-    for kinds in _ZH_KINDS:
-        asked = [kind for kind in kinds if kind in asked_text]
-        named = {kind for kind in kinds if kind in said}
-        if len(asked) == 1 and named:
-            return "yes" if named == {asked[0]} else "no"
-    return None
+    named = _zh_kinds(question)
+    asked = tuple((kinds, kinds & named) for kinds in _ONE_OF if len(kinds & named) == 1)
+    return _kind_answer(_zh_kinds(head), asked)
+
+
+# The kinds of _ONE_OF as :func:`_zh_canon` spells them in Chinese text (lower-cased), and the kind each is
+_ZH_KIND_WORDS = {"mri": "mri", "ct": "ct", "x光": "xray", "超声": "ultrasound", "横断面": "transverse",
+                  "冠状面": "coronal", "矢状面": "sagittal"}
+_ZH_KIND_RE = re.compile("|".join(_ZH_KIND_WORDS))
+
+
+def _zh_kinds(text: str) -> set[str]:
+    return {_ZH_KIND_WORDS[word] for word in _ZH_KIND_RE.findall(_zh_canon(text).lower())}
 
 
 def _answer_word(tokens: list[str]) -> set[str]:
@@ -1369,10 +1375,16 @@ def _another_kind(text: str, question: str) -> set[str]:
     words = normalize(text if end is None else text[: end.start()]).split()
     if _denies_existence(words) or not _EXIST_HEDGES.isdisjoint(words):
         return set()
-    said = set(_canon(" ".join(words)).split())
+    answer = _kind_answer(set(_canon(" ".join(words)).split()), asked)
+    return {answer} if answer else set()
+
+
+def _kind_answer(said: set[str], asked: tuple[tuple[frozenset[str], frozenset[str]], ...]) -> str | None:
+    """"no" when a reply's words name another kind of an asked class and not the asked one, "yes" when they name
+    the asked kind of every asked class (``asked``: (class, the one kind asked) pairs), else None."""
     if any(kinds & said and not kind & said for kinds, kind in asked):
-        return {"no"}
-    return {"yes"} if all(kinds & said == kind for kinds, kind in asked) else set()
+        return "no"
+    return "yes" if asked and all(kinds & said == kind for kinds, kind in asked) else None
 
 
 def _restatement(text: str, words: list[str], question: str) -> set[str]:

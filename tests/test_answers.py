@@ -499,6 +499,8 @@ FAMILY_CASES = [
     ("zh_yn", "肝脏正常", "是的", None, "肝脏是否正常?", True),
     ("zh_yn", "这是CT图像。", "不是", None, "这是MRI吗?", True),
     ("zh_yn", "这是MRI", "是的", None, "这是MRI吗?", True),
+    ("zh_yn", "冠状面", "不是", None, "这是横断面吗?", True),
+    ("zh_yn", "CT和MRI", "不是", None, "这是MRI吗?", False),
     ("zh_yn", "错", "不是", None, "这是MRI吗?", True),
     ("zh_yn", "不可能", "不是", None, "这是MRI吗?", True),
     # a negation reaches through "definite (radiographic) evidence of", "any signs of"; "argue against X"; "X - no"

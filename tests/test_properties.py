@@ -76,7 +76,11 @@ ASCII_WORDS = st.lists(st.one_of(st.text(st.characters(max_codepoint=127), max_s
      "radiography", "computed tomography", "magnetic resonance imaging", "MRI scans", "ultrasound scans", "sonography",
      "ultrasonography", "coronal planes", "sagittal", "transverse plane", "metastases", "masses", "stenosis", "ses",
      "bases", "abscesses", "uses", "Haemorrhages", "oedema", "tumours", "anaemia", "oesophagus", "does", "your",
-     "LLL", "rul", "T2WI", "t1w", "RUQ", "lml"])), max_size=12).map(" ".join)
+     "LLL", "rul", "T2WI", "t1w", "RUQ", "lml", "Renal", "cardiomegaly", "posteroanterior", "women", "hypo-dense",
+     "non-calcified", "lower left", "upper right", "calcified", "edema", "HCC", "NSCLC", "COVID-19", "covid19",
+     "free air under the diaphragm", "kidney stones", "gallstones", "gall stones", "gallbladder calculi",
+     "heart attack", "MI", "blood clots", "hepatic steatosis", "fatty infiltration of the liver", "sonograms",
+     "grey", "cxr", "postero anterior"])), max_size=12).map(" ".join)
 
 
 @SETTINGS
