@@ -760,7 +760,7 @@ class _OptionSet:
                                                   for off in _offsets(f" {text} ", f" {needle} ")))
             for letter, needle in needles.items() if needle
         ) + tuple((letter, _ONES[int(needle)], f" {_ONES[int(needle)]} ", ()) for letter, needle in needles.items()
-                  if needle.isdigit() and int(needle) < len(_ONES))  # "Three." names the option "3"
+                  if needle.isascii() and needle.isdigit() and int(needle) < len(_ONES))  # "Three." names the option "3"
 
 
 @lru_cache(maxsize=4096)

@@ -446,6 +446,7 @@ FAMILY_CASES = [
     ("mc_more", "A or B", "A", CHEST_OPTS, None, False),
     ("mc_more", "Sonogram.", "D", {"A": "CT", "B": "MRI", "C": "X-ray", "D": "Ultrasound"}, None, True),
     ("mc_more", "Three.", "C", {"A": "1", "B": "2", "C": "3", "D": "4"}, None, True),
+    ("mc_more", "Two.", "B", {"A": "\u00b2", "B": "2"}, None, True),  # a superscript digit is no number to name
     ("mc_more", "There are three lesions.", "D", {"A": "1", "B": "2", "C": "3", "D": "4"}, None, False),
     ("mc_more", "Not benign.", "B", {"A": "Benign", "B": "Malignant"}, None, True),
     ("mc_more", "It is not malignant.", "A", {"A": "Benign", "B": "Malignant"}, None, True),
