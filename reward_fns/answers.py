@@ -30,8 +30,10 @@ Kinds of question, told apart by the reference (and options / the two alternativ
   malignant?") deny it, as "within normal limits" does; an existence statement about the asked thing
   ("There is a mass", "There appears to be a mass", "A mass is present", "The image shows a mass", "Findings
   are consistent with / suggestive of a mass", telegraphic "Mass present." or "Small mass." for "Is there a
-  mass?") says yes unless hedged ("there may be") or about another thing ("There is a nodule", "There is
-  pleural thickening" for a pleural effusion, "a cyst rather than a mass"); "Mass absent." says no; and
+  mass?", "Unremarkable except for a small mass") says yes unless hedged ("there may be") or about another
+  thing ("There is a nodule", "There is pleural thickening" for a pleural effusion, "a cyst rather than a
+  mass"); "Mass absent.", "Without (any) evidence of a mass", "The liver is free of masses", "Mass-free",
+  "Absence of a mass" and "Mass was excluded" say no, and "No (definite) abnormal findings" says normal; and
   another kind of image or patient than the asked one says no ("This is a CT scan." to "Is this an MRI?",
   "Coronal." to "Is this an axial image?", "Female." to "Is this a male?"); a finding stated answers a
   question about the whole image ("There is a large mass in the liver." says yes to "Is there any
@@ -1003,22 +1005,43 @@ def _statements(tokens: list[str], question: str | None) -> set[str]:
 
 
 def _question_predicates(tokens: list[str], question: str) -> set[str]:
-    """With the question: "not W" for a content word W of the question says no ("Is the heart
-    enlarged?" "It is not enlarged"), and normal/abnormal answer "Is it normal?" (and vice versa),
-    negated by the word before ("not normal", "nothing abnormal", "no abnormal findings")."""
+    """With the question: a content word W of the question denied says no ("Is the heart enlarged?" "It
+    is not enlarged"; "Is there a fracture?" "Without evidence of fracture.", "The ribs are free of
+    fractures.", "Fracture was excluded."), and normal/abnormal answer "Is it normal?" (and vice versa),
+    negated by the words before ("not normal", "nothing abnormal", "no definite abnormal findings")."""
     asked, asks_normal, asks_abnormal = _asked_words(question)
     said = set()
     for i, tok in enumerate(tokens):
-        negated = i > 0 and tokens[i - 1] in _PREDICATE_NEGATORS
-        if negated and tok in asked:
-            said.add("no")
-        elif tok in ("normal", "abnormal", "unremarkable") and asks_normal:
+        if tok in ("normal", "abnormal", "unremarkable") and asks_normal:
             agrees = (tok == "abnormal") == asks_abnormal
-            said.add("yes" if agrees != negated else "no")
+            said.add("yes" if agrees != _denied_before(tokens, i) else "no")
+        elif (tok in asked or _stems({tok}) & asked) and (_denied_before(tokens, i) or _denied_after(tokens, i)):
+            said.add("no")
     return said
 
 
 _PREDICATE_NEGATORS = frozenset({"not", "no", "nothing", "none", "never", "without"})
+_DENIED_OF = frozenset({"free", "absence"})  # "free of X", "absence of X"; "free fluid" is a finding
+_LINKS = frozenset({"is", "are", "was", "were", "has", "have", "been"})
+
+
+def _denied_before(tokens: list[str], i: int) -> bool:
+    """Whether ``tokens[i]`` follows a negator, right before it or reached through a few words of degree and
+    evidence ("no definite fracture", "without any signs of fracture"), or "free of" / "absence of"."""
+    j = i - 1
+    while j >= 0 and i - j <= _NEGATION_WINDOW and tokens[j] in _NEGATION_THROUGH:
+        j -= 1
+    return j >= 0 and (tokens[j] in _PREDICATE_NEGATORS or tokens[j] in _DENIED_OF and tokens[j + 1] == "of")
+
+
+def _denied_after(tokens: list[str], i: int) -> bool:
+    """Whether ``tokens[i]`` is denied by what follows it: "fracture-free", "fracture (has been) excluded"."""
+    after = tokens[i + 1 : i + 4]
+    while after and after[0] in _LINKS:
+        after.pop(0)
+    return after[:1] == ["free"] or after[:1] == ["excluded"]
+
+
 # Whole short replies that say yes or no without a yes/no word: "Y" or "N", an affirmation, a bare "seen"
 # ("Seen.", "Clearly visible."), a bare "not" after a hedge ("probably not", "not at all"), "I (don't) think
 # so", "nothing (is) seen", an elliptical echo of the question ("it is", "there isn't", "it does not").
@@ -1037,7 +1060,7 @@ _SHORT_REPLIES = (
 _NO_ABNORMALITY_RE = re.compile(
     r"\s*no\s+(?:(?:acute|significant|obvious|definite|focal|gross|other|evident|apparent|major|new|detectable|"
     r"radiographic|bony|osseous|cardiopulmonary|intracranial)\s+){0,3}abnormal\w*"
-    rf"(?:\s+{_EXIST_SEEN})?\s*[.!]?\s*"
+    rf"(?:\s+(?:findings?|features?|changes?))?(?:\s+(?:are |is )?{_EXIST_SEEN})?\s*[.!]?\s*"
 )
 
 
@@ -1118,7 +1141,7 @@ _STATED_THING_RES = (
     re.compile(r"\bthere (?:is|are|was|were|appears? to be|seems? to be)(?: also)? (\w+(?: \w+){0,7})"),
     re.compile(r"\b(?:shows?|showing|demonstrates?|demonstrating|reveals?|revealing|contains?|containing|has|have|"
                r"(?:consistent|compatible) with|in keeping with|suggestive of|indicative of|suggests?|suggesting|"
-               r"indicates?|indicating) (\w+(?: \w+){0,7})"),
+               r"indicates?|indicating|except for|apart from|aside from) (\w+(?: \w+){0,7})"),
     re.compile(rf"((?:\w+ ){{1,4}}?)(?:is|are|can be)(?: also| clearly)? {_EXIST_SEEN}\b"),
 )
 

@@ -3,7 +3,6 @@ the environment: on any other, pip only says "ResolutionImpossible" after a venv
 
 from __future__ import annotations
 
-import os
 import subprocess
 from pathlib import Path
 
