@@ -51,7 +51,9 @@ Kinds of question, told apart by the reference (and options / the two alternativ
   word, British spellings are American ones (haemorrhage, oedema, tumour), radiology's abbreviations
   are their words (LLL, RUQ, T2WI, GI, HCC, ACL, DWI), "nothing found" in its usual forms is one
   answer ("None" = "Normal" = "No abnormality seen" = "Unremarkable"), plurals (Greek ones too:
-  metastases) meet singulars, words that name one thing are one word (an organ's
+  metastases; and masses, abscesses) meet singulars, density and signal in plain words are the terms ("Low
+  density" hypodense, "High signal" hyperintense), a mammogram is mammography and positron emission
+  tomography PET, words that name one thing are one word (an organ's
   adjective is the organ: "Renal." for "Kidney"; "Thorax" is the chest, "Cardiomegaly" an enlarged heart,
   "Posteroanterior" PA, "Woman" female, "Hypo-dense" hypodense, "Lower left lobe" the left lower lobe; a
   finding's other forms are the finding: "Calcified", "Bleeding", "Dilation", "Infarction"; a plain
@@ -247,6 +249,10 @@ _PLAIN_NAMES = (
     (r"heart attack|mi", "myocardial infarction"),
     (r"blood clots?", "thrombus"),
     (r"liver steatosis|steatosis of liver|fatty infiltration of liver", "fatty liver"),
+    (r"low (?:density|attenuation)", "hypodense"),
+    (r"high (?:density|attenuation)", "hyperdense"),
+    (r"low signal(?: intensity)?", "hypointense"),
+    (r"high signal(?: intensity)?", "hyperintense"),
 )
 
 # Spellings of one thing, made one token so "X-ray" = "Xray" = "x ray" and plurals meet singulars.
@@ -262,12 +268,16 @@ _SPELLINGS = (
     (re.compile(r"\b(?:computed tomography|ct scans?)\b"), "ct"),
     (re.compile(r"\b(?:magnetic resonance imaging|magnetic resonance|mri scans?|mr)\b"), "mri"),
     (re.compile(r"\b(?:ultrasonography|sonography|sonograms?|sonographic|ultrasound scans?)\b"), "ultrasound"),
+    (re.compile(r"\b(?:mammograms?|mammographic)\b"), "mammography"),
+    (re.compile(r"\b(?:positron emission tomography|pet scans?)\b"), "pet"),
     (re.compile(r"\baxial\b"), "transverse"),  # SLAKE's planes: "Transverse Plane" is the axial one
     (re.compile(r"\b(transverse|coronal|sagittal)(?: planes?)?\b"), r"\1 plane"),
 )
 _PLURALS = (
-    # metastases -> metastasis, stenoses -> stenosis: the Greek plural of a word of 6+ letters
-    (re.compile(r"(?<=\w\w\w)ses\b"), "sis"),
+    # masses -> mass, abscesses -> abscess
+    (re.compile(r"(?<=\w)sses\b"), "ss"),
+    # metastases -> metastasis, stenoses -> stenosis: the Greek plural of a word of 6+ letters (not "-sses")
+    (re.compile(r"(?<=\w\w[^s\W])ses\b"), "sis"),
     # lungs -> lung (not mass, abscess, sinus, denies): the final s of a word of 4+ letters whose letter
     # before it is not s/u/i/e; found from the s (a literal the engine searches fast), checked backwards
     (re.compile(r"s\b(?<=\w\w[^suie\W]s)"), ""),
@@ -283,7 +293,8 @@ def _canon(norm: str) -> str:
 # The words a spelling rule of _CANON starts with: a text whose words include none of them only loses plurals
 _SPELLING_STARTS = frozenset({"x", "xray", "xrays", "radiograph", "radiographs", "radiography", "plain", "computed", "ct",
                               "magnetic", "mri", "mr", "ultrasonography", "sonography", "sonogram", "sonograms",
-                              "sonographic", "ultrasound", "axial",
+                              "sonographic", "ultrasound", "mammogram", "mammograms", "mammographic", "positron",
+                              "pet", "low", "high", "axial",
                               "transverse", "coronal", "sagittal", *_ABBREVIATIONS,
                               *(words.split()[0] for words in _SAME_THING), *_PREFIXES, "non", *_LEVELS,
                               "free", "kidney", "gall", "gallstone", "gallstones", "gallbladder", "heart", "mi", "blood",
@@ -309,6 +320,8 @@ def _may_be_british(lowered: str) -> bool:
 
 def _singular(word: str) -> str:
     """:data:`_PLURALS` on one word ending in s."""
+    if len(word) > 4 and word.endswith("sses"):
+        return word[:-2]
     if len(word) > 5 and word.endswith("ses"):
         return word[:-3] + "sis"
     return word[:-1] if len(word) > 3 and word[-2] not in "suie" else word
@@ -324,7 +337,7 @@ def _canon_short(norm: str) -> str:
 # Matches wherever any spelling rule could (a superset of their matches: no word boundaries, so the engine
 # can jump between the first letters)
 _CANON_ANY_RE = re.compile(r"x ?ray|radiograph|plain film|computed tomography|ct scan|magnetic resonance|mr|sonogra|"
-                           r"ultrasound scan|axial|transverse|coronal|sagittal|"
+                           r"ultrasound scan|mammogra|positron|pet scan|axial|transverse|coronal|sagittal|"
                            + "|".join([*_BRITISH, *_ABBREVIATIONS, *_SAME_THING, *_PREFIXES, "non", *_LEVELS,
                                      *(pattern for pattern, _ in _PLAIN_NAMES)]))
 
@@ -1286,7 +1299,7 @@ _ASKING_VERBS = frozenset({"is", "are", "was", "were", "does", "do", "did"})
 _ORDERED = frozenset({"than", "to", "from", "versus", "vs", "compared"})
 _RESTATEMENT_NOISE = _STOP | _FILLERS | _PREPOSITIONS | _ASKING_VERBS | frozenset(
     {"appears", "appear", "seems", "seem", "looks", "look", "shows", "show", "demonstrates", "they", "mildly",
-     "moderately", "severely", "markedly", "slightly", "significantly", "clearly", "very", "taken"})
+     "moderately", "severely", "markedly", "slightly", "significantly", "clearly", "very", "taken", "side", "sided"})
 _DETERMINERS = frozenset({"the", "this", "these", "those"})
 _CONTRASTS = frozenset({"but", "however", "although", "though", "whereas", "yet", "actually", "wait", "correction",
                         "instead", "rather"})  # a contrast or a self-correction
@@ -1304,7 +1317,7 @@ _ANTONYMS = {first: second for pair in (
     ("solid", "cystic"), ("acute", "chronic")) for first, second in (pair, pair[::-1])}
 _NORMAL_WORDS = frozenset({"normal", "unremarkable"})
 _NORMAL_ASPECTS = frozenset({"size", "limit", "within", "appearance", "caliber", "calibre", "position", "width",
-                             "density", "contour", "shape", "sized"})
+                             "density", "contour", "shape", "sized", "silhouette", "outline"})
 
 
 @lru_cache(maxsize=4096)
@@ -1446,8 +1459,8 @@ def _restates(said: set[str], asked: frozenset[str], predicate: frozenset[str]) 
 
 
 def _stems(words: set[str] | frozenset[str]) -> set[str]:
-    """Words with their plural endings also dropped, so "nodules" meets "nodule" and "masses" "mass"
-    (which the canonical form spells "massis", as it does "metastases" "metastasis")."""
+    """Words with their plural endings also dropped, so "nodules" meets "nodule" and "masses" "mass" in
+    words that are not in canonical form."""
     out = set(words)
     for w in words:
         if len(w) > 3 and w.endswith("s"):

@@ -537,6 +537,28 @@ FAMILY_CASES = [
     ("yn_denials", "No definite abnormal findings.", "yes", None, "Is this image normal?", True),
     ("yn_denials", "No abnormal findings are seen.", "no", None, "Is this image normal?", False),
     ("yn_denials", "No abnormal findings.", "no", None, "Is there any abnormality?", True),
+    # plurals in -sses (masses, abscesses; not the Greek -ses -> -sis), modality names (mammogram, PET), density and
+    # signal in plain words (low density = hypodense, high signal = hyperintense); yes/no: the heart's silhouette is
+    # its size, "on the left side" is "on the left"
+    ("more_spellings", "Masses.", "Mass", None, None, True),
+    ("more_spellings", "Multiple abscesses.", "Abscess", None, None, True),
+    ("more_spellings", "Abscesses.", "B", {"A": "Mass", "B": "Abscess", "C": "Cyst"}, None, True),
+    ("more_spellings", "Masses.", "B", {"A": "Mass", "B": "Abscess", "C": "Cyst"}, None, False),
+    ("more_spellings", "Metastases.", "Metastasis", None, None, True),
+    ("more_spellings", "Masses.", "Metastasis", None, None, False),
+    ("more_spellings", "Low density.", "Hypodense", None, None, True),
+    ("more_spellings", "Low attenuation lesion.", "Hypodense", None, None, True),
+    ("more_spellings", "Low density.", "Hyperdense", None, None, False),
+    ("more_spellings", "High signal intensity on T2.", "Hyperintense", None, None, True),
+    ("more_spellings", "High signal intensity on T2.", "Hypointense", None, None, False),
+    ("more_spellings", "Mammogram.", "Mammography", None, None, True),
+    ("more_spellings", "Mammogram.", "B", {"A": "CT", "B": "Mammography", "C": "MRI"}, None, True),
+    ("more_spellings", "Positron emission tomography.", "PET", None, None, True),
+    ("more_spellings", "Positron emission tomography.", "CT", None, None, False),
+    ("more_spellings", "Normal cardiac silhouette.", "no", None, "Is the heart enlarged?", True),
+    ("more_spellings", "Normal cardiac silhouette.", "yes", None, "Is the heart enlarged?", False),
+    ("more_spellings", "The mass is on the left side.", "yes", None, "Is the mass on the left?", True),
+    ("more_spellings", "The mass is on the right side.", "yes", None, "Is the mass on the left?", False),
     # very short references
     ("short", "A", "A", None, None, True),
     ("short", "The answer is A.", "A", None, None, True),

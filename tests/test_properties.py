@@ -80,7 +80,9 @@ ASCII_WORDS = st.lists(st.one_of(st.text(st.characters(max_codepoint=127), max_s
      "non-calcified", "lower left", "upper right", "calcified", "edema", "HCC", "NSCLC", "COVID-19", "covid19",
      "free air under the diaphragm", "kidney stones", "gallstones", "gall stones", "gallbladder calculi",
      "heart attack", "MI", "blood clots", "hepatic steatosis", "fatty infiltration of the liver", "sonograms",
-     "grey", "cxr", "postero anterior"])), max_size=12).map(" ".join)
+     "grey", "cxr", "postero anterior", "glasses", "processes", "mammogram", "mammographic", "PET scans",
+     "positron emission tomography", "low density", "high attenuation", "low signal intensity", "high signal"])),
+    max_size=12).map(" ".join)
 
 
 @SETTINGS
