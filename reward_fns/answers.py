@@ -47,9 +47,9 @@ Kinds of question, told apart by the reference (and options / the two alternativ
   and hedging count before ("no X", "rule out X", "no definite evidence of X", "argue against X")
   and after the finding ("X is unlikely", "X cannot be excluded", "X - no"); a list of candidates
   ("X or Y") or extra listed items is wrong; multi-part references match in any order, and so does a
-  report's inverted name ("Kidney, left"); modality spellings (X-ray, Xray, x ray, radiograph) are one
+  name written the other way round ("Kidney, left"; "Aneurysm of the aorta" for "Aortic aneurysm"); modality spellings (X-ray, Xray, x ray, radiograph) are one
   word, British spellings are American ones (haemorrhage, oedema, tumour), radiology's abbreviations
-  are their words (LLL, RUQ, T2WI, GI, HCC, ACL, DWI), "nothing found" in its usual forms is one
+  are their words (LLL, RUQ, T2WI, GI, HCC, ACL, DWI, SBO, PTX), "nothing found" in its usual forms is one
   answer ("None" = "Normal" = "No abnormality seen" = "Unremarkable"), plurals (Greek ones too:
   metastases; and masses, abscesses) meet singulars, density and signal in plain words are the terms ("Low
   density" hypodense, "High signal" hyperintense), a mammogram is mammography and positron emission
@@ -204,6 +204,8 @@ _ABBREVIATIONS = {
     "chf": "congestive heart failure", "sah": "subarachnoid hemorrhage", "sdh": "subdural hematoma",
     "edh": "epidural hematoma", "ich": "intracerebral hemorrhage", "avm": "arteriovenous malformation",
     "dvt": "deep vein thrombosis", "aaa": "abdominal aortic aneurysm", "tb": "tuberculosis",
+    "sbo": "small bowel obstruction", "lbo": "large bowel obstruction", "ptx": "pneumothorax",
+    "mca": "middle cerebral artery", "ica": "internal carotid artery",
 }
 _ABBREVIATION_RE = re.compile(rf"\b(?:{'|'.join(_ABBREVIATIONS)})\b")
 # Words that name one thing: an organ's adjective is the organ ("Renal." answers "Which organ?" with "Kidney"),
@@ -218,7 +220,7 @@ _SAME_THING = {
     "splenomegaly": "enlarged spleen", "gi": "gastrointestinal", "cns": "central nervous system", "cxr": "chest xray",
     "posteroanterior": "pa", "postero anterior": "pa", "anteroposterior": "ap", "antero posterior": "ap",
     "man": "male", "men": "male", "woman": "female", "women": "female", "grey": "gray", "covid 19": "covid",
-    "covid19": "covid",
+    "covid19": "covid", "rim enhancing": "ring enhancing", "rim enhancement": "ring enhancement",
     # a finding's adjective or other noun is the finding ("Calcified granuloma" states calcification); the abnormal
     # predicates keep their participle, which the yes/no restatement rules read ("Dilation." is "dilated")
     "calcified": "calcification", "calcific": "calcification", "fractured": "fracture", "hemorrhagic": "hemorrhage",
@@ -249,8 +251,8 @@ _PLAIN_NAMES = (
     (r"heart attack|mi", "myocardial infarction"),
     (r"blood clots?", "thrombus"),
     (r"liver steatosis|steatosis of liver|fatty infiltration of liver", "fatty liver"),
-    (r"low (?:density|attenuation)", "hypodense"),
-    (r"high (?:density|attenuation)", "hyperdense"),
+    (r"hypo ?attenuat(?:ing|ion)|low (?:density|attenuation)", "hypodense"),
+    (r"hyper ?attenuat(?:ing|ion)|high (?:density|attenuation)", "hyperdense"),
     (r"low signal(?: intensity)?", "hypointense"),
     (r"high signal(?: intensity)?", "hyperintense"),
 )
@@ -294,7 +296,8 @@ def _canon(norm: str) -> str:
 _SPELLING_STARTS = frozenset({"x", "xray", "xrays", "radiograph", "radiographs", "radiography", "plain", "computed", "ct",
                               "magnetic", "mri", "mr", "ultrasonography", "sonography", "sonogram", "sonograms",
                               "sonographic", "ultrasound", "mammogram", "mammograms", "mammographic", "positron",
-                              "pet", "low", "high", "axial",
+                              "pet", "low", "high", "hypoattenuating", "hypoattenuation", "hyperattenuating",
+                              "hyperattenuation", "axial",
                               "transverse", "coronal", "sagittal", *_ABBREVIATIONS,
                               *(words.split()[0] for words in _SAME_THING), *_PREFIXES, "non", *_LEVELS,
                               "free", "kidney", "gall", "gallstone", "gallstones", "gallbladder", "heart", "mi", "blood",
@@ -1639,7 +1642,7 @@ def _open_match(prediction: str, reference: str) -> bool:
     if len(ref) == 1:
         return _letter_answer(prediction, ref.upper())
     pred = _canon_norm(prediction)
-    if pred == ref or _inverted_name(prediction) == ref:
+    if pred == ref or _inverted_name(prediction, pred) == ref:
         return True
     if len(pred.split()) > len(ref.split()) + _OPEN_EXTRA_TOKENS:
         return False
@@ -1653,13 +1656,17 @@ def _open_match(prediction: str, reference: str) -> bool:
     return not _extra_candidates(_parts(prediction), wanted)
 
 
-def _inverted_name(prediction: str) -> str:
-    """A report's inverted name read in plain order ("Kidney, left" -> "left kidney", "Lobe, left lower" ->
-    "left lower lobe"); "" unless the prediction is two parts around one comma."""
-    head, comma, tail = prediction.partition(",")
-    if not comma or "," in tail or len(prediction) > _INVERTED_NAME_CHARS:
+def _inverted_name(prediction: str, canonical: str) -> str:
+    """A name written the other way round, in plain order: a report's "Kidney, left" -> "left kidney" ("Lobe,
+    left lower" -> "left lower lobe"), "Aneurysm of the aorta" -> "aorta aneurysm" (as "Aortic aneurysm" reads);
+    "" unless the prediction is two parts around one comma or one "of" (``canonical``: its canonical form)."""
+    if len(prediction) > _INVERTED_NAME_CHARS:
         return ""
-    return f"{_canon_norm(tail)} {_canon_norm(head)}"
+    head, comma, tail = prediction.partition(",")
+    if comma:
+        return "" if "," in tail else f"{_canon_norm(tail)} {_canon_norm(head)}"
+    head, of, tail = canonical.partition(" of ")
+    return f"{tail} {head}" if of and " of " not in tail else ""
 
 
 _INVERTED_NAME_CHARS = 80  # a name, not a sentence with a comma

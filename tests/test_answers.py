@@ -559,6 +559,23 @@ FAMILY_CASES = [
     ("more_spellings", "Normal cardiac silhouette.", "yes", None, "Is the heart enlarged?", False),
     ("more_spellings", "The mass is on the left side.", "yes", None, "Is the mass on the left?", True),
     ("more_spellings", "The mass is on the right side.", "yes", None, "Is the mass on the left?", False),
+    # "X of (the) Y" is "Y X" as a whole answer; more abbreviations (SBO, PTX, MCA); rim-enhancing is ring-enhancing;
+    # hypoattenuating is hypodense
+    ("of_names", "Aneurysm of the aorta.", "Aortic aneurysm", None, None, True),
+    ("of_names", "Obstruction of the small bowel.", "Small bowel obstruction", None, None, True),
+    ("of_names", "Cancer of the lung.", "Lung cancer", None, None, True),
+    ("of_names", "Cancer of the liver.", "Lung cancer", None, None, False),
+    ("of_names", "No evidence of pneumothorax.", "Pneumothorax", None, None, False),
+    ("of_names", "Head of the pancreas.", "Pancreatic head", None, None, True),
+    ("of_names", "Tail of the pancreas.", "Pancreatic head", None, None, False),
+    ("of_names", "SBO", "Small bowel obstruction", None, None, True),
+    ("of_names", "SBO", "Large bowel obstruction", None, None, False),
+    ("of_names", "Small PTX on the left.", "Pneumothorax", None, None, True),
+    ("of_names", "No PTX.", "Pneumothorax", None, None, False),
+    ("of_names", "Acute MCA infarct.", "Middle cerebral artery infarct", None, None, True),
+    ("of_names", "A rim-enhancing lesion.", "Ring enhancing lesion", None, None, True),
+    ("of_names", "It is hypoattenuating.", "B", {"A": "Hyperdense", "B": "Hypodense"}, None, True),
+    ("of_names", "Hyperattenuating.", "Hypodense", None, None, False),
     # very short references
     ("short", "A", "A", None, None, True),
     ("short", "The answer is A.", "A", None, None, True),
@@ -704,7 +721,7 @@ FAMILY_CASES = [
     ("side", "Left is not right.", "A", {"A": "Left", "B": "Right"}, None, False),
     # British spellings and radiology's abbreviations
     ("spelling", "Haemangioma.", "hemangioma", None, None, True),
-    ("spelling", "Oedema of the oesophagus.", "esophageal edema", None, None, False),  # an adjective is no noun
+    ("spelling", "Oedema of the oesophagus.", "esophageal edema", None, None, True),  # "X of Y" reads "Y X"
     ("spelling", "Oesophageal oedema.", "esophageal edema", None, None, True),
     ("spelling", "Tumours.", "tumor", None, None, True),
     ("spelling", "Haematoma.", "hemangioma", None, None, False),

@@ -81,7 +81,8 @@ ASCII_WORDS = st.lists(st.one_of(st.text(st.characters(max_codepoint=127), max_s
      "free air under the diaphragm", "kidney stones", "gallstones", "gall stones", "gallbladder calculi",
      "heart attack", "MI", "blood clots", "hepatic steatosis", "fatty infiltration of the liver", "sonograms",
      "grey", "cxr", "postero anterior", "glasses", "processes", "mammogram", "mammographic", "PET scans",
-     "positron emission tomography", "low density", "high attenuation", "low signal intensity", "high signal"])),
+     "positron emission tomography", "low density", "high attenuation", "low signal intensity", "high signal",
+     "hypoattenuating", "hyper attenuation", "rim enhancing", "SBO", "ptx"])),
     max_size=12).map(" ".join)
 
 

@@ -1,7 +1,6 @@
 """``medsage-eval leakage``: benchmark questions whose image (or a resized, re-encoded copy of it)
 is in a training set given as a LLaMA-Factory sharegpt json or a folder of images."""
 
-import io
 import json
 import shutil
 from pathlib import Path
