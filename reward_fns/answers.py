@@ -11,8 +11,10 @@ Kinds of question, told apart by the reference (and options / the two alternativ
   "不是B") does not name its option, so "C, not B" is C
   (and "Left, not right" is left: only "is not right" says wrong), and a list of labels is rejected
   together ("Options A, C and D are incorrect"); two options named is wrong ("A or B"); a rejected
-  option text selects the option that states its absence ("No pneumothorax"), and of two options
-  the other one ("Not benign."); a numeric option is named by its number word too ("Three.").
+  option text selects the option that states its absence ("No pneumothorax"), and rejecting all
+  options but one selects that one ("Not benign." of two, "Not A, B or D."); a numeric option is named
+  by its number word too ("Three."); a short answer naming only the last word of one option's text,
+  which ends no other option's, names that option ("Effusion." for "Pleural effusion").
 * yes/no (reference "yes"/"no", or SLAKE's Chinese closed forms 是/是的/不是/否, 有/没有, 包含/不包含,
   可以/不可以, 正常/不正常, ...; a Chinese reply also by statement: 未见/没有发现 X says no, 可见/存在 X
   yes, 可能/疑似 nothing, 没有异常 "normal" against the question, 这是CT图像 no to 这是MRI吗): whole
@@ -62,7 +64,8 @@ Kinds of question, told apart by the reference (and options / the two alternativ
   and yes/no questions too; "non" joins its word ("Non-calcified nodule" states no calcification,
   "Non-small cell lung cancer" no small cell lung cancer); "unlike X", "rather than X", "free of X" and
   "X-free" reject X, but "free air" and "free fluid" are findings;
-  Chinese answers match inside a reply, 脏/部 and 侧 optional (肝 is 肝脏, 左侧肺 左肺), modality names
+  Chinese answers match inside a reply, 脏/部 and 侧/边 optional (肝 is 肝脏, 左侧肺 左肺; "右侧。" names 右肺 of
+  左肺还是右肺), 未 negates (未见X), modality names
   one (磁共振 is MRI, X线 X光), a list of items (和/、) in any order but not more items than the reference;
   numeric references compare values (decimals, fractions, number words, Chinese numerals, units,
   thousands separators), and a number denied, bounded or hedged is not stated ("Not 2.", "More than
@@ -82,6 +85,7 @@ from __future__ import annotations
 import ast
 import json
 import math
+import os
 import re
 import string
 from collections.abc import Iterator
@@ -766,12 +770,13 @@ class _OptionSet:
     linear time. Hashed by identity: the verdict and clause caches key on it, and :func:`_option_set`
     gives one object per option set."""
 
-    __slots__ = ("items", "letters", "texts")
+    __slots__ = ("items", "letters", "texts", "heads")
 
     def __init__(self, items: tuple[tuple[str, str], ...]) -> None:
         self.items = items
         self.letters = frozenset(letter for letter, _ in items)
         needles = {letter: _canon(_normalized_option(text)) for letter, text in items}
+        self.heads = _heads(needles)
         self.texts = tuple(
             (letter, needle, f" {needle} ", tuple((other, off) for other, text in needles.items()
                                                   if other != letter and len(text) > len(needle)
@@ -779,6 +784,21 @@ class _OptionSet:
             for letter, needle in needles.items() if needle
         ) + tuple((letter, _ONES[int(needle)], f" {_ONES[int(needle)]} ", ()) for letter, needle in needles.items()
                   if needle.isascii() and needle.isdigit() and int(needle) < len(_ONES))  # "Three." names the option "3"
+
+
+def _heads(needles: dict[str, str]) -> dict[str, str]:
+    """{last word: letter} of the option texts of several words that no other option's text ends with or is,
+    leaving out those that state an absence or normality ("effusion" of "Pleural effusion"; nothing of "No
+    effusion", which "Effusion." does not name)."""
+    heads: dict[str, list[str]] = {}
+    for letter, needle in needles.items():
+        words = needle.split()
+        if words and _ABSENCE_WORDS.isdisjoint(words):
+            heads.setdefault(words[-1], []).append(letter if len(words) > 1 else "")
+    return {head: letters[0] for head, letters in heads.items() if len(letters) == 1 and letters[0]}
+
+
+_ABSENCE_WORDS = _NEG_BEFORE | {"absence", "absent", "free", "normal"}
 
 
 @lru_cache(maxsize=4096)
@@ -843,10 +863,28 @@ def _choice(prediction: object, options: _OptionSet) -> str | None:
         return named.pop()
     if named:
         return None
+    if not rejected:
+        return _head_choice(prediction, options)
     absence = _absence_option(rejected, options)
-    if absence is None and len(rejected) == 1 and len(options.letters) == 2:
-        return next(iter(options.letters - rejected))  # "Not benign." of benign and malignant
+    remaining = options.letters - rejected
+    if absence is None and len(remaining) == 1:
+        return next(iter(remaining))  # "Not benign." of benign and malignant; "Not A, B or D."
     return absence
+
+
+_HEAD_ANSWER_WORDS = 4
+
+
+def _head_choice(prediction: str, options: _OptionSet) -> str | None:
+    """A short answer that names no option but the last word of one option's text, which ends no other ("Effusion."
+    or "It is an effusion." for "Pleural effusion"), picks that option."""
+    if not options.heads or len(prediction) > _CONTEXT_CHARS:
+        return None
+    clauses = _canon_clauses(prediction)
+    if len(" ".join(clauses).split()) > _HEAD_ANSWER_WORDS:
+        return None
+    said = [letter for head, letter in options.heads.items() if _mentions(clauses, head) == (True, False, False)]
+    return said[0] if len(said) == 1 else None
 
 
 # ---------------------------------------------------------------------------------------------
@@ -919,8 +957,10 @@ def _zh_yes_no(text: str, question: str) -> str | None:
     if kind:
         return kind
     asked = _zh_asked_thing(question)
-    if asked and asked not in _zh_canon(head) and _ZH_VERB_OR_FILLER_RE.sub("", head):
-        return None  # "图中肝脏有囊肿" says nothing of 肿块; a verb alone ("未发现", "存在的") is about it
+    rest = _ZH_VERB_OR_FILLER_RE.sub("", head)
+    if asked and asked not in _zh_canon(head) and rest and not (len(rest) > 1 and asked.endswith(rest)):
+        return None  # "图中肝脏有囊肿" says nothing of 肿块; a verb alone ("未发现", "存在的"), or the asked thing's
+        # head noun ("未见结节" of 肺结节), is about it
     if any(denial in head for denial in _ZH_DENIALS):
         return "no"
     return "yes" if any(word in head for word in _ZH_STATEMENTS) else None
@@ -1606,7 +1646,7 @@ _OPEN_EXTRA_TOKENS = 12  # an open answer may wrap the reference in this many ex
 _NOTHING_FOUND_CHARS = 200  # a "nothing found" answer is a phrase: longer predictions are not cached or matched whole
 _PARTS_RE = re.compile(r"\s*(?:,|;|\band\b|&|\+)\s*", re.IGNORECASE)
 _SHORT_PART = 3  # a list item of at most this many words is an extra candidate answer
-_CJK_NEGATORS = ("不", "没", "无", "非", "否")
+_CJK_NEGATORS = ("不", "没", "无", "非", "否", "未")
 
 
 def _parts(text: str) -> list[str]:
@@ -1703,7 +1743,7 @@ _ZH_SPELLINGS = (
     (re.compile(r"x(?:光|线|射线)(?:片|摄影)?", re.IGNORECASE), "X光"),
     (re.compile(r"计算机断层(?:扫描|成像)?|ct(?:扫描)?", re.IGNORECASE), "CT"),
     (re.compile(r"(?:超声|B超|彩超)(?:检查)?", re.IGNORECASE), "超声"),
-    (re.compile(r"([左右双])侧"), r"\1"),
+    (re.compile(r"([左右双])(?:侧|边)"), r"\1"),
     (re.compile(r"(?<=[\u4e00-\u9fff])(?:脏|部(?![位分]))"), ""),
 )
 _ZH_LIST_RE = re.compile("和|、|及|与|以及")  # the enumeration marks and words of a list of answers
@@ -1812,12 +1852,30 @@ def _zh_named(text: str, choice: str) -> bool:
     return False
 
 
+def _zh_completed(prediction: str, choices: tuple[str, ...]) -> str:
+    """A Chinese reply that names neither alternative whole but, ending a phrase, what tells them apart reads as
+    naming that alternative: "右侧。" as 右肺 of 左肺/右肺 (their shared start and end are what is left out)."""
+    text = _zh_canon(prediction[:_CJK_CHOICE_CHARS])
+    if len(choices) < 2:
+        return text
+    first, second = (_zh_canon(c) for c in choices)
+    start = len(os.path.commonprefix([first, second]))
+    end = len(os.path.commonprefix([first[start:][::-1], second[start:][::-1]]))
+    cores = (first[start : len(first) - end], second[start : len(second) - end])
+    if not (start or end) or not all(cores) or first in text or second in text:
+        return text
+    shared_start, shared_end = first[:start], first[len(first) - end :]
+    return re.sub(f"({'|'.join(map(re.escape, cores))})(?![\u4e00-\u9fff])",
+                  lambda m: shared_start + m.group(1) + shared_end, text)
+
+
 def _either_or(prediction: str, choices: tuple[str, ...]) -> Verdict:
     """An "A or B" question: the reference (``choices[0]``) named un-negated, the other not."""
     if choices[0] == "both":
         return _both(prediction, choices[1:])
     if any(_has_cjk(c) for c in choices) or _has_cjk(prediction):
-        named = [_zh_named(prediction[:_CJK_CHOICE_CHARS], c) for c in choices[:2]]
+        text = _zh_completed(prediction, choices[:2])
+        named = [_zh_named(text, c) for c in choices[:2]]
     else:
         clauses = _canon_clauses(prediction)
         said = [(_mentions(clauses, _canon_norm(c))) for c in choices[:2]]

@@ -576,6 +576,26 @@ FAMILY_CASES = [
     ("of_names", "A rim-enhancing lesion.", "Ring enhancing lesion", None, None, True),
     ("of_names", "It is hypoattenuating.", "B", {"A": "Hyperdense", "B": "Hypodense"}, None, True),
     ("of_names", "Hyperattenuating.", "Hypodense", None, None, False),
+    # multiple choice: a short answer naming one option's last word, which ends no other option, picks it; rejecting
+    # every option but one picks that one. Chinese: 未 negates; a yes/no reply about the asked thing's head noun
+    # answers it; "右侧" names 右肺 of 左肺还是右肺
+    ("heads", "Effusion.", "A", CHEST_OPTS, None, True),
+    ("heads", "It is an effusion.", "A", CHEST_OPTS, None, True),
+    ("heads", "Effusion.", "C", CHEST_OPTS, None, False),
+    ("heads", "Chest.", "D", CHEST_OPTS, None, False),
+    ("heads", "Tear.", "C", {"A": "Muscle strain", "B": "Tendon tear", "C": "Ligament tear"}, None, False),
+    ("heads", "Fracture.", "B", {"A": "No fracture", "B": "Rib fracture"}, None, True),
+    ("heads", "Cyst.", "A", {"A": "No cyst", "B": "Renal mass"}, None, False),
+    ("heads", "The image shows a small effusion in the costophrenic angle.", "A", CHEST_OPTS, None, False),
+    ("heads", "Not A, B or D.", "C", CHEST_OPTS, None, True),
+    ("heads", "Not A or B.", "C", CHEST_OPTS, None, False),
+    ("heads", "未见明显结节。", "否", None, "这张图片中有肺结节吗?", True),
+    ("heads", "未见明显结节。", "是", None, "这张图片中有肺结节吗?", False),
+    ("heads", "未见囊肿。", "否", None, "这张图片中有肺结节吗?", False),
+    ("heads", "右侧。", "右肺", None, "病变在左肺还是右肺?", True),
+    ("heads", "病变位于右侧。", "左肺", None, "病变在左肺还是右肺?", False),
+    ("heads", "左右都有。", "右肺", None, "病变在左肺还是右肺?", False),
+    ("heads", "未见右肺病变。", "右肺", None, "病变在左肺还是右肺?", False),
     # very short references
     ("short", "A", "A", None, None, True),
     ("short", "The answer is A.", "A", None, None, True),
