@@ -49,9 +49,10 @@ Kinds of question, told apart by the reference (and options / the two alternativ
   and hedging count before ("no X", "rule out X", "no definite evidence of X", "argue against X")
   and after the finding ("X is unlikely", "X cannot be excluded", "X - no"); a list of candidates
   ("X or Y") or extra listed items is wrong; multi-part references match in any order, and so does a
-  name written the other way round ("Kidney, left"; "Aneurysm of the aorta" for "Aortic aneurysm"); modality spellings (X-ray, Xray, x ray, radiograph) are one
-  word, British spellings are American ones (haemorrhage, oedema, tumour), radiology's abbreviations
-  are their words (LLL, RUQ, T2WI, GI, HCC, ACL, DWI, SBO, PTX), "nothing found" in its usual forms is one
+  name written the other way round ("Kidney, left"; "Aneurysm of the aorta" for "Aortic aneurysm");
+  modality spellings (X-ray, Xray, x ray, radiograph) are one word, British spellings are American ones
+  (haemorrhage, oedema, tumour), radiology's abbreviations are their words (LLL, RUQ, T2WI, GI, HCC, ACL,
+  DWI, SBO, PTX), "nothing found" in its usual forms is one
   answer ("None" = "Normal" = "No abnormality seen" = "Unremarkable"), plurals (Greek ones too:
   metastases; and masses, abscesses) meet singulars, density and signal in plain words are the terms ("Low
   density" hypodense, "High signal" hyperintense), a mammogram is mammography and positron emission
