@@ -35,8 +35,11 @@ Kinds of question, told apart by the reference (and options / the two alternativ
   mass?", "Unremarkable except for a small mass") says yes unless hedged ("there may be") or about another
   thing ("There is a nodule", "There is pleural thickening" for a pleural effusion, "a cyst rather than a
   mass"); "Mass absent.", "Without (any) evidence of a mass", "The liver is free of masses", "Mass-free",
-  "Absence of a mass" and "Mass was excluded" say no, and "No (definite) abnormal findings" says normal; and
-  another kind of image or patient than the asked one says no ("This is a CT scan." to "Is this an MRI?",
+  "Absence of a mass" and "Mass was excluded" say no, and "No (definite) abnormal findings" says normal; "The
+  liver is (not) included / shown" says whether it is there; an abnormal predicate of the asked subject says no
+  to "Is the heart (size) normal?" ("Cardiomegaly."); an opposite denies ("diseased" healthy, "asymmetric"); and
+  another kind of image, view or patient than the asked one says no ("This is a CT scan." to "Is this an MRI?",
+  "AP view." to "Is this a PA film?",
   "Coronal." to "Is this an axial image?", "Female." to "Is this a male?"); a finding stated answers a
   question about the whole image ("There is a large mass in the liver." says yes to "Is there any
   abnormality?" and no to "Is this image normal?").
@@ -519,9 +522,11 @@ _AUX = (r"(?:is|are|was|were|be|been|being|appears?|seems?|looks?|has|have|had|c
         r"will|also|very|highly|considered|thought|felt|deemed|to|likely|most|much)")
 _NEG_PREDICATE = r"(?:unlikely|absent|excluded|ruled out|doubtful|improbable|less likely|incorrect|wrong|cannot\b)"
 _SEEN = (r"(?:seen|present|identified|visuali[sz]ed|evident|noted|observed|detected|demonstrated|appreciated|"
+         r"included|shown|depicted|"
          r"visible|found|likely|supported|excluded|ruled out|correct|right|answer)")
 # What states that a finding exists ("a mass is seen", "nothing is noted", "no abnormality detected")
-_EXIST_SEEN = r"(?:seen|present|noted|identified|visible|evident|observed|detected|demonstrated|appreciated|found)"
+_EXIST_SEEN = (r"(?:seen|present|noted|identified|visible|evident|observed|detected|demonstrated|appreciated|found|"
+               r"included|shown|depicted)")
 # "X not seen", "B not correct", "tumor-free"; but "Left, not right" names the right side, and only "is not right"
 # says wrong
 _NEG_AFTER_RE = re.compile(
@@ -1358,7 +1363,8 @@ _ANTONYMS = {first: second for pair in (
     ("left", "right"), ("benign", "malignant"), ("hypodense", "hyperdense"), ("hypoechoic", "hyperechoic"),
     ("hypointense", "hyperintense"), ("male", "female"), ("anterior", "posterior"), ("superior", "inferior"),
     ("upper", "lower"), ("medial", "lateral"), ("proximal", "distal"), ("increased", "decreased"),
-    ("solid", "cystic"), ("acute", "chronic")) for first, second in (pair, pair[::-1])}
+    ("solid", "cystic"), ("acute", "chronic"), ("healthy", "diseased"), ("symmetric", "asymmetric"),
+    ("symmetrical", "asymmetrical")) for first, second in (pair, pair[::-1])}
 _NORMAL_WORDS = frozenset({"normal", "unremarkable"})
 _NORMAL_ASPECTS = frozenset({"size", "limit", "within", "appearance", "caliber", "calibre", "position", "width",
                              "density", "contour", "shape", "sized", "silhouette", "outline"})
@@ -1432,9 +1438,10 @@ def _finding_stated(text: str, question: str) -> set[str]:
 # of every class asked ("This is a chest radiograph." to "Is this an X-ray?"; "MRI." says nothing of "Is this a
 # T1 weighted MRI?"), negating and hedging nothing.
 _ONE_OF = (frozenset({"xray", "ct", "mri", "ultrasound", "pet", "mammography"}), frozenset({"t1", "t2", "flair"}),
-           frozenset({"transverse", "coronal", "sagittal"}), frozenset({"male", "female"}))
+           frozenset({"transverse", "coronal", "sagittal"}), frozenset({"male", "female"}), frozenset({"pa", "ap"}))
 _ALL_KINDS = frozenset().union(*_ONE_OF)
-_KIND_NOUNS = frozenset({"weighted", "plane", "view", "taken", "modality", "patient", "gender", "sex", "sequence"})
+_KIND_NOUNS = frozenset({"weighted", "plane", "view", "taken", "modality", "patient", "gender", "sex", "sequence",
+                         "film", "projection"})
 
 
 @lru_cache(maxsize=4096)
@@ -1485,13 +1492,20 @@ def _restatement(text: str, words: list[str], question: str) -> set[str]:
     if not asked or not said or any(_ANTONYMS.get(word) in words for word in predicate if word in words):
         return set()  # nothing to restate, or a predicate word and its opposite ("Benign, malignant.")
     if _NORMAL_WORDS & said and asked & _ABNORMAL_PREDICATES and not said & _ABNORMAL_PREDICATES:
-        asked_stems = _stems(asked)
-        subject = said - _NORMAL_WORDS - _NORMAL_ASPECTS
-        return {"no"} if all(_stems({word}) & asked_stems for word in subject) else set()
+        return {"no"} if _only_the_subject(said - _NORMAL_WORDS, asked) else set()
+    if _NORMAL_WORDS & asked and said & _ABNORMAL_PREDICATES and not said & _NORMAL_WORDS:
+        return {"no"} if _only_the_subject(said - _ABNORMAL_PREDICATES, asked) else set()  # "Cardiomegaly." to
+        # "Is the heart size normal?"
     if _restates(said, asked, predicate):
         return {"yes"}
     opposite = {_ANTONYMS[word] if _ANTONYMS.get(word) in predicate else word for word in said}
     return {"no"} if opposite != said and _restates(opposite, asked, predicate) else set()
+
+
+def _only_the_subject(said: set[str], asked: frozenset[str]) -> bool:
+    """Whether a reply's words, besides its predicate, name nothing but the asked subject and its aspects."""
+    asked_stems = _stems(asked)
+    return all(_stems({word}) & asked_stems for word in said - _NORMAL_ASPECTS)
 
 
 def _restates(said: set[str], asked: frozenset[str], predicate: frozenset[str]) -> bool:

@@ -596,6 +596,23 @@ FAMILY_CASES = [
     ("heads", "病变位于右侧。", "左肺", None, "病变在左肺还是右肺?", False),
     ("heads", "左右都有。", "右肺", None, "病变在左肺还是右肺?", False),
     ("heads", "未见右肺病变。", "右肺", None, "病变在左肺还是右肺?", False),
+    # yes/no: "included", "shown", "depicted" state that a thing is there (SLAKE's "Does the picture contain X?");
+    # healthy/diseased and symmetric/asymmetric are opposites; PA and AP are views of which a film is one; an abnormal
+    # predicate of the asked subject says no to "Is the X normal?"
+    ("yn_more", "The liver is included.", "yes", None, "Does the picture contain liver?", True),
+    ("yn_more", "The liver is not included in this image.", "no", None, "Does the picture contain liver?", True),
+    ("yn_more", "The liver is not included in this image.", "yes", None, "Does the picture contain liver?", False),
+    ("yn_more", "The lung is diseased.", "no", None, "Is the lung healthy?", True),
+    ("yn_more", "The lung is diseased.", "yes", None, "Is the lung healthy?", False),
+    ("yn_more", "The kidneys are asymmetric.", "no", None, "Are the kidneys symmetric?", True),
+    ("yn_more", "AP view.", "no", None, "Is this a PA film?", True),
+    ("yn_more", "Posteroanterior chest radiograph.", "yes", None, "Is this a PA film?", True),
+    ("yn_more", "Posteroanterior chest radiograph.", "no", None, "Is this a PA film?", False),
+    ("yn_more", "Cardiomegaly.", "no", None, "Is the heart size normal?", True),
+    ("yn_more", "The heart is enlarged.", "no", None, "Is the heart size normal?", True),
+    ("yn_more", "The heart is enlarged.", "yes", None, "Is the heart size normal?", False),
+    ("yn_more", "The liver is enlarged.", "no", None, "Is the heart size normal?", False),
+    ("yn_more", "The heart size is normal.", "yes", None, "Is the heart size normal?", True),
     # very short references
     ("short", "A", "A", None, None, True),
     ("short", "The answer is A.", "A", None, None, True),
