@@ -1138,7 +1138,8 @@ def _short_reply(words: list[str]) -> str | None:
 def _asked_words(question: str) -> tuple[frozenset[str], bool, bool]:
     """A question's content words, whether it asks about normality at all ("normal" or "abnormal..."),
     and whether it asks about an abnormality (abnormal, abnormality, ...)."""
-    asked = frozenset(normalize(question).split()) - _STOP
+    norm = normalize(question)
+    asked = (frozenset(norm.split()) | frozenset(_canon(norm).split())) - _STOP  # "widening" is also "widened"
     asks_abnormal = any(word.startswith("abnormal") for word in asked)
     return asked, "normal" in asked or asks_abnormal, asks_abnormal
 
@@ -1366,6 +1367,7 @@ _ANTONYMS = {first: second for pair in (
     ("solid", "cystic"), ("acute", "chronic"), ("healthy", "diseased"), ("symmetric", "asymmetric"),
     ("symmetrical", "asymmetrical")) for first, second in (pair, pair[::-1])}
 _NORMAL_WORDS = frozenset({"normal", "unremarkable"})
+_PREDICATE_WORDS = frozenset(_ANTONYMS) | _ABNORMAL_PREDICATES
 _NORMAL_ASPECTS = frozenset({"size", "limit", "within", "appearance", "caliber", "calibre", "position", "width",
                              "density", "contour", "shape", "sized", "silhouette", "outline"})
 
@@ -1374,15 +1376,20 @@ _NORMAL_ASPECTS = frozenset({"size", "limit", "within", "appearance", "caliber",
 def _restatable(question: str) -> tuple[frozenset[str], frozenset[str]]:
     """The content words a reply must restate to affirm ``question``, and those of its predicate where it
     has the "Is the <subject> <predicate>?" shape with a one-word subject ("Is the heart enlarged?", "Is
-    the mass on the left?") or a noun after a side or position word ("Is the left kidney enlarged?"),
-    else none; nothing at all when it cannot be read as above."""
+    the mass on the left?"), a noun after a side or position word ("Is the left kidney enlarged?") or any
+    subject before a predicate word that ends the question ("Is the liver lesion hypodense?"), else none;
+    nothing at all when it cannot be read as above."""
     words = normalize(question).split()
     if not words or words[0] not in _ASKING_VERBS or "left" in words and "right" in words or not (
             _ORDERED.isdisjoint(words) and not _denies_existence(words) and _EXIST_HEDGES.isdisjoint(words)):
         return frozenset(), frozenset()
     content = _content_words(question)
     raw = question.lower().split()  # articles kept: "is this a t1 mri" names no subject word, "is the heart" does
-    size = 2 if len(raw) > 2 and raw[2] in _ANTONYMS else 1  # "the left kidney", "the upper lobe"
+    last = _content_words(raw[-1])
+    if len(raw) > 3 and last and last <= _PREDICATE_WORDS:
+        size = len(raw) - 3  # a predicate word ends the question: "Is the liver lesion hypodense?"
+    else:
+        size = 2 if len(raw) > 2 and raw[2] in _ANTONYMS else 1  # "the left kidney", "the upper lobe"
     subject = _content_words(" ".join(raw[2 : 2 + size])) if len(raw) > 2 + size and raw[1] in _DETERMINERS else set()
     predicate = _content_words(" ".join(raw[2 + size :])) if subject else set()
     return frozenset(content), frozenset(predicate) if predicate and subject | predicate == content else frozenset()

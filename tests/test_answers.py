@@ -613,6 +613,16 @@ FAMILY_CASES = [
     ("yn_more", "The heart is enlarged.", "yes", None, "Is the heart size normal?", False),
     ("yn_more", "The liver is enlarged.", "no", None, "Is the heart size normal?", False),
     ("yn_more", "The heart size is normal.", "yes", None, "Is the heart size normal?", True),
+    # a bare predicate answers a question that ends with a predicate word, whatever its subject; a question's words
+    # are also read in canonical form ("widening" is "widened")
+    ("yn_more", "Low density.", "yes", None, "Is the liver lesion hypodense?", True),
+    ("yn_more", "It is hyperdense.", "no", None, "Is the liver lesion hypodense?", True),
+    ("yn_more", "It is hyperdense.", "yes", None, "Is the liver lesion hypodense?", False),
+    ("yn_more", "Malignant.", "yes", None, "Is the lesion in the right lobe of the liver malignant?", True),
+    ("yn_more", "Kidney.", "yes", None, "Is the liver lesion hypodense?", False),
+    ("yn_more", "Hypodense kidney lesion.", "yes", None, "Is the liver lesion hypodense?", False),
+    ("yn_more", "The mediastinum is not widened.", "no", None, "Is there mediastinal widening?", True),
+    ("yn_more", "The heart is not enlarged.", "no", None, "Is there cardiomegaly?", True),
     # very short references
     ("short", "A", "A", None, None, True),
     ("short", "The answer is A.", "A", None, None, True),
@@ -726,7 +736,7 @@ FAMILY_CASES = [
     ("restate", "Enlarged right kidney.", "yes", None, "Is the left kidney enlarged?", False),
     ("restate", "Left kidney.", "yes", None, "Is the left kidney enlarged?", False),  # the subject alone
     ("restate", "The lower lobe is consolidated.", "yes", None, "Is the upper lobe consolidated?", False),
-    ("restate", "Enlarged.", "yes", None, "Is the lung mass enlarged?", False),  # "lung" is no side word
+    ("restate", "Enlarged.", "yes", None, "Is the lung mass enlarged?", True),  # a predicate word ends the question
     ("restate", "On the left.", "yes", None, "Is the mass on the left?", True),
     ("restate", "Right lobe.", "yes", None, "Is the mass in the left lobe?", False),
     ("restate", "The mass.", "yes", None, "Is the mass in the left lobe?", False),
