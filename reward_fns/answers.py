@@ -38,7 +38,9 @@ Kinds of question, told apart by the reference (and options / the two alternativ
   "Absence of a mass" and "Mass was excluded" say no, and "No (definite) abnormal findings" says normal; "The
   liver is (not) included / shown" says whether it is there; an abnormal predicate of the asked subject says no
   to "Is the heart (size) normal?" ("Cardiomegaly."); an opposite denies ("diseased" healthy, "asymmetric"); and
-  another kind of image, view or patient than the asked one says no ("This is a CT scan." to "Is this an MRI?",
+  a finding of the asked organ, in its own phrase, says it is not normal ("There is a mass in the left lung." to "Is
+  the lung healthy?", not "Clear lungs with cardiomegaly."); another kind of image, view or patient than the asked
+  one says no ("This is a CT scan." to "Is this an MRI?",
   "AP view." to "Is this a PA film?",
   "Coronal." to "Is this an axial image?", "Female." to "Is this a male?"); a finding stated answers a
   question about the whole image ("There is a large mass in the liver." says yes to "Is there any
@@ -96,7 +98,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from enum import Enum
 from functools import lru_cache
-from itertools import islice, pairwise
+from itertools import islice, pairwise, takewhile
 from typing import NamedTuple
 
 from .scaffold import answer_text
@@ -1401,7 +1403,8 @@ def _content_words(text: str) -> set[str]:
 
 # A question about the whole image's normality ("Is this image normal?", "Is there any abnormality?", "Does the
 # picture contain abnormality?") is answered by a finding stated un-negated and unhedged in the reply's first two
-# clauses ("There is a large mass in the liver." says abnormal); a question naming an organ is not one of them.
+# clauses ("There is a large mass in the liver." says abnormal); a question about one organ's ("Is the lung
+# healthy?") by a finding stated in a clause that names the organ ("There is a mass in the lung.").
 _FINDINGS = frozenset({
     "mass", "lesion", "nodule", "tumor", "cancer", "carcinoma", "metastasis", "cyst", "abscess", "fracture", "effusion",
     "pneumothorax", "pneumoperitoneum", "consolidation", "opacity", "infiltrate", "atelectasis", "hemorrhage",
@@ -1411,22 +1414,24 @@ _FINDINGS = frozenset({
 _FINDING_RE = re.compile(rf"\b(?:{'|'.join(sorted(_FINDINGS))})\b")
 _ABNORMALITY_WORDS = frozenset({"abnormal", "abnormality", "abnormalities"})
 _WHOLE_IMAGE_WORDS = _ABNORMALITY_WORDS | {"normal", "healthy", "finding", "contain", "picture", "photo", "study"}
+_ORGAN_WORDS = 2  # "Is the left lung healthy?"
 
 
 @lru_cache(maxsize=4096)
-def _asks_whole_image(question: str) -> str | None:
-    """"abnormal" when ``question`` asks whether the image holds an abnormality, "normal" whether it is normal,
-    None when it asks about something named (an organ, a finding) or is no such question."""
+def _asks_normality(question: str) -> tuple[str | None, frozenset[str]]:
+    """("abnormal", organ) when ``question`` asks whether the image (organ: empty) or one organ of a word or two
+    holds an abnormality, ("normal", organ) whether it is normal; (None, empty) for any other question."""
     content = _content_words(question)
-    if not content <= _WHOLE_IMAGE_WORDS:
-        return None
+    organ = frozenset(content - _WHOLE_IMAGE_WORDS - _FINDINGS)
+    if len(organ) > _ORGAN_WORDS or content & _FINDINGS:
+        return None, frozenset()
     if content & _ABNORMALITY_WORDS:
-        return "abnormal"
-    return "normal" if content & {"normal", "healthy"} else None
+        return "abnormal", organ
+    return ("normal", organ) if content & {"normal", "healthy"} else (None, frozenset())
 
 
 def _finding_stated(text: str, question: str) -> set[str]:
-    asks = _asks_whole_image(question)
+    asks, organ = _asks_normality(question)
     if asks is None:
         return set()
     for clause in _canon_clauses(text[:_EXISTENCE_CHARS])[:2]:
@@ -1434,9 +1439,23 @@ def _finding_stated(text: str, question: str) -> set[str]:
             continue
         for m in _FINDING_RE.finditer(clause):
             before, after = _context(clause, m.start(), m.end())
-            if not _negated(before, after) and not _listed(before, after):
+            if not _negated(before, after) and not _listed(before, after) and _names_organ(before, after, organ):
                 return {"yes"} if asks == "abnormal" else {"no"}
     return set()
+
+
+def _names_organ(before: list[str], after: list[str], organ: frozenset[str]) -> bool:
+    """Whether a finding's own phrase names ``organ`` (every word; empty: any finding): the words right after it
+    when there are any ("enlarged heart": the heart), else those right before it ("lung mass") and where it is
+    ("mass in the left lung"); "Lungs clear, hepatomegaly." states a finding of the liver, not of the lungs."""
+    if not organ:
+        return True
+    phrase = list(islice(takewhile(lambda w: w not in _PREPOSITIONS and w not in _STOP, after), 3))
+    if not phrase:
+        phrase = list(islice(takewhile(lambda w: w not in _PREPOSITIONS and w not in _STOP, reversed(before)), 3))
+        phrase += after[1:6] if after and after[0] in _LOCATIVE else []
+    said = _stems(set(phrase))
+    return all(_stems({word}) & said for word in organ)
 
 
 # Kinds of which an image or patient is exactly one: a question about one alone ("Is this an MRI?", "Is this a

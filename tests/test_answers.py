@@ -623,6 +623,15 @@ FAMILY_CASES = [
     ("yn_more", "Hypodense kidney lesion.", "yes", None, "Is the liver lesion hypodense?", False),
     ("yn_more", "The mediastinum is not widened.", "no", None, "Is there mediastinal widening?", True),
     ("yn_more", "The heart is not enlarged.", "no", None, "Is there cardiomegaly?", True),
+    # a finding of the asked organ, in its own phrase, says it is not normal / healthy
+    ("yn_more", "There is a mass in the left lung.", "no", None, "Is the lung healthy?", True),
+    ("yn_more", "Left lung mass.", "no", None, "Is the lung normal?", True),
+    ("yn_more", "Left lung mass.", "yes", None, "Is the lung normal?", False),
+    ("yn_more", "There is a mass in the liver.", "no", None, "Is the lung normal?", False),
+    ("yn_more", "Clear lungs with cardiomegaly.", "no", None, "Is the lung healthy?", False),
+    ("yn_more", "Lungs clear, hepatomegaly.", "no", None, "Is the lung healthy?", False),
+    ("yn_more", "Hepatomegaly.", "no", None, "Is the liver normal in size?", True),
+    ("yn_more", "There is a hemorrhage in the brain.", "yes", None, "Is the brain abnormal?", True),
     # very short references
     ("short", "A", "A", None, None, True),
     ("short", "The answer is A.", "A", None, None, True),
