@@ -46,7 +46,8 @@ Kinds of question, told apart by the reference (and options / the two alternativ
   question about the whole image ("There is a large mass in the liver." says yes to "Is there any
   abnormality?" and no to "Is this image normal?").
 * either-or (``choices``, the two alternatives a closed "A or B" question names, or a Chinese
-  "A还是B" one): the reference must be named and the other alternative not. A reference "Both"
+  "A还是B" one): the reference must be named and the other alternative not; rejecting one alone names the
+  other ("It is not benign." of benign or malignant). A reference "Both"
   ("Which lung is abnormal, left or right?") is right when both are named ("Left and right.") or
   "both" is said ("Bilateral." too, of left and right); one alone or "Neither." is wrong.
 * open-ended: SQuAD-style normalisation and exact match, or the reference stated un-negated in a
@@ -1921,6 +1922,8 @@ def _either_or(prediction: str, choices: tuple[str, ...]) -> Verdict:
         clauses = _canon_clauses(prediction)
         said = [(_mentions(clauses, _canon_norm(c))) for c in choices[:2]]
         named = [asserted and not negated for asserted, negated, _ in said]
+        if not any(named) and len(said) == 2 and said[0][1] != said[1][1]:
+            named = [said[1][1], said[0][1]]  # "It is not benign." of benign or malignant: the other one
     if len(choices) < 2 or named[0] == named[1]:
         return Verdict(False, False)
     return Verdict(True, named[0])

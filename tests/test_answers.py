@@ -632,6 +632,11 @@ FAMILY_CASES = [
     ("yn_more", "Lungs clear, hepatomegaly.", "no", None, "Is the lung healthy?", False),
     ("yn_more", "Hepatomegaly.", "no", None, "Is the liver normal in size?", True),
     ("yn_more", "There is a hemorrhage in the brain.", "yes", None, "Is the brain abnormal?", True),
+    # either-or: rejecting one alternative alone names the other
+    ("yn_more", "It is not benign.", "Malignant", None, "Is the mass benign or malignant?", True),
+    ("yn_more", "It is not benign.", "Benign", None, "Is the mass benign or malignant?", False),
+    ("yn_more", "Neither benign nor malignant.", "Malignant", None, "Is the mass benign or malignant?", False),
+    ("yn_more", "Not malignant, not benign.", "Benign", None, "Is the mass benign or malignant?", False),
     # very short references
     ("short", "A", "A", None, None, True),
     ("short", "The answer is A.", "A", None, None, True),
