@@ -456,13 +456,17 @@ def _answer_type(has_options: bool, reference: object, choices: object) -> Answe
 # ---------------------------------------------------------------------------------------------
 # extraction: where the answer is in a response
 
-ANSWER_SOURCES = ("answer_tag", "whole", "boxed", "answer_is", "final_line")
+ANSWER_SOURCES = ("answer_tag", "whole", "boxed", "answer_is", "before_explanation", "final_line")
 _BOXED_RE = re.compile(r"\\boxed\{((?:[^{}]|\{[^{}]*\}){0,500})\}")
 _LATEX_TEXT_RE = re.compile(r"\\(?:text|textbf|mathrm)\{([^{}]{0,500})\}")
 _ANSWER_IS_RE = re.compile(r"(?i)\b(?:final answer|correct answer|the answer|answer)\s*(?:is|:)\s*([^\n]{1,500})")
 _ZH_ANSWER_IS_RE = re.compile(r"答案\s*(?:是|为|:|：)[\s:：]*([^\n\u3002]{1,500})")  # 答案是/答案为/答案：, to 。
 _TAG_RE = re.compile(r"</?[A-Z]{2,12}>")
 _FALLBACK_LINE_CHARS = 300  # a plain answer is a word, a phrase or a sentence or two
+# An answer given first and explained after it: "B) Pneumothorax\n\nExplanation: ..."
+_EXPLANATION_RE = re.compile(r"(?i)\W*(?:explanation|reasoning|rationale|reason|justification|because|this is because)\b"
+                             r"|(?:解释|理由|原因)[:：]")
+_ANSWER_FIRST_CHARS = 80
 
 
 def _unwrap_latex(text: str) -> str:
@@ -480,7 +484,7 @@ def extract_answer(response: object, require_tag: bool = False) -> tuple[str | N
     answer given in the scaffold (format matters to the policy, appendix A.4). Otherwise the
     fallbacks of the strongest suites (VLMEvalKit, lmms-eval, MedEvalKit) apply in order: the last
     ``\\boxed{}``, the last "the answer is ..." (or "答案是 ...", to its 。), the final line ("whole" when
-    there is one line).
+    there is one line), or the first line when the second opens its explanation ("Yes.\nExplanation: ...").
     """
     if not isinstance(response, str):
         return None, ""
@@ -498,6 +502,8 @@ def extract_answer(response: object, require_tag: bool = False) -> tuple[str | N
     if stated and normalize(stated.group(1)):
         return stated.group(1).strip(), "answer_is"
     lines = [line.strip() for line in _TAG_RE.sub("\n", response).splitlines() if line.strip()]
+    if len(lines) > 1 and len(lines[0]) <= _ANSWER_FIRST_CHARS and _EXPLANATION_RE.match(lines[1]):
+        return lines[0], "before_explanation"
     if not lines or len(lines[-1]) > _FALLBACK_LINE_CHARS:
         return None, ""  # a final line this long is prose (or a degenerate loop), not an answer
     return lines[-1], "whole" if len(lines) == 1 else "final_line"

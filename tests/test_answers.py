@@ -959,6 +959,10 @@ def test_mmmu_open_rules_are_number_aware(prediction, reference, expected):
         ("The answer is kidney. 答案为肝脏", False, ("肝脏", "answer_is")),
         ("答案是。", False, ("答案是。", "whole")),  # nothing stated: the line itself
         ("Findings are subtle.\nPneumonia", False, ("Pneumonia", "final_line")),
+        ("Yes.\n\nExplanation: there is a pleural line.", False, ("Yes.", "before_explanation")),
+        ("B) Pneumothorax\nReasoning: the pleural line is seen.", False, ("B) Pneumothorax", "before_explanation")),
+        ("A first line that is long prose about the findings rather than any answer at all, as plain as it is.\n"
+         "Because of that, no", False, ("Because of that, no", "final_line")),
         ("Yes.", False, ("Yes.", "whole")),
         ("<CON>The lung is clear</CON>\nNo", False, ("No", "final_line")),
         ("The answer is yes", True, (None, "")),
