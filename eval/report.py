@@ -3,7 +3,7 @@ beside the published rows, a per-slice breakdown, and a PNG chart.
 
 Published numbers are copied from the paper and labelled "published, not re-measured" in every
 file; ours carry 95% bootstrap intervals, the parse-failure rate, how many answers were read by a
-fallback (no ``<ANSWER>`` stage: ``\\boxed{}``, "the answer is ...", the final line), and how open
+fallback (no ``<ANSWER>`` stage: ``\\boxed{}``, "the answer is ...", an answer-first line, the final line), and how open
 questions were scored (matcher or judge), since open-question figures differ several-fold between
 the two.
 """

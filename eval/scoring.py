@@ -6,7 +6,7 @@ Every number here avoids the known pitfalls of existing suites (notes/DATASETS.m
 * a response without a readable answer is a *parse failure*: it counts as wrong, stays in the
   denominator, and its rate is reported; nothing falls back to a random option;
 * a response without an ``<ANSWER>`` stage is read the way the strongest suites read one
-  (``\\boxed{}``, "the answer is ...", the final line), and how many answers came from such a
+  (``\\boxed{}``, "the answer is ...", an answer-first line, the final line), and how many answers came from such a
   fallback is reported per benchmark and slice (``fallback_rate``): a model that stops writing
   the scaffold shows up there, not as a silently lower or higher accuracy;
 * open questions report exact match, token recall and F1 as named fields (never positional), and
@@ -95,7 +95,7 @@ class GroupSummary:
 
 def response_answer(response: str, style: str, fallback: bool = True) -> str | None:
     """The answer a response gives (:func:`medsage.reward_fns.answers.extract_answer`): the
-    ``<ANSWER>`` stage, else (with ``fallback``) ``\\boxed{}``, "the answer is ...", the final line."""
+    ``<ANSWER>`` stage, else (with ``fallback``) ``\\boxed{}``, "the answer is ...", an answer-first line, the final line."""
     return _extract(response, style, fallback)[0]
 
 
