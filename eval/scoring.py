@@ -94,8 +94,8 @@ class GroupSummary:
 
 
 def response_answer(response: str, style: str, fallback: bool = True) -> str | None:
-    """The answer a response gives (:func:`medsage.reward_fns.answers.extract_answer`): the
-    ``<ANSWER>`` stage, else (with ``fallback``) ``\\boxed{}``, "the answer is ...", an answer-first line, the final line."""
+    """The answer a response gives (:func:`medsage.reward_fns.answers.extract_answer`): the ``<ANSWER>``
+    stage, else (with ``fallback``) ``\\boxed{}``, "the answer is ...", an answer-first line, the final line."""
     return _extract(response, style, fallback)[0]
 
 
