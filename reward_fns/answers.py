@@ -75,8 +75,8 @@ Kinds of question, told apart by the reference (and options / the two alternativ
   左肺还是右肺), 未 negates (未见X), modality names
   one (磁共振 is MRI, X线 X光), a list of items (和/、) in any order but not more items than the reference;
   numeric references compare values (decimals, fractions, number words, Chinese numerals, units,
-  thousands separators), and a number denied, bounded or hedged is not stated ("Not 2.", "More than
-  2.", "2 cannot be excluded", "没有两个"; "Not 3, but 2." states 2).
+  thousands separators, ordinals: "Fifth rib." for "5th"), and a number denied, bounded or hedged is not
+  stated ("Not 2.", "More than 2.", "At least 2.", "2 cannot be excluded", "没有两个"; "Not 3, but 2." states 2).
   ``rules="mmmu"`` scores open questions with MMMU's own number-aware rules instead.
 
 :func:`extract_answer` finds the answer in a response: the ``<ANSWER>`` stage, or (unless the
@@ -1596,11 +1596,16 @@ _UNITS = {
     "mg": ("mass", 1e-3), "g": ("mass", 1.0), "kg": ("mass", 1e3), "mcg": ("mass", 1e-6), "\u00b5g": ("mass", 1e-6),
     "ml": ("volume", 1e-3), "cc": ("volume", 1e-3), "l": ("volume", 1.0),
     "%": ("percent", 1.0), "percent": ("percent", 1.0),
+    "st": ("ordinal", 1.0), "nd": ("ordinal", 1.0), "rd": ("ordinal", 1.0), "th": ("ordinal", 1.0),  # "5th" rib
 }
 _ONES = ("zero one two three four five six seven eight nine ten eleven twelve thirteen fourteen fifteen sixteen "
          "seventeen eighteen nineteen twenty").split()
 _TENS = ("thirty", "forty", "fifty", "sixty", "seventy", "eighty", "ninety")
 _NUMBER_WORDS = {w: i for i, w in enumerate(_ONES)} | {w: 10 * i for i, w in enumerate(_TENS, 3)}
+_ORDINALS = {w: i for i, w in enumerate(
+    "first second third fourth fifth sixth seventh eighth ninth tenth eleventh twelfth".split(), 1)}
+_ORDINAL_RE = re.compile(rf"\b({'|'.join(_ORDINALS)})\b")
+_NUMBER_BOUNDS = frozenset({"least", "most", "over", "under", "exceeding", "beyond"})  # "at least 2", "over 2"
 _ZH_DIGITS = "零一二三四五六七八九十"
 # A Chinese numeral counting something (两个, 三处) or ending the reply (二); 一 in 一张/一侧 is an article
 _ZH_NUMBER_RE = re.compile("([零一二两三四五六七八九十])(?=[个处块枚只条例]|[\\s\u3002.]*$)")
@@ -1624,7 +1629,8 @@ class Quantity(NamedTuple):
 
 
 def _numbers(text: str) -> Iterator[tuple[Quantity, int, int]]:
-    """Each number in a text, with where it is written: "1,000", "3.5cm", "5 mm", ".5", "two", "twenty-five"."""
+    """Each number in a text, with where it is written: "1,000", "3.5cm", "5 mm", ".5", "two", "twenty-five",
+    and ordinals ("5th", "fifth"), which only an ordinal reference reads beside a count's bare numbers."""
     for m in _NUMBER_RE.finditer(text):
         written = m.group(1).replace(",", "")
         numerator, _, denominator = written.partition("/")
@@ -1634,6 +1640,8 @@ def _numbers(text: str) -> Iterator[tuple[Quantity, int, int]]:
     for m in _NUMBER_WORD_RE.finditer(text.lower()):
         value = float(_NUMBER_WORDS[m.group(1)] + (_NUMBER_WORDS[m.group(2)] if m.group(2) else 0))
         yield Quantity(value), m.start(), m.end()
+    for m in _ORDINAL_RE.finditer(text.lower()):
+        yield Quantity(float(_ORDINALS[m.group(1)]), *_UNITS["th"]), m.start(), m.end()
     if _has_cjk(text):
         for m in _ZH_NUMBER_RE.finditer(text):
             yield Quantity(float(_ZH_DIGITS.index(m.group(1)) if m.group(1) != "两" else 2)), m.start(), m.end()
@@ -1645,7 +1653,9 @@ def _number_negated(text: str, start: int, end: int) -> bool:
     so does "Without contrast, 2 lesions": a number's scope ends at a comma or colon too)."""
     before = _NUMBER_SCOPE_RE.split(text[max(0, start - _CONTEXT_CHARS) : start])[-1]
     after = _NUMBER_SCOPE_RE.split(text[end : end + _CONTEXT_CHARS], maxsplit=1)[0]
-    return _negated(normalize(before).split(), normalize(after).split()) or before[-2:].startswith(_CJK_NEGATORS)
+    words = normalize(before).split()
+    return _negated(words, normalize(after).split()) or bool(words) and words[-1] in _NUMBER_BOUNDS or \
+        before[-2:].startswith(_CJK_NEGATORS)
 
 
 _NUMBER_SCOPE_RE = re.compile(f"{_CLAUSE_RE.pattern}|[,:]", re.IGNORECASE)
@@ -1679,7 +1689,7 @@ def _numeric_match(prediction: str, reference: Quantity) -> bool:
     if reference.dimension:
         same_kind = [q for q in stated if q.dimension == reference.dimension] or bare
     else:
-        same_kind = bare or stated
+        same_kind = bare or [q for q in stated if q.dimension != "ordinal"]  # "the second lesion" is no count
     return bool(same_kind) and all(q.equals(reference) for q in same_kind)
 
 

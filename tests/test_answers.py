@@ -637,6 +637,18 @@ FAMILY_CASES = [
     ("yn_more", "It is not benign.", "Benign", None, "Is the mass benign or malignant?", False),
     ("yn_more", "Neither benign nor malignant.", "Malignant", None, "Is the mass benign or malignant?", False),
     ("yn_more", "Not malignant, not benign.", "Benign", None, "Is the mass benign or malignant?", False),
+    # numbers: "at least / at most / over / under N" bound N, as "more than N" does; ordinals ("5th", "fifth") answer an
+    # ordinal reference and are no count ("the second lesion" states no count of 2)
+    ("numbers", "At least 2.", "2", None, None, False),
+    ("numbers", "At most 2 lesions.", "2", None, None, False),
+    ("numbers", "Over 3 cm.", "3 cm", None, None, False),
+    ("numbers", "At least 2 lesions, 2 in the liver.", "2", None, None, True),
+    ("numbers", "Fifth rib.", "5th", None, None, True),
+    ("numbers", "The 5th rib.", "5th", None, None, True),
+    ("numbers", "Sixth rib.", "5th", None, None, False),
+    ("numbers", "Fifth and sixth ribs.", "5th", None, None, False),
+    ("numbers", "The second lesion is larger.", "2", None, None, False),
+    ("numbers", "The first image shows 2 lesions.", "2", None, None, True),
     # very short references
     ("short", "A", "A", None, None, True),
     ("short", "The answer is A.", "A", None, None, True),
