@@ -13,7 +13,8 @@ Kinds of question, told apart by the reference (and options / the two alternativ
   together ("Options A, C and D are incorrect"); two options named is wrong ("A or B"); a rejected
   option text selects the option that states its absence ("No pneumothorax"), and rejecting all
   options but one selects that one ("Not benign." of two, "Not A, B or D."); a numeric option is named
-  by its number word too ("Three."); a short answer naming only the last word of one option's text,
+  by its number word too ("Three."), any option by its position ("Option 3", "the third option", "the last
+  choice") unless an option's text is a number; a short answer naming only the last word of one option's text,
   which ends no other option's, names that option ("Effusion." for "Pleural effusion").
 * yes/no (reference "yes"/"no", or SLAKE's Chinese closed forms 是/是的/不是/否, 有/没有, 包含/不包含,
   可以/不可以, 正常/不正常, ...; a Chinese reply also by statement: 未见/没有发现 X says no, 可见/存在 X
@@ -831,9 +832,30 @@ def _offsets(haystack: str, needle: str) -> list[int]:
 
 
 def _clause_mentions(clause: str, options: _OptionSet) -> tuple[tuple[str, bool], ...]:
-    """Every (letter, negated) mention in one clause: labels and option texts."""
+    """Every (letter, negated) mention in one clause: labels, option texts and positions."""
     canon = _canon_norm(clause)
-    return tuple(_letter_mentions(clause, options.letters) + (_text_mentions(canon, options) if canon else []))
+    return tuple(_letter_mentions(clause, options.letters) + (_text_mentions(canon, options) if canon else [])
+                 + _position_mentions(canon, options))
+
+
+# An option named by its position: "option 3", "choice 2", "the third option", "the last choice"
+_POSITION_RE = re.compile(r"\b(?:(?:option|choice) (\d{1,2})|(first|second|third|fourth|fifth|sixth|seventh|eighth|ninth|"
+                          r"tenth|last) (?:option|choice))\b")
+
+
+def _position_mentions(canon: str, options: _OptionSet) -> list[tuple[str, bool]]:
+    """(letter, negated) for each option a canonical clause names by its position; none where an option's
+    text is a number ("option 3" could then be its text)."""
+    if "option" not in canon and "choice" not in canon or any(needle.isdigit() for _, needle, _, _ in options.texts):
+        return []
+    letters = [letter for letter, _ in options.items]
+    found = []
+    for m in _POSITION_RE.finditer(canon):
+        digits, word = m.groups()
+        at = int(digits) - 1 if digits else len(letters) - 1 if word == "last" else _ORDINALS[word] - 1
+        if 0 <= at < len(letters):
+            found.append((letters[at], _negated(*_context(canon, m.start(), m.end()))))
+    return found
 
 
 # Short clauses repeat (closed answers, degenerate looping responses): their mentions are cached.

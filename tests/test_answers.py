@@ -649,6 +649,13 @@ FAMILY_CASES = [
     ("numbers", "Fifth and sixth ribs.", "5th", None, None, False),
     ("numbers", "The second lesion is larger.", "2", None, None, False),
     ("numbers", "The first image shows 2 lesions.", "2", None, None, True),
+    # an option named by its position, unless an option's text is a number
+    ("heads", "The third option.", "C", CHEST_OPTS, None, True),
+    ("heads", "Option 3.", "C", CHEST_OPTS, None, True),
+    ("heads", "I would pick the last choice.", "D", CHEST_OPTS, None, True),
+    ("heads", "The first option is wrong; the answer is the second option.", "B", CHEST_OPTS, None, True),
+    ("heads", "Option 3.", "B", CHEST_OPTS, None, False),
+    ("heads", "Option 3.", "B", {"A": "2", "B": "3", "C": "4"}, None, True),
     # very short references
     ("short", "A", "A", None, None, True),
     ("short", "The answer is A.", "A", None, None, True),
