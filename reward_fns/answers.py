@@ -18,7 +18,8 @@ Kinds of question, told apart by the reference (and options / the two alternativ
   which ends no other option's, names that option ("Effusion." for "Pleural effusion").
 * yes/no (reference "yes"/"no", or SLAKE's Chinese closed forms 是/是的/不是/否, 有/没有, 包含/不包含,
   可以/不可以, 正常/不正常, ...; a Chinese reply also by statement: 未见/没有发现 X says no, 可见/存在 X
-  yes, 可能/疑似 nothing, 没有异常 "normal" against the question, 这是CT图像 no to 这是MRI吗): whole
+  yes, 可能/疑似 nothing, 没有异常 "normal" against the question, 这是CT图像 no to 这是MRI吗, 女性 no to 是男性吗,
+  轴位 yes to 是横断面吗, 心脏增大 yes and 心脏大小正常 no to 心脏增大了吗): whole
   words only, so "no" never matches "normal", "nodule" or "notable"; a reply that says both ("Yes and no", "No. Actually, yes") is no answer, and so is a "yes"
   that denies the asked thing ("Yes, there is no fracture." to "Is there a fracture?"). Without a
   yes/no word, statements decide: "X is not seen / ruled out / unlikely", "negative for X" say no,
@@ -990,7 +991,7 @@ def _zh_yes_no(text: str, question: str) -> str | None:
     polarity = _zh_polarity(head)
     if polarity or not _has_cjk(head):
         return polarity
-    kind = _zh_kind(head, question)
+    kind = _zh_kind(head, question) or _zh_restatement(head, question)
     if kind:
         return kind
     asked = _zh_asked_thing(question)
@@ -1023,6 +1024,23 @@ def _zh_normality(head: str) -> bool | None:
     return None
 
 
+# Chinese abnormal predicates a question may ask about (心脏增大了吗?), and words a reply adds about the subject
+_ZH_ABNORMAL = ("增大", "肿大", "扩大", "扩张", "增厚", "狭窄", "移位", "萎缩")
+_ZH_ASPECT_RE = re.compile("大小|形态|的|了|明显|看起来|是")
+
+
+def _zh_restatement(head: str, question: str) -> str | None:
+    """A reply restating a Chinese question's abnormal predicate about its subject says yes (心脏增大 to 心脏增大了吗),
+    one calling that subject normal says no (心脏大小正常); anything more said of another subject, nothing."""
+    predicate = next((word for word in _ZH_ABNORMAL if word in question), None)
+    if predicate is None or any(neg in head for neg in _CJK_NEGATORS):
+        return None
+    for word, answer in ((predicate, "yes"), ("正常", "no")):
+        if word in head and _ZH_ASPECT_RE.sub("", _zh_canon(head).replace(word, "")) in _zh_canon(question):
+            return answer
+    return None
+
+
 def _zh_kind(head: str, question: str) -> str | None:
     """:func:`_kind_answer` of a Chinese reply's first clause (这是CT图像 to 这是MRI吗 is "no")."""
     if any(neg in head for neg in _CJK_NEGATORS):
@@ -1033,7 +1051,8 @@ def _zh_kind(head: str, question: str) -> str | None:
 
 
 # The kinds of _ONE_OF as :func:`_zh_canon` spells them in Chinese text (lower-cased), and the kind each is
-_ZH_KIND_WORDS = {"mri": "mri", "ct": "ct", "x光": "xray", "超声": "ultrasound", "横断面": "transverse",
+_ZH_KIND_WORDS = {"mri": "mri", "ct": "ct", "x光": "xray", "超声": "ultrasound", "男性": "male", "女性": "female",
+                  "横断面": "transverse",
                   "冠状面": "coronal", "矢状面": "sagittal"}
 _ZH_KIND_RE = re.compile("|".join(_ZH_KIND_WORDS))
 
@@ -1824,6 +1843,7 @@ _ZH_SPELLINGS = (
     (re.compile(r"计算机断层(?:扫描|成像)?|ct(?:扫描)?", re.IGNORECASE), "CT"),
     (re.compile(r"(?:超声|B超|彩超)(?:检查)?", re.IGNORECASE), "超声"),
     (re.compile(r"([左右双])(?:侧|边)"), r"\1"),
+    (re.compile("轴位|轴面|横断位|水平位"), "横断面"), (re.compile("冠状位"), "冠状面"), (re.compile("矢状位"), "矢状面"),
     (re.compile(r"(?<=[\u4e00-\u9fff])(?:脏|部(?![位分]))"), ""),
 )
 _ZH_LIST_RE = re.compile("和|、|及|与|以及")  # the enumeration marks and words of a list of answers

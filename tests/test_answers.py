@@ -656,6 +656,18 @@ FAMILY_CASES = [
     ("heads", "The first option is wrong; the answer is the second option.", "B", CHEST_OPTS, None, True),
     ("heads", "Option 3.", "B", CHEST_OPTS, None, False),
     ("heads", "Option 3.", "B", {"A": "2", "B": "3", "C": "4"}, None, True),
+    # Chinese: sex and plane words as kinds (女性 says no to 是男性吗; 轴位 is 横断面, 冠状位 冠状面); a reply restating the
+    # question's abnormal predicate of its subject says yes, calling the subject normal says no
+    ("zh_yn", "女性。", "否", None, "这个病人是男性吗?", True),
+    ("zh_yn", "男性。", "是", None, "这个病人是男性吗?", True),
+    ("zh_yn", "轴位。", "是", None, "这张图片是横断面吗?", True),
+    ("zh_yn", "冠状位。", "否", None, "这张图片是横断面吗?", True),
+    ("zh_yn", "冠状位。", "是", None, "这张图片是横断面吗?", False),
+    ("zh_yn", "心脏增大。", "是", None, "心脏增大了吗?", True),
+    ("zh_yn", "心脏大小正常。", "否", None, "心脏增大了吗?", True),
+    ("zh_yn", "心脏大小正常。", "是", None, "心脏增大了吗?", False),
+    ("zh_yn", "肝脏增大。", "是", None, "心脏增大了吗?", False),
+    ("zh_yn", "心脏没有增大。", "否", None, "心脏增大了吗?", True),
     # very short references
     ("short", "A", "A", None, None, True),
     ("short", "The answer is A.", "A", None, None, True),
