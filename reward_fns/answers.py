@@ -74,7 +74,8 @@ Kinds of question, told apart by the reference (and options / the two alternativ
   "Non-small cell lung cancer" no small cell lung cancer); "unlike X", "rather than X", "free of X" and
   "X-free" reject X, but "free air" and "free fluid" are findings;
   Chinese answers match inside a reply, 脏/部 and 侧/边 optional (肝 is 肝脏, 左侧肺 左肺; "右侧。" names 右肺 of
-  左肺还是右肺), 未 negates (未见X), modality names
+  左肺还是右肺), 未 negates (未见X), an English reply's organ, side, region, plane and finding words answer a
+  Chinese question ("The left lung." is 左肺) unless it negates or names another organ or finding, modality names
   one (磁共振 is MRI, X线 X光), a list of items (和/、) in any order but not more items than the reference;
   numeric references compare values (decimals, fractions, number words, Chinese numerals, units,
   thousands separators, ordinals: "Fifth rib." for "5th"), and a number denied, bounded or hedged is not
@@ -1771,7 +1772,7 @@ def _open_match(prediction: str, reference: str) -> bool:
     if _says_nothing_found(reference) and len(prediction) <= _NOTHING_FOUND_CHARS and _says_nothing_found(prediction):
         return True  # "No abnormality" is "None" is "Normal"
     if _has_cjk(reference):
-        return _cjk_match(prediction, reference)
+        return _cjk_match(_in_chinese(prediction, reference), reference)
     if _has_cjk(prediction) and _cjk_match(prediction, reference):
         return True  # "磁共振" and "这是一张MRI图像" answer "MRI"
     quantity = _numeric_reference(reference)
@@ -1847,6 +1848,41 @@ _ZH_SPELLINGS = (
     (re.compile(r"(?<=[\u4e00-\u9fff])(?:脏|部(?![位分]))"), ""),
 )
 _ZH_LIST_RE = re.compile("和|、|及|与|以及")  # the enumeration marks and words of a list of answers
+
+
+# English words of SLAKE's Chinese answers (organs, regions, sides, planes, findings), in their canonical spellings on
+# both sides, so an English reply answers a Chinese question: "The left lung." is 左肺, "Liver and spleen." 肝和脾
+_IN_CHINESE = {
+    "liver": "肝", "lung": "肺", "heart": "心", "kidney": "肾", "spleen": "脾", "brain": "脑", "stomach": "胃",
+    "pancreas": "胰腺", "bladder": "膀胱", "gallbladder": "胆囊", "colon": "结肠", "rectum": "直肠", "esophagus": "食管",
+    "trachea": "气管", "spinal cord": "脊髓", "small bowel": "小肠", "small intestine": "小肠", "large bowel": "大肠",
+    "large intestine": "大肠", "duodenum": "十二指肠", "aorta": "主动脉", "bone": "骨", "rib": "肋骨", "spine": "脊柱",
+    "uterus": "子宫", "prostate": "前列腺", "chest": "胸", "abdomen": "腹", "head": "头", "neck": "颈", "pelvis": "盆腔",
+    "left": "左", "right": "右", "bilateral": "双", "upper": "上", "middle": "中", "lower": "下", "lobe": "叶",
+    "transverse plane": "横断面", "coronal plane": "冠状面", "sagittal plane": "矢状面", "nodule": "结节",
+    "pneumonia": "肺炎", "pleural effusion": "胸腔积液", "effusion": "积液", "pneumothorax": "气胸", "mass": "肿块",
+    "edema": "水肿", "edematous": "水肿", "tumor": "肿瘤", "atelectasis": "肺不张", "fracture": "骨折", "cyst": "囊肿",
+    "hemorrhage": "出血", "consolidation": "实变", "infiltration": "浸润", "and": "和", "or": "或",
+}
+_IN_CHINESE_RE = re.compile(rf"\b(?:{'|'.join(sorted(_IN_CHINESE, key=len, reverse=True))})\b")
+_IN_CHINESE_MODIFIERS = frozenset({"左", "右", "双", "上", "中", "下", "叶", "和", "或"})  # may be said beyond the reference
+_BETWEEN_CJK_RE = re.compile("(?<=[\u4e00-\u9fff]) (?=[\u4e00-\u9fff])")
+
+
+def _in_chinese(prediction: str, reference: str) -> str:
+    """An English reply with its words of :data:`_IN_CHINESE` in Chinese, for a Chinese ``reference``. A reply
+    is left as it is when it negates anything (its negation is English, which the Chinese match cannot read) or
+    names an organ, region or finding the reference does not ("Heart and lung." for 心脏)."""
+    if _has_cjk(prediction) or not prediction.isascii() or len(prediction) > _CONTEXT_CHARS:
+        return prediction
+    canon = _canon_norm(prediction)
+    if not _NEG_BEFORE.isdisjoint(canon.split()):
+        return prediction
+    terms = [_IN_CHINESE[m.group(0)] for m in _IN_CHINESE_RE.finditer(canon)]
+    ref = _zh_canon(reference)
+    if any(term not in ref and term not in _IN_CHINESE_MODIFIERS for term in terms):
+        return prediction
+    return _BETWEEN_CJK_RE.sub("", _IN_CHINESE_RE.sub(lambda m: _IN_CHINESE[m.group(0)], canon))
 
 
 def _zh_canon(text: str) -> str:
@@ -1974,7 +2010,7 @@ def _either_or(prediction: str, choices: tuple[str, ...]) -> Verdict:
     if choices[0] == "both":
         return _both(prediction, choices[1:])
     if any(_has_cjk(c) for c in choices) or _has_cjk(prediction):
-        text = _zh_completed(prediction, choices[:2])
+        text = _zh_completed(_in_chinese(prediction, "".join(choices[:2])), choices[:2])
         named = [_zh_named(text, c) for c in choices[:2]]
     else:
         clauses = _canon_clauses(prediction)

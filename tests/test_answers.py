@@ -668,6 +668,20 @@ FAMILY_CASES = [
     ("zh_yn", "心脏大小正常。", "是", None, "心脏增大了吗?", False),
     ("zh_yn", "肝脏增大。", "是", None, "心脏增大了吗?", False),
     ("zh_yn", "心脏没有增大。", "否", None, "心脏增大了吗?", True),
+    # an English reply to a Chinese question (SLAKE "both"): its organ, side, region, plane and finding words read in
+    # Chinese, unless it negates or names another organ or finding
+    ("zh_open", "The liver.", "肝脏", None, None, True),
+    ("zh_open", "The abnormality is located in the left lung.", "左肺", None, None, True),
+    ("zh_open", "The right lung.", "左肺", None, None, False),
+    ("zh_open", "Liver and spleen.", "肝脏和脾脏", None, None, True),
+    ("zh_open", "Liver and spleen.", "肝脏", None, None, False),
+    ("zh_open", "Liver or spleen.", "肝脏", None, None, False),
+    ("zh_open", "Not the liver.", "肝脏", None, None, False),
+    ("zh_open", "Heart and lungs.", "心脏", None, None, False),
+    ("zh_open", "Axial plane.", "横断面", None, None, True),
+    ("zh_open", "Pneumonia.", "肺炎", None, None, True),
+    ("zh_open", "Right lung.", "右肺", None, "病变在左肺还是右肺?", True),
+    ("zh_open", "Left lung.", "右肺", None, "病变在左肺还是右肺?", False),
     # very short references
     ("short", "A", "A", None, None, True),
     ("short", "The answer is A.", "A", None, None, True),
