@@ -63,7 +63,9 @@ Kinds of question, told apart by the reference (and options / the two alternativ
   DWI, SBO, PTX), "nothing found" in its usual forms is one
   answer ("None" = "Normal" = "No abnormality seen" = "Unremarkable"), plurals (Greek ones too:
   metastases; and masses, abscesses) meet singulars, density and signal in plain words are the terms ("Low
-  density" hypodense, "High signal" hyperintense), a mammogram is mammography and positron emission
+  density" hypodense, "High signal" hyperintense), contrast in VQA-RAD's two answers ("Contrast-enhanced",
+  "With IV contrast" are "with contrast"; "Non-contrast", "Unenhanced" "without contrast"), "several" is
+  "multiple", a mammogram is mammography and positron emission
   tomography PET, words that name one thing are one word (an organ's
   adjective is the organ: "Renal." for "Kidney"; "Thorax" is the chest, "Cardiomegaly" an enlarged heart,
   "Posteroanterior" PA, "Woman" female, "Hypo-dense" hypodense, "Lower left lobe" the left lower lobe; a
@@ -232,7 +234,8 @@ _SAME_THING = {
     "osseous": "bone", "bony": "bone", "thorax": "chest", "thoracic": "chest", "abdominal": "abdomen",
     "pelvic": "pelvis", "cardiomegaly": "enlarged heart", "hepatomegaly": "enlarged liver",
     "splenomegaly": "enlarged spleen", "gi": "gastrointestinal", "cns": "central nervous system", "cxr": "chest xray",
-    "posteroanterior": "pa", "postero anterior": "pa", "anteroposterior": "ap", "antero posterior": "ap",
+    "posteroanterior": "pa", "postero anterior": "pa", "posterior anterior": "pa", "anteroposterior": "ap",
+    "antero posterior": "ap", "anterior posterior": "ap", "several": "multiple", "numerous": "multiple",
     "man": "male", "men": "male", "woman": "female", "women": "female", "grey": "gray", "covid 19": "covid",
     "covid19": "covid", "rim enhancing": "ring enhancing", "rim enhancement": "ring enhancement",
     # a finding's adjective or other noun is the finding ("Calcified granuloma" states calcification); the abnormal
@@ -269,6 +272,11 @@ _PLAIN_NAMES = (
     (r"hyper ?attenuat(?:ing|ion)|high (?:density|attenuation)", "hyperdense"),
     (r"low signal(?: intensity)?", "hypointense"),
     (r"high signal(?: intensity)?", "hyperintense"),
+    # VQA-RAD's "with contrast" / "without contrast" ("Contrast-enhanced CT", "With IV contrast", "Non-contrast"), the
+    # absence one word, so no negator stands before what follows it
+    (r"(?:iv|intravenous) contrast", "contrast"),
+    (r"contrast enhanced|post ?contrast", "with contrast"),
+    (r"without contrast|nonenhanced|unenhanced|pre ?contrast", "noncontrast"),
 )
 
 # Spellings of one thing, made one token so "X-ray" = "Xray" = "x ray" and plurals meet singulars.
@@ -311,7 +319,8 @@ _SPELLING_STARTS = frozenset({"x", "xray", "xrays", "radiograph", "radiographs",
                               "magnetic", "mri", "mr", "ultrasonography", "sonography", "sonogram", "sonograms",
                               "sonographic", "ultrasound", "mammogram", "mammograms", "mammographic", "positron",
                               "pet", "low", "high", "hypoattenuating", "hypoattenuation", "hyperattenuating",
-                              "hyperattenuation", "axial",
+                              "hyperattenuation", "iv", "intravenous", "contrast", "post", "postcontrast",
+                              "without", "nonenhanced", "unenhanced", "pre", "precontrast", "axial",
                               "transverse", "coronal", "sagittal", *_ABBREVIATIONS,
                               *(words.split()[0] for words in _SAME_THING), *_PREFIXES, "non", *_LEVELS,
                               "free", "kidney", "gall", "gallstone", "gallstones", "gallbladder", "heart", "mi", "blood",

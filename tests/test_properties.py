@@ -82,7 +82,8 @@ ASCII_WORDS = st.lists(st.one_of(st.text(st.characters(max_codepoint=127), max_s
      "heart attack", "MI", "blood clots", "hepatic steatosis", "fatty infiltration of the liver", "sonograms",
      "grey", "cxr", "postero anterior", "glasses", "processes", "mammogram", "mammographic", "PET scans",
      "positron emission tomography", "low density", "high attenuation", "low signal intensity", "high signal",
-     "hypoattenuating", "hyper attenuation", "rim enhancing", "SBO", "ptx"])),
+     "hypoattenuating", "hyper attenuation", "rim enhancing", "SBO", "ptx", "non-contrast", "contrast-enhanced",
+     "with IV contrast", "post contrast", "precontrast", "unenhanced", "several", "posterior anterior"])),
     max_size=12).map(" ".join)
 
 
