@@ -346,10 +346,8 @@ def _may_be_british(lowered: str) -> bool:
 
 def _singular(word: str) -> str:
     """:data:`_PLURALS` on one word ending in s."""
-    if len(word) > 4 and word.endswith("sses"):
-        return word[:-2]
-    if len(word) > 5 and word.endswith("ses"):
-        return word[:-3] + "sis"
+    if word.endswith("ses") and len(word) > 4:
+        return word[:-2] if word[-4] == "s" else word[:-3] + "sis" if len(word) > 5 else word
     return word[:-1] if len(word) > 3 and word[-2] not in "suie" else word
 
 
@@ -845,8 +843,10 @@ def _offsets(haystack: str, needle: str) -> list[int]:
 def _clause_mentions(clause: str, options: _OptionSet) -> tuple[tuple[str, bool], ...]:
     """Every (letter, negated) mention in one clause: labels, option texts and positions."""
     canon = _canon_norm(clause)
-    return tuple(_letter_mentions(clause, options.letters) + (_text_mentions(canon, options) if canon else [])
-                 + _position_mentions(canon, options))
+    found = _letter_mentions(clause, options.letters) + (_text_mentions(canon, options) if canon else [])
+    if "option" in canon or "choice" in canon:
+        found += _position_mentions(canon, options)
+    return tuple(found)
 
 
 # An option named by its position: "option 3", "choice 2", "the third option", "the last choice"
@@ -857,7 +857,7 @@ _POSITION_RE = re.compile(r"\b(?:(?:option|choice) (\d{1,2})|(first|second|third
 def _position_mentions(canon: str, options: _OptionSet) -> list[tuple[str, bool]]:
     """(letter, negated) for each option a canonical clause names by its position; none where an option's
     text is a number ("option 3" could then be its text)."""
-    if "option" not in canon and "choice" not in canon or any(needle.isdigit() for _, needle, _, _ in options.texts):
+    if any(needle.isdigit() for _, needle, _, _ in options.texts):
         return []
     letters = [letter for letter, _ in options.items]
     found = []
