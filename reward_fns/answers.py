@@ -37,7 +37,9 @@ Kinds of question, told apart by the reference (and options / the two alternativ
   mass?", "Unremarkable except for a small mass") says yes unless hedged ("there may be") or about another
   thing ("There is a nodule", "There is pleural thickening" for a pleural effusion, "a cyst rather than a
   mass"); "Mass absent.", "Without (any) evidence of a mass", "The liver is free of masses", "Mass-free",
-  "Absence of a mass" and "Mass was excluded" say no, and "No (definite) abnormal findings" says normal; "The
+  "Absence of a mass", "Mass was excluded" and "Non-contrast CT." to "Was contrast used?" say no (but a word the
+  question denies itself is not asked: "Is this a non-contrast CT?"), and "No (definite) abnormal findings" says
+  normal; "The
   liver is (not) included / shown" says whether it is there; an abnormal predicate of the asked subject says no
   to "Is the heart (size) normal?" ("Cardiomegaly."); an opposite denies ("diseased" healthy, "asymmetric"); and
   a finding of the asked organ, in its own phrase, says it is not normal ("There is a mass in the left lung." to "Is
@@ -1142,7 +1144,7 @@ def _question_predicates(tokens: list[str], question: str) -> set[str]:
     return said
 
 
-_PREDICATE_NEGATORS = frozenset({"not", "no", "nothing", "none", "never", "without"})
+_PREDICATE_NEGATORS = frozenset({"not", "no", "nothing", "none", "never", "without", "non"})  # "Non-contrast."
 _DENIED_OF = frozenset({"free", "absence"})  # "free of X", "absence of X"; "free fluid" is a finding
 _LINKS = frozenset({"is", "are", "was", "were", "has", "have", "been"})
 
@@ -1196,10 +1198,13 @@ def _short_reply(words: list[str]) -> str | None:
 
 @lru_cache(maxsize=4096)
 def _asked_words(question: str) -> tuple[frozenset[str], bool, bool]:
-    """A question's content words, whether it asks about normality at all ("normal" or "abnormal..."),
-    and whether it asks about an abnormality (abnormal, abnormality, ...)."""
+    """A question's content words (but those it denies itself: "contrast" of "Is this a non-contrast CT?"),
+    whether it asks about normality at all ("normal" or "abnormal..."), and whether it asks about an
+    abnormality (abnormal, abnormality, ...)."""
     norm = normalize(question)
-    asked = (frozenset(norm.split()) | frozenset(_canon(norm).split())) - _STOP  # "widening" is also "widened"
+    words = norm.split()
+    denied = {word for i, word in enumerate(words) if _denied_before(words, i)}
+    asked = (frozenset(words) | frozenset(_canon(norm).split())) - _STOP - denied  # "widening" is also "widened"
     asks_abnormal = any(word.startswith("abnormal") for word in asked)
     return asked, "normal" in asked or asks_abnormal, asks_abnormal
 

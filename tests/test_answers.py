@@ -695,6 +695,12 @@ FAMILY_CASES = [
     ("more_spellings", "A single lesion.", "multiple", None, None, False),
     ("more_spellings", "Posterior-anterior view.", "PA", None, None, True),
     ("more_spellings", "Anterior-posterior view.", "PA", None, None, False),
+    # "non" denies the asked word ("Non-contrast CT." to "Was contrast used?"), unless the question denies it itself
+    ("yn_denials", "Non-contrast CT.", "no", None, "Was contrast used?", True),
+    ("yn_denials", "Non-contrast CT.", "yes", None, "Was contrast used?", False),
+    ("yn_denials", "Non-contrast CT.", "yes", None, "Is this a non-contrast CT?", True),
+    ("yn_denials", "Non-enhancing lesion.", "no", None, "Is the lesion enhancing?", True),
+    ("yn_denials", "The heart is not enlarged.", "no", None, "Is the heart not enlarged?", False),
     # very short references
     ("short", "A", "A", None, None, True),
     ("short", "The answer is A.", "A", None, None, True),
