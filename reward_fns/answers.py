@@ -39,14 +39,12 @@ Kinds of question, told apart by the reference (and options / the two alternativ
   mass"); "Mass absent.", "Without (any) evidence of a mass", "The liver is free of masses", "Mass-free",
   "Absence of a mass", "Mass was excluded" and "Non-contrast CT." to "Was contrast used?" say no (but a word the
   question denies itself is not asked: "Is this a non-contrast CT?"), and "No (definite) abnormal findings" says
-  normal; "The
-  liver is (not) included / shown" says whether it is there; an abnormal predicate of the asked subject says no
-  to "Is the heart (size) normal?" ("Cardiomegaly."); an opposite denies ("diseased" healthy, "asymmetric"); and
-  a finding of the asked organ, in its own phrase, says it is not normal ("There is a mass in the left lung." to "Is
-  the lung healthy?", not "Clear lungs with cardiomegaly."); another kind of image, view or patient than the asked
-  one says no ("This is a CT scan." to "Is this an MRI?",
-  "AP view." to "Is this a PA film?",
-  "Coronal." to "Is this an axial image?", "Female." to "Is this a male?"); a finding stated answers a
+  normal; "The liver is (not) included / shown" says whether it is there; an abnormal predicate of the asked
+  subject says no to "Is the heart (size) normal?" ("Cardiomegaly."); an opposite denies ("diseased" healthy,
+  "asymmetric"); a finding of the asked organ, in its own phrase, says it is not normal ("There is a mass in
+  the left lung." to "Is the lung healthy?", not "Clear lungs with cardiomegaly."); another kind of image,
+  view or patient than the asked one says no ("This is a CT scan." to "Is this an MRI?", "AP view." to "Is
+  this a PA film?", "Coronal." to "Is this an axial image?", "Female." to "Is this a male?"); a finding stated answers a
   question about the whole image ("There is a large mass in the liver." says yes to "Is there any
   abnormality?" and no to "Is this image normal?").
 * either-or (``choices``, the two alternatives a closed "A or B" question names, or a Chinese
@@ -1467,7 +1465,7 @@ def _content_words(text: str) -> set[str]:
 # A question about the whole image's normality ("Is this image normal?", "Is there any abnormality?", "Does the
 # picture contain abnormality?") is answered by a finding stated un-negated and unhedged in the reply's first two
 # clauses ("There is a large mass in the liver." says abnormal); a question about one organ's ("Is the lung
-# healthy?") by a finding stated in a clause that names the organ ("There is a mass in the lung.").
+# healthy?") by such a finding whose own phrase names the organ ("There is a mass in the lung.", :func:`_names_organ`).
 _FINDINGS = frozenset({
     "mass", "lesion", "nodule", "tumor", "cancer", "carcinoma", "metastasis", "cyst", "abscess", "fracture", "effusion",
     "pneumothorax", "pneumoperitoneum", "consolidation", "opacity", "infiltrate", "atelectasis", "hemorrhage",
