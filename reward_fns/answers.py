@@ -57,7 +57,8 @@ Kinds of question, told apart by the reference (and options / the two alternativ
   and hedging count before ("no X", "rule out X", "no definite evidence of X", "argue against X")
   and after the finding ("X is unlikely", "X cannot be excluded", "X - no"); a list of candidates
   ("X or Y") or extra listed items is wrong; multi-part references match in any order, and so does a
-  name written the other way round ("Kidney, left"; "Aneurysm of the aorta" for "Aortic aneurysm");
+  name written the other way round ("Kidney, left"; "Aneurysm of the aorta" for "Aortic aneurysm"; "The
+  heart is enlarged." for "Cardiomegaly");
   modality spellings (X-ray, Xray, x ray, radiograph) are one word, British spellings are American ones
   (haemorrhage, oedema, tumour), radiology's abbreviations are their words (LLL, RUQ, T2WI, GI, HCC, ACL,
   DWI, SBO, PTX), "nothing found" in its usual forms is one
@@ -1810,15 +1811,19 @@ def _open_match(prediction: str, reference: str) -> bool:
 
 def _inverted_name(prediction: str, canonical: str) -> str:
     """A name written the other way round, in plain order: a report's "Kidney, left" -> "left kidney" ("Lobe,
-    left lower" -> "left lower lobe"), "Aneurysm of the aorta" -> "aorta aneurysm" (as "Aortic aneurysm" reads);
-    "" unless the prediction is two parts around one comma or one "of" (``canonical``: its canonical form)."""
+    left lower" -> "left lower lobe"), "Aneurysm of the aorta" -> "aorta aneurysm" (as "Aortic aneurysm" reads),
+    "The heart is enlarged." -> "enlarged heart" (as "Cardiomegaly" reads); "" unless the prediction is two
+    parts around one comma, "of", "is" or "are" (``canonical``: its canonical form)."""
     if len(prediction) > _INVERTED_NAME_CHARS:
         return ""
     head, comma, tail = prediction.partition(",")
     if comma:
         return "" if "," in tail else f"{_canon_norm(tail)} {_canon_norm(head)}"
-    head, of, tail = canonical.partition(" of ")
-    return f"{tail} {head}" if of and " of " not in tail else ""
+    for word in (" of ", " is ", " are "):
+        head, found, tail = canonical.partition(word)
+        if found:
+            return f"{tail} {head}" if word not in tail else ""
+    return ""
 
 
 _INVERTED_NAME_CHARS = 80  # a name, not a sentence with a comma

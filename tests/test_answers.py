@@ -701,6 +701,10 @@ FAMILY_CASES = [
     ("yn_denials", "Non-contrast CT.", "yes", None, "Is this a non-contrast CT?", True),
     ("yn_denials", "Non-enhancing lesion.", "no", None, "Is the lesion enhancing?", True),
     ("yn_denials", "The heart is not enlarged.", "no", None, "Is the heart not enlarged?", False),
+    ("of_names", "The heart is enlarged.", "Cardiomegaly", None, None, True),
+    ("of_names", "The heart is not enlarged.", "Cardiomegaly", None, None, False),
+    ("of_names", "The liver is enlarged.", "Cardiomegaly", None, None, False),
+    ("of_names", "The kidneys are enlarged.", "Enlarged kidneys", None, None, True),
     # very short references
     ("short", "A", "A", None, None, True),
     ("short", "The answer is A.", "A", None, None, True),
