@@ -13,7 +13,7 @@ Kinds of question, told apart by the reference (and options / the two alternativ
   together ("Options A, C and D are incorrect"); two options named is wrong ("A or B"); a rejected
   option text selects the option that states its absence ("No pneumothorax"), and rejecting all
   options but one selects that one ("Not benign." of two, "Not A, B or D."); a numeric option is named
-  by its number word too ("Three."), any option by its position ("Option 3", "the third option", "the last
+  by its number word too ("Three."), "Both" beside left and right by "Bilateral", any option by its position ("Option 3", "the third option", "the last
   choice") unless an option's text is a number; a short answer naming only the last word of one option's text,
   which ends no other option's, names that option ("Effusion." for "Pleural effusion").
 * yes/no (reference "yes"/"no", or SLAKE's Chinese closed forms 是/是的/不是/否, 有/没有, 包含/不包含,
@@ -49,7 +49,8 @@ Kinds of question, told apart by the reference (and options / the two alternativ
   abnormality?" and no to "Is this image normal?").
 * either-or (``choices``, the two alternatives a closed "A or B" question names, or a Chinese
   "A还是B" one): the reference must be named and the other alternative not; rejecting one alone names the
-  other ("It is not benign." of benign or malignant). A reference "Both"
+  other ("It is not benign." of benign or malignant), and so does the opposite comparative ("The spleen is
+  smaller than the liver." to "Is the liver or the spleen larger?"). A reference "Both"
   ("Which lung is abnormal, left or right?") is right when both are named ("Left and right.") or
   "both" is said ("Bilateral." too, of left and right); one alone or "Neither." is wrong.
 * open-ended: SQuAD-style normalisation and exact match, or the reference stated un-negated in a
@@ -808,8 +809,18 @@ class _OptionSet:
                                                   if other != letter and len(text) > len(needle)
                                                   for off in _offsets(f" {text} ", f" {needle} ")))
             for letter, needle in needles.items() if needle
-        ) + tuple((letter, _ONES[int(needle)], f" {_ONES[int(needle)]} ", ()) for letter, needle in needles.items()
-                  if needle.isascii() and needle.isdigit() and int(needle) < len(_ONES))  # "Three." names the option "3"
+        ) + tuple((letter, name, f" {name} ", ()) for letter, name in _other_names(needles))
+
+
+def _other_names(needles: dict[str, str]) -> list[tuple[str, str]]:
+    """Other names an option goes by: a numeric option's number word ("Three." names "3") and, beside "left" and
+    "right", "bilateral" for "both" (and "both" for "bilateral")."""
+    names = [(letter, _ONES[int(needle)]) for letter, needle in needles.items()
+             if needle.isascii() and needle.isdigit() and int(needle) < len(_ONES)]
+    if {"left", "right"} <= set(needles.values()):
+        names += [(letter, "bilateral" if needle == "both" else "both") for letter, needle in needles.items()
+                  if needle in ("both", "bilateral")]
+    return names
 
 
 def _heads(needles: dict[str, str]) -> dict[str, str]:
@@ -2022,8 +2033,28 @@ def _zh_completed(prediction: str, choices: tuple[str, ...]) -> str:
                   lambda m: shared_start + m.group(1) + shared_end, text)
 
 
-def _either_or(prediction: str, choices: tuple[str, ...]) -> Verdict:
-    """An "A or B" question: the reference (``choices[0]``) named un-negated, the other not."""
+# Comparatives of opposite sense: a reply using the other one of the question's names the other alternative
+_OPPOSITE_COMPARATIVES = ((frozenset({"larger", "bigger", "greater"}), frozenset({"smaller"})),
+                          (frozenset({"higher"}), frozenset({"lower"})), (frozenset({"brighter"}), frozenset({"darker"})),
+                          (frozenset({"more"}), frozenset({"less", "fewer"})))
+
+
+def _compares_the_other_way(prediction: str, question: str | None) -> bool:
+    """Whether a reply answers a comparative question with the opposite comparative ("Which is bigger, the
+    kidney or the liver?" "The kidney is smaller than the liver."), and never with the question's own."""
+    if not question:
+        return False
+    asked, said = set(normalize(question).split()), set(normalize(prediction).split())
+    for first, second in _OPPOSITE_COMPARATIVES:
+        for own, other in ((first, second), (second, first)):
+            if asked & own and not asked & other:
+                return bool(said & other) and not said & own
+    return False
+
+
+def _either_or(prediction: str, choices: tuple[str, ...], question: str | None = None) -> Verdict:
+    """An "A or B" question: the reference (``choices[0]``) named un-negated, the other not (the other way
+    round when the reply compares with the opposite of the question's comparative)."""
     if choices[0] == "both":
         return _both(prediction, choices[1:])
     if any(_has_cjk(c) for c in choices) or _has_cjk(prediction):
@@ -2035,6 +2066,8 @@ def _either_or(prediction: str, choices: tuple[str, ...]) -> Verdict:
         named = [asserted and not negated for asserted, negated, _ in said]
         if not any(named) and len(said) == 2 and said[0][1] != said[1][1]:
             named = [said[1][1], said[0][1]]  # "It is not benign." of benign or malignant: the other one
+        if _compares_the_other_way(prediction, question):
+            named = named[::-1]
     if len(choices) < 2 or named[0] == named[1]:
         return Verdict(False, False)
     return Verdict(True, named[0])
@@ -2153,7 +2186,7 @@ def _verdict(prediction: object, reference: object, opts: _OptionSet, question: 
         said = yes_no(prediction, question)
         return Verdict(said is not None, said == _polarity_reference(reference))
     if kind is AnswerType.EITHER_OR:
-        return _either_or(prediction, choices)
+        return _either_or(prediction, choices, question)
     answered = bool(normalize(prediction)) or bool(prediction.strip())
     if rules == "mmmu":
         return Verdict(answered, answered and mmmu_open_match(prediction, reference))

@@ -705,6 +705,14 @@ FAMILY_CASES = [
     ("of_names", "The heart is not enlarged.", "Cardiomegaly", None, None, False),
     ("of_names", "The liver is enlarged.", "Cardiomegaly", None, None, False),
     ("of_names", "The kidneys are enlarged.", "Enlarged kidneys", None, None, True),
+    # either-or answered with the opposite comparative; "Bilateral." names the option "Both" beside left and right
+    ("yn_more", "The spleen is smaller than the liver.", "Liver", None, "Is the liver or the spleen larger?", True),
+    ("yn_more", "The kidney is smaller than the liver.", "Kidney", None, "Which is bigger, kidney or liver?", False),
+    ("yn_more", "The liver is larger than the spleen.", "Liver", None, "Is the liver or the spleen larger?", True),
+    ("heads", "Bilateral.", "C", {"A": "Left", "B": "Right", "C": "Both"}, None, True),
+    ("heads", "Bilateral.", "A", {"A": "Left", "B": "Right", "C": "Both"}, None, False),
+    ("heads", "Both.", "C", {"A": "Left", "B": "Right", "C": "Bilateral"}, None, True),
+    ("heads", "Bilateral.", "C", {"A": "Yes", "B": "No", "C": "Both"}, None, False),
     # very short references
     ("short", "A", "A", None, None, True),
     ("short", "The answer is A.", "A", None, None, True),
