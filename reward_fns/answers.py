@@ -13,9 +13,10 @@ Kinds of question, told apart by the reference (and options / the two alternativ
   together ("Options A, C and D are incorrect"); two options named is wrong ("A or B"); a rejected
   option text selects the option that states its absence ("No pneumothorax"), and rejecting all
   options but one selects that one ("Not benign." of two, "Not A, B or D."); a numeric option is named
-  by its number word too ("Three."), "Both" beside left and right by "Bilateral", any option by its position ("Option 3", "the third option", "the last
-  choice") unless an option's text is a number; a short answer naming only the last word of one option's text,
-  which ends no other option's, names that option ("Effusion." for "Pleural effusion").
+  by its number word too ("Three."), "Both" beside left and right by "Bilateral", any option by its
+  position ("Option 3", "the third option", "the last choice") unless an option's text is a number; a
+  short answer naming only the last word of one option's text, which ends no other option's, names that
+  option ("Effusion." for "Pleural effusion").
 * yes/no (reference "yes"/"no", or SLAKE's Chinese closed forms 是/是的/不是/否, 有/没有, 包含/不包含,
   可以/不可以, 正常/不正常, ...; a Chinese reply also by statement: 未见/没有发现 X says no, 可见/存在 X
   yes, 可能/疑似 nothing, 没有异常 "normal" against the question, 这是CT图像 no to 这是MRI吗, 女性 no to 是男性吗,
