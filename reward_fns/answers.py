@@ -103,7 +103,7 @@ import math
 import os
 import re
 import string
-from collections.abc import Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from enum import Enum
 from functools import lru_cache
@@ -283,7 +283,9 @@ _PLAIN_NAMES = (
 )
 
 # Spellings of one thing, made one token so "X-ray" = "Xray" = "x ray" and plurals meet singulars.
-_SPELLINGS = (
+# (pattern, replacement) pairs applied in order with ``pattern.sub``
+_Rule = tuple[re.Pattern[str], str | Callable[[re.Match[str]], str]]
+_SPELLINGS: tuple[_Rule, ...] = (
     (_BRITISH_RE, lambda m: _BRITISH[m.group(0)]),
     (_ABBREVIATION_RE, lambda m: _ABBREVIATIONS[m.group(0)]),
     (re.compile(rf"\b({'|'.join(_PREFIXES)}) ({'|'.join(_PREFIXED)})\b"), r"\1\2"),
@@ -300,7 +302,7 @@ _SPELLINGS = (
     (re.compile(r"\baxial\b"), "transverse"),  # SLAKE's planes: "Transverse Plane" is the axial one
     (re.compile(r"\b(transverse|coronal|sagittal)(?: planes?)?\b"), r"\1 plane"),
 )
-_PLURALS = (
+_PLURALS: tuple[_Rule, ...] = (
     # masses -> mass, abscesses -> abscess
     (re.compile(r"(?<=\w)sses\b"), "ss"),
     # metastases -> metastasis, stenoses -> stenosis: the Greek plural of a word of 6+ letters (not "-sses")
@@ -700,7 +702,8 @@ _ZH_TAIL_RE = re.compile("[\u4e00-\u9fff]*$")
 
 def _zh_tail(word: str) -> str:
     """The Chinese characters that end ``word`` ("答案是B不是" -> "不是"): its last Chinese word."""
-    return _ZH_TAIL_RE.search(word).group(0)
+    tail = _ZH_TAIL_RE.search(word)  # always matches, perhaps empty
+    return tail.group(0) if tail else ""
 
 
 _LABEL_WORD_RE = re.compile(r"(?i:answer|option|choice)")
@@ -781,11 +784,11 @@ def _text_mentions(clause: str, options: _OptionSet) -> list[tuple[str, bool]]:
     found = []
     spaced = f" {clause} "
     starts = {letter: _offsets(spaced, padded) for letter, padded, _ in hits}
-    if any(inside for _, _, inside in hits):  # a mention may sit inside another's: look up offsets in sets
-        starts = {letter: set(offsets) for letter, offsets in starts.items()}
+    # a mention may sit inside another's: look up offsets in sets
+    members = {letter: set(offsets) for letter, offsets in starts.items()} if any(inside for _, _, inside in hits) else {}
     for letter, padded, inside in hits:
         for s in starts[letter]:
-            if not inside or not any(s - off in starts.get(other, ()) for other, off in inside):
+            if not inside or not any(s - off in members.get(other, ()) for other, off in inside):
                 found.append((letter, _negated(*_context(clause, s, s + len(padded) - 2))))
     return found
 
@@ -915,7 +918,8 @@ def extract_choice(prediction: object, options: object) -> str | None:
 def _choice(prediction: object, options: _OptionSet) -> str | None:
     if not isinstance(prediction, str) or not options.items:
         return None
-    named, rejected = set(), set()
+    named: set[str] = set()
+    rejected: set[str] = set()
     for clause in _clauses(_strip_markup(_unwrap_latex(prediction))):
         for letter, negated in _clause_mentions_cached(clause, options) if len(clause) <= 256 else \
                 _clause_mentions(clause, options):
@@ -1225,7 +1229,7 @@ def _asks_normal_only(question: str) -> bool:
     return asks_normal and not asks_abnormal
 
 
-def yes_no(prediction: object, question: str | None = None) -> str | None:
+def yes_no(prediction: object, question: object = None) -> str | None:
     """"yes", "no", or None when the prediction says neither, both, or hedges (whole words,
     negation-aware; ``question`` lets "not normal" answer "Is it normal?")."""
     if not isinstance(prediction, str):
@@ -2153,22 +2157,25 @@ def judge(
     reference: object,
     options: object = None,
     *,
-    question: str | None = None,
-    choices: tuple[str, ...] = (),
-    rules: str = "medsage",
+    question: object = None,
+    choices: Iterable[str] = (),
+    rules: object = "medsage",
 ) -> Verdict:
     """Whether ``prediction`` gives an answer at all, and whether it is the ``reference``; never raises.
 
     For multiple choice ``reference`` is the correct letter (or the correct option's text);
     ``choices`` are an "A or B" question's alternatives (:func:`question_choices`); ``question``
     lets yes/no statements about the asked predicate count; ``rules="mmmu"`` scores open
-    questions by MMMU's rules (:func:`mmmu_open_match`).
+    questions by MMMU's rules (:func:`mmmu_open_match`). A question that is not text asks nothing, and rules
+    other than "mmmu" are MEDSAGE's.
     """
     try:
         opts = _options(options)
+        asked = question if isinstance(question, str) else None
+        mode = "mmmu" if rules == "mmmu" else "medsage"
         if isinstance(prediction, str) and len(prediction) <= _CACHED_CHARS and isinstance(reference, str):
-            return _verdict_cached(prediction, reference, opts, question, tuple(choices), rules)
-        return _verdict(prediction, reference, opts, question, tuple(choices), rules)
+            return _verdict_cached(prediction, reference, opts, asked, tuple(choices), mode)
+        return _verdict(prediction, reference, opts, asked, tuple(choices), mode)
     except Exception:  # noqa: BLE001 - a reward must never take the trainer down
         return Verdict(False, False)
 

@@ -97,7 +97,7 @@ def accuracy_reward(
     options: object = None,
     parsed: Parsed | None = None,
     require_answer_tag: bool = True,
-    question: str | None = None,
+    question: object = None,
 ) -> float:
     """1.0 when the answer matches the reference, else 0.0.
 
@@ -149,8 +149,8 @@ def score_response(
 
 def compute_score(
     data_source: str | None,
-    solution_str: str,
-    ground_truth: str,
+    solution_str: object,
+    ground_truth: object,
     extra_info: Mapping[str, Any] | None = None,
     reward_weights: Mapping[str, Any] | None = None,
     consistency: Mapping[str, Any] | None = None,

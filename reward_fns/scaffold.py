@@ -151,9 +151,9 @@ _PLAIN_TAG_RE = re.compile(r"[A-Z][A-Z0-9_]*")
 
 
 def _well_formed_pieces(tags: tuple[str, ...]) -> tuple[str, ...] | None:
-    """How the pieces after the first of ``text.split("<")`` begin when the text's only "<" characters
-    open its tags, ``<T>..</T>`` once for each tag, in order and written in upper case (a policy's usual
-    response): "T>", "/T>" for each tag. Then those are the only tags the loop of :func:`parse_tags`
+    """How the text after each "<" begins when the text's only "<" characters open its tags, ``<T>..</T>``
+    once for each tag, in order and written in upper case (a policy's usual response): "T>", "/T>" for
+    each tag. Then those are the only tags the loop of :func:`parse_tags`
     meets (every tag starts at a "<" and holds no other). None when ``tags`` are not distinct upper-case
     names (the loop keys sections by the name upper-cased)."""
     if tags not in _WELL_FORMED_CACHE:
@@ -161,6 +161,18 @@ def _well_formed_pieces(tags: tuple[str, ...]) -> tuple[str, ...] | None:
             isinstance(t, str) and _PLAIN_TAG_RE.fullmatch(t) for t in tags)
         _WELL_FORMED_CACHE[tags] = tuple(f"{slash}{t}>" for t in tags for slash in ("", "/")) if plain else None
     return _WELL_FORMED_CACHE[tags]
+
+
+def _starts(text: str, pieces: tuple[str, ...]) -> list[int] | None:
+    """Where each "<" of ``text`` is, when they are exactly one per piece and each is followed by its piece
+    (:func:`_well_formed_pieces`); None otherwise. Each "<" is found by one ``str.find``, a memchr."""
+    starts, at = [], text.find("<")
+    for piece in pieces:
+        if at < 0 or not text.startswith(piece, at + 1):
+            return None
+        starts.append(at)
+        at = text.find("<", at + len(piece) + 1)
+    return starts if at < 0 else None
 
 
 def parse_tags(text: object, tags: tuple[str, ...]) -> Parsed:
@@ -175,17 +187,17 @@ def parse_tags(text: object, tags: tuple[str, ...]) -> Parsed:
     if not isinstance(text, str):
         text = "" if text is None else str(text)
     well_formed = _well_formed_pieces(tags)
-    if well_formed is not None:  # the common case, in one str.split: what the loop below reads
-        pieces = text.split("<")
-        if len(pieces) == len(well_formed) + 1 and all(map(str.startswith, pieces[1:], well_formed)):
-            found = {tag: piece[len(tag) + 1 :].strip() for tag, piece in zip(tags, pieces[1::2])}
-            empty = () if all(found.values()) else tuple(Problem("empty", t) for t in tags if not found[t])
-            return Parsed(pieces[0].strip(), found, tags, empty)
+    starts = _starts(text, well_formed) if well_formed is not None else None
+    if starts is not None:  # the common case: what the loop below reads, without splitting the text
+        found = {tag: text[start + len(tag) + 2 : end].strip() for tag, start, end in zip(tags, starts[::2], starts[1::2])}
+        empty = () if all(found.values()) else tuple(Problem("empty", t) for t in tags if not found[t])
+        return Parsed(text[: starts[0]].strip(), found, tags, empty)
     parts = _tag_re(tags).split(text)
     sections: dict[str, str] = {}
     order: list[str] = []
     problems: list[Problem] = []
-    open_tag, content = None, ""
+    open_tag: str | None = None
+    content = ""
     for i in range(1, len(parts), 3):
         slash, tag, after = parts[i], parts[i + 1].upper(), parts[i + 2]
         closing = open_tag

@@ -9,31 +9,38 @@ x 6 rollouts) of ~1,000-token LVKC responses (``bench_rewards``'s batch):
    different, so no verdict comes from the matcher's cache: the same LVKC responses (one in ten
    malformed, as in the mixed batch) with each ``<ANSWER>`` stage replaced by a unique one.
 
-Goal: both at most 5x. Each figure is the least of nine runs, floor and score interleaved, timed in
+Goal: both at most 5x. Each line is printed twice: for the reward run from its source, then for the
+compiled reward (README "A compiled reward": ``MEDSAGE_COMPILE=1``, built here into a temporary folder
+with the README's command and timed in a child process). Each figure is the least of nine runs, floor and score interleaved, timed in
 CPU time of this thread (``time.thread_time``), so time the machine gives to other processes counts
 on neither side, and the least-disturbed run stands for each (on a shared machine the median of the
 same code moved between 7x and 10x within an hour, as the CPU's speed did); every matcher cache is
 emptied before each run (a new GRPO step brings new answers;
 only the repeats within a step hit them). Two parts are printed beside them: the scaffold parse alone
 (``parse``, which the reward runs once per response) and ``compute_score`` with every verdict a
-constant (the parse, the format reward and the reward's own calls): what no matcher change can remove.
+constant (the parse, the format reward, the reward's and the matcher's own calls): what no change to
+the verdicts can remove.
 """
 
 from __future__ import annotations
 
 import random
 import re
+import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).parent))
+sys.path[:0] = [str(Path(__file__).parent), str(Path(__file__).parents[1])]
 
+import compiled_reward  # noqa: E402
 from bench_rewards import OPTIONS, response  # noqa: E402
 
+from importlib.machinery import EXTENSION_SUFFIXES  # noqa: E402
 from unittest import mock  # noqa: E402
 
-from medsage.reward_fns import answers, compute_score, rewards  # noqa: E402
+from medsage.reward_fns import answers, compute_score  # noqa: E402
 from medsage.reward_fns.scaffold import parse  # noqa: E402
 
 GOAL_RATIO = 5.0
@@ -68,7 +75,8 @@ def _ratio(batch: list[tuple[str, str, dict | None]], rounds: int = 9) -> tuple[
         return sum(len(parse(text).sections) for text, _, _ in batch)
 
     def without_matcher() -> float:
-        with mock.patch.object(rewards, "judge", lambda *args, **kwargs: answers.Verdict(True, True)):
+        constant = lambda *args: answers.Verdict(True, True)  # noqa: E731
+        with mock.patch.object(answers, "_verdict_cached", constant), mock.patch.object(answers, "_verdict", constant):
             return score()
 
     times: dict[str, list[float]] = {"floor": [], "score": [], "parse": [], "no_matcher": []}
@@ -83,6 +91,9 @@ def _ratio(batch: list[tuple[str, str, dict | None]], rounds: int = 9) -> tuple[
 
 
 def main() -> None:
+    build = "compiled" if "--compiled" in sys.argv else "source"
+    if build == "compiled":
+        assert all(path.endswith(EXTENSION_SUFFIXES[0]) for path in compiled_reward.loaded_from().values())
     rng = random.Random(0)
     mixed = [response(rng, i) for i in range(512 * 6)]
     closed = [unique_closed(rng, i) for i in range(512 * 6)]
@@ -91,9 +102,14 @@ def main() -> None:
     for label, batch in (("GRPO batch (mixed)", mixed), ("closed, unique answers", closed)):
         ratio, least = _ratio(batch)
         floor_s = least["floor"]
-        print(f"{label:24s} floor {floor_s * 1e3:6.1f} ms  compute_score {least['score'] * 1e3:7.1f} ms  "
+        print(f"{build:8s} {label:24s} floor {floor_s * 1e3:6.1f} ms  compute_score {least['score'] * 1e3:7.1f} ms  "
               f"ratio {ratio:5.1f}x (goal <= {GOAL_RATIO:.0f}x)  [scaffold parse alone "
-              f"{least['parse'] / floor_s:4.1f}x, every verdict a constant {least['no_matcher'] / floor_s:4.1f}x]")
+              f"{least['parse'] / floor_s:4.1f}x, every verdict a constant {least['no_matcher'] / floor_s:4.1f}x]",
+              flush=True)
+    if build == "source":
+        with tempfile.TemporaryDirectory() as folder:
+            site = compiled_reward.build(Path(folder))
+            subprocess.run([sys.executable, __file__, "--compiled"], env=compiled_reward.environment(site), check=True)
 
 
 if __name__ == "__main__":
