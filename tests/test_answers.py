@@ -559,23 +559,18 @@ FAMILY_CASES = [
     ("more_spellings", "Normal cardiac silhouette.", "yes", None, "Is the heart enlarged?", False),
     ("more_spellings", "The mass is on the left side.", "yes", None, "Is the mass on the left?", True),
     ("more_spellings", "The mass is on the right side.", "yes", None, "Is the mass on the left?", False),
-    # density and signal said as increased/decreased; an inflamed organ is its -itis; the frontal plane is the coronal one
-    ("plain_words", "Increased signal intensity on T2.", "Hyperintense", None, None, True),
-    ("plain_words", "Increased signal intensity on T2.", "Hypointense", None, None, False),
-    ("plain_words", "Decreased attenuation.", "Hypodense", None, None, True),
-    ("plain_words", "Increased density.", "Hypodense", None, None, False),
-    ("plain_words", "Increased signal on T2.", "yes", None, "Is the lesion hyperintense on T2?", True),
-    ("plain_words", "Decreased signal on T2.", "yes", None, "Is the lesion hyperintense on T2?", False),
-    ("plain_words", "Inflamed appendix.", "Appendicitis", None, None, True),
-    ("plain_words", "Inflammation of the appendix.", "Appendicitis", None, None, True),
-    ("plain_words", "Appendiceal inflammation.", "Appendicitis", None, None, True),
-    ("plain_words", "Inflamed gallbladder.", "Cholecystitis", None, None, True),
-    ("plain_words", "Inflamed gallbladder.", "Appendicitis", None, None, False),
-    ("plain_words", "No inflammation of the appendix.", "Appendicitis", None, None, False),
-    ("plain_words", "Inflamed appendix.", "B", {"A": "Appendicitis", "B": "Cholecystitis"}, None, False),
+    # the frontal plane is the coronal one; "increased" and "inflamed" stay the words a yes/no question may ask ("Is the
+    # signal intensity increased?", "Is the appendix inflamed?"), not a signal term or an -itis
     ("plain_words", "Frontal plane.", "Coronal Plane", None, None, True),
     ("plain_words", "Frontal plane.", "Sagittal Plane", None, None, False),
     ("plain_words", "Frontal plane.", "B", {"A": "Transverse Plane", "B": "Coronal Plane", "C": "Sagittal Plane"}, None, True),
+    ("plain_words", "Coronal.", "yes", None, "Is this taken in the frontal plane?", True),
+    ("plain_words", "Axial.", "yes", None, "Is this the frontal plane?", False),
+    ("plain_words", "Increased signal intensity.", "yes", None, "Is the signal intensity increased?", True),
+    ("plain_words", "Increased density.", "yes", None, "Is the density increased?", True),
+    ("plain_words", "Reduced density.", "yes", None, "Is the density increased?", False),
+    ("plain_words", "The appendix is inflamed.", "yes", None, "Is the appendix inflamed?", True),
+    ("plain_words", "Inflammation.", "yes", None, "Is there inflammation of the gallbladder?", True),
     # "X of (the) Y" is "Y X" as a whole answer; more abbreviations (SBO, PTX, MCA); rim-enhancing is ring-enhancing;
     # hypoattenuating is hypodense
     ("of_names", "Aneurysm of the aorta.", "Aortic aneurysm", None, None, True),
