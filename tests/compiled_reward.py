@@ -7,6 +7,7 @@ every result of :func:`results` over :func:`corpus`; with :func:`environment` it
 
 from __future__ import annotations
 
+import ast
 import importlib
 import json
 import os
@@ -18,7 +19,13 @@ from collections.abc import Callable
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
-MODULES = ("medsage.reward_fns.scaffold", "medsage.reward_fns.answers", "medsage.reward_fns.rewards")
+# setup.py's COMPILED ("reward_fns/answers.py", ...) as the installed module names: a module added there is checked here
+MODULES = tuple(
+    "medsage." + path.removesuffix(".py").replace("/", ".")
+    for node in ast.parse((REPO / "setup.py").read_text()).body
+    if isinstance(node, ast.Assign) and getattr(node.targets[0], "id", "") == "COMPILED"
+    for path in ast.literal_eval(node.value)
+)
 
 
 def build(dest: Path) -> Path:

@@ -27,10 +27,10 @@ def _run(site: Path, *args: str) -> subprocess.CompletedProcess:
 
 
 def test_the_build_holds_the_compiled_modules_and_only_medsage_names(site):
-    compiled = {path.relative_to(site).as_posix() for suffix in EXTENSION_SUFFIXES[:1] for path in site.rglob(f"*{suffix}")}
-    modules = {f"{name.replace('.', '/')}{EXTENSION_SUFFIXES[0]}" for name in compiled_reward.MODULES}
-    assert modules <= compiled
-    assert {path.split("/")[0] for path in compiled} == {"medsage", f"medsage_reward__mypyc{EXTENSION_SUFFIXES[0]}"}
+    suffix = EXTENSION_SUFFIXES[0]
+    compiled = {path.relative_to(site).as_posix() for path in site.rglob(f"*{suffix}")}
+    assert {f"{name.replace('.', '/')}{suffix}" for name in compiled_reward.MODULES} <= compiled
+    assert {path.split("/")[0] for path in compiled} == {"medsage", f"medsage_reward__mypyc{suffix}"}
 
 
 def test_the_reward_tests_pass_on_the_compiled_build(site):
